@@ -1,0 +1,211 @@
+//! JSON bodies of the HTTP API and the commit-queue message.
+//!
+//! Field names are camelCase on the wire. Request types are lenient (unknown fields
+//! are ignored); response types carry every field the OpenAPI document requires.
+
+use serde::{Deserialize, Serialize};
+
+/// `GET /public/ping` and `GET /public/health` when ready.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub status: String,
+}
+
+/// `{"error":{"code":"SEAT_HELD","message":"..."}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+/// `POST /public/enter`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnterRequest {
+    pub user_id: String,
+    pub event_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnterResponse {
+    pub room_token: String,
+    pub position: u64,
+    pub eta_sec: u64,
+}
+
+/// `GET /public/room-status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomStatus {
+    pub ready: bool,
+    pub left_sec: u64,
+    pub position: u64,
+}
+
+/// `GET /public/summary/{eventId}/{section}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub event_id: String,
+    pub section: String,
+    pub total: u64,
+    pub available: u64,
+    pub held: u64,
+    pub sold: u64,
+    /// Minor units of `currency`.
+    pub price: u64,
+    pub currency: String,
+}
+
+/// `GET /public/seats/{eventId}`: one character a seat, `A` available, `H` held,
+/// `S` sold; seat `n` at index `n - 1`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeatMap {
+    pub event_id: String,
+    pub sections: Vec<SectionSeats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SectionSeats {
+    pub section: String,
+    pub seats: String,
+}
+
+/// `POST /public/hold`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HoldRequest {
+    pub event_id: String,
+    pub seat_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HoldResponse {
+    pub hold_id: String,
+    /// Epoch milliseconds.
+    pub expires_at: u64,
+}
+
+/// `POST /public/release`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseRequest {
+    pub event_id: String,
+    pub seat_id: String,
+    pub hold_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseResponse {
+    pub released: bool,
+}
+
+/// `POST /confirm/payment-intent`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentIntentRequest {
+    pub user_id: String,
+    pub event_id: String,
+    pub seat_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentIntentResponse {
+    pub intent_id: String,
+    pub amount: u64,
+    pub currency: String,
+    /// Epoch milliseconds.
+    pub expires_at: u64,
+}
+
+/// `POST /confirm/commit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitRequest {
+    pub intent_id: String,
+    pub event_id: String,
+    pub seat_ids: Vec<String>,
+    pub user_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitResponse {
+    pub idem: String,
+    pub status: OrderState,
+}
+
+/// `GET /confirm/status?idem=KEY`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusResponse {
+    pub order: Order,
+    pub payment: Payment,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Order {
+    pub idem: String,
+    pub status: OrderState,
+    pub event_id: String,
+    pub seat_ids: Vec<String>,
+    pub amount: u64,
+    pub currency: String,
+    /// Why an order was rejected (`SEAT_SOLD`), else null.
+    pub reason: Option<String>,
+    /// Epoch milliseconds.
+    pub updated_at: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderState {
+    Pending,
+    Confirmed,
+    Rejected,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    pub status: PaymentState,
+    pub amount: u64,
+    pub currency: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PaymentState {
+    Pending,
+    Captured,
+    Voided,
+}
+
+/// The commit-queue message (SQS FIFO body / Redis Streams entry), version 1.
+/// `MessageDeduplicationId` is `idem`; the worker sends unknown versions to the DLQ.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitMessage {
+    pub v: u32,
+    pub idem: String,
+    pub intent_id: String,
+    pub event_id: String,
+    pub user_id: String,
+    pub seat_ids: Vec<String>,
+    pub hold_ids: Vec<String>,
+    pub amount: u64,
+    pub currency: String,
+    /// Epoch milliseconds.
+    pub accepted_at: u64,
+}
+
+impl CommitMessage {
+    pub const VERSION: u32 = 1;
+}

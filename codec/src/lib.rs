@@ -1,0 +1,15 @@
+//! Contracts and wire formats shared by the edge and the worker.
+//!
+//! This crate is sans-IO: no runtime, no sockets, no AWS. It holds what both sides of
+//! the system must agree on byte for byte.
+//!
+//! # Layout
+//! - [`contract`]: the JSON bodies of the HTTP API (`openapi/ticketing.yaml` is the
+//!   normative copy; a test parses every example of the spec into these types) and the
+//!   commit-queue message.
+//! - [`error_code`]: the error codes the API answers with, and their HTTP status.
+//! - [`json`]: JSON writers for bodies built straight into a reused buffer.
+
+pub mod contract;
+pub mod error_code;
+pub mod json;

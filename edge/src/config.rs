@@ -1,0 +1,174 @@
+//! Configuration, read once from the environment (12-factor) into one typed struct.
+//!
+//! Every variable has a default that runs the local stack; a bad value is a
+//! [`ConfigError`] naming the variable, and `main` exits with code 64 (`EX_USAGE`).
+
+use std::{net::SocketAddr, time::Duration};
+
+/// Which io driver each core's runtime uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverChoice {
+    /// io_uring, falling back to epoll when the kernel or a seccomp profile refuses it.
+    Auto,
+    Uring,
+    Epoll,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `EDGE_ADDR`: where every core's `SO_REUSEPORT` listener binds.
+    pub addr: SocketAddr,
+    /// `EDGE_THREADS`: runtimes (one per core).
+    pub threads: usize,
+    /// `EDGE_DRIVER`: `auto`, `uring` or `epoll`.
+    pub driver: DriverChoice,
+    /// `EDGE_URING_ENTRIES`: io_uring submission queue size.
+    pub uring_entries: u32,
+    /// `EDGE_MAX_BODY_BYTES`: larger request bodies get 413.
+    pub max_body_bytes: usize,
+    /// `EDGE_REQUEST_TIMEOUT_MS`: a request must arrive whole within this time of its
+    /// first byte (slowloris guard); else 408 and close.
+    pub request_timeout: Duration,
+    /// `EDGE_KEEPALIVE_MS`: idle keep-alive connections close after this. Longer than
+    /// an ALB's 60 s idle timeout, so the ALB, not the edge, closes idle connections.
+    pub keepalive: Duration,
+    /// `EDGE_SHUTDOWN_GRACE_MS`: after SIGTERM, in-flight requests get this long.
+    pub shutdown_grace: Duration,
+    /// `EDGE_LOG`: `error`, `warn`, `info`, `debug` or `trace`.
+    pub log_level: tracing::level_filters::LevelFilter,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{var}={value:?}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub value: String,
+    pub reason: &'static str,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let env = Env { lookup: &lookup };
+        Ok(Self {
+            addr: env.parse("EDGE_ADDR", "127.0.0.1:8080", "expected ip:port")?,
+            threads: env.ranged("EDGE_THREADS", cores as u64, 1, 1024)? as usize,
+            driver: match env.get("EDGE_DRIVER", "auto").as_str() {
+                "auto" => DriverChoice::Auto,
+                "uring" => DriverChoice::Uring,
+                "epoll" => DriverChoice::Epoll,
+                other => {
+                    return Err(env.bad("EDGE_DRIVER", other, "expected auto, uring or epoll"))
+                }
+            },
+            uring_entries: env.ranged("EDGE_URING_ENTRIES", 1024, 8, 32768)? as u32,
+            max_body_bytes: env.ranged("EDGE_MAX_BODY_BYTES", 64 * 1024, 0, 16 << 20)? as usize,
+            request_timeout: env.millis("EDGE_REQUEST_TIMEOUT_MS", 10_000)?,
+            keepalive: env.millis("EDGE_KEEPALIVE_MS", 75_000)?,
+            shutdown_grace: env.millis("EDGE_SHUTDOWN_GRACE_MS", 20_000)?,
+            log_level: env.parse(
+                "EDGE_LOG",
+                "info",
+                "expected error, warn, info, debug or trace",
+            )?,
+        })
+    }
+}
+
+struct Env<'a, F: Fn(&str) -> Option<String>> {
+    lookup: &'a F,
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
+    fn get(&self, var: &'static str, default: &str) -> String {
+        (self.lookup)(var).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn bad(&self, var: &'static str, value: &str, reason: &'static str) -> ConfigError {
+        ConfigError {
+            var,
+            value: value.to_owned(),
+            reason,
+        }
+    }
+
+    fn parse<T: std::str::FromStr>(
+        &self,
+        var: &'static str,
+        default: &str,
+        reason: &'static str,
+    ) -> Result<T, ConfigError> {
+        let value = self.get(var, default);
+        value
+            .trim()
+            .parse()
+            .map_err(|_| self.bad(var, &value, reason))
+    }
+
+    fn ranged(
+        &self,
+        var: &'static str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<u64, ConfigError> {
+        let n: u64 = self.parse(var, &default.to_string(), "expected a whole number")?;
+        if n < min || n > max {
+            return Err(self.bad(var, &n.to_string(), "out of range"));
+        }
+        Ok(n)
+    }
+
+    fn millis(&self, var: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        self.ranged(var, default, 1, 24 * 3600 * 1000)
+            .map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn defaults_run_locally() {
+        let c = with(&[]).expect("defaults are valid");
+        assert_eq!(c.addr, "127.0.0.1:8080".parse().expect("addr"));
+        assert_eq!(c.driver, DriverChoice::Auto);
+        assert!(c.threads >= 1);
+        assert!(
+            c.keepalive > Duration::from_secs(60),
+            "must outlive an ALB's idle timeout"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (var, value) in [
+            ("EDGE_ADDR", "localhost"),
+            ("EDGE_THREADS", "0"),
+            ("EDGE_THREADS", "two"),
+            ("EDGE_DRIVER", "kqueue"),
+            ("EDGE_KEEPALIVE_MS", "-5"),
+            ("EDGE_MAX_BODY_BYTES", "99999999999"),
+            ("EDGE_LOG", "loud"),
+        ] {
+            let err = with(&[(var, value)]).expect_err(var);
+            assert_eq!(err.var, var);
+            assert!(err.to_string().starts_with(var), "{err}");
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! One HTTP/1.1 connection: read, answer every complete request in the buffer in
+//! order, write all their answers with one write, repeat.
+//!
+//! Timeouts: an idle keep-alive connection closes after `keepalive`; a request must
+//! arrive whole within `request_timeout` of its first byte (slowloris), else 408.
+
+use std::{rc::Rc, time::Instant};
+
+use codec::error_code::ErrorCode;
+use monoio::{
+    buf::IoBufMut,
+    io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt},
+    net::TcpStream,
+    time::timeout,
+};
+
+use crate::{
+    error::Error,
+    http::{self, Method, Reply},
+    router,
+    server::{Core, Registration},
+};
+
+const READ_BUF_BYTES: usize = 16 * 1024;
+const WRITE_BUF_BYTES: usize = 16 * 1024;
+/// A read gets at least this much spare capacity.
+const MIN_READ_BYTES: usize = 4 * 1024;
+/// After the last answer on a closing connection, what the client still sends is read
+/// and dropped for this long, so the close does not reset the connection and destroy
+/// the answer in flight (RFC 9112 section 9.6).
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+const LINGER_MAX_BYTES: usize = 256 * 1024;
+
+pub(crate) async fn serve(stream: TcpStream, core: Rc<Core>) {
+    let registration = core.register(&stream);
+    let mut conn = Conn {
+        registration,
+        stream,
+        core,
+        rbuf: Vec::with_capacity(READ_BUF_BYTES),
+        wbuf: Vec::with_capacity(WRITE_BUF_BYTES),
+        reply: Reply::default(),
+    };
+    if conn.run().await {
+        conn.linger().await;
+    }
+}
+
+struct Conn {
+    // Dropped before `stream`, so that the core never sees a closed fd.
+    registration: Registration,
+    stream: TcpStream,
+    core: Rc<Core>,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    reply: Reply,
+}
+
+impl Conn {
+    /// Serves requests until the connection ends; true when it should close gracefully
+    /// (answers were sent and the client may still be sending).
+    async fn run(&mut self) -> bool {
+        let mut request_started: Option<Instant> = None;
+        loop {
+            let idle = self.rbuf.is_empty();
+            let limit = if idle {
+                if self.core.draining() {
+                    return true;
+                }
+                request_started = None;
+                self.core.config.keepalive
+            } else {
+                let started = *request_started.get_or_insert_with(Instant::now);
+                self.core
+                    .config
+                    .request_timeout
+                    .saturating_sub(started.elapsed())
+            };
+            self.registration.slot.idle.set(idle);
+            let read = timeout(
+                limit,
+                read_more(&mut self.stream, std::mem::take(&mut self.rbuf)),
+            );
+            let read = read.await;
+            self.registration.slot.idle.set(false);
+            match read {
+                Ok((Ok(n), buf)) if n > 0 => self.rbuf = buf,
+                // End of stream, reset, or an idle connection timed out.
+                Ok(_) => return false,
+                Err(_elapsed) if idle => return false,
+                Err(_elapsed) => {
+                    let e =
+                        Error::framing(ErrorCode::RequestTimeout, "request not received in time");
+                    e.render(&mut self.reply);
+                    http::write_response(&mut self.wbuf, &self.reply, None, false, false);
+                    return self.flush().await;
+                }
+            }
+            let (progress, close) = self.answer_buffered().await;
+            if progress {
+                request_started = None;
+            }
+            if !self.flush().await {
+                return false;
+            }
+            if close {
+                return true;
+            }
+        }
+    }
+
+    /// Answers every complete request in the read buffer, in order, into the write
+    /// buffer. Returns (whether any request was consumed, whether to close).
+    async fn answer_buffered(&mut self) -> (bool, bool) {
+        let mut consumed = 0;
+        let mut close = false;
+        while consumed < self.rbuf.len() {
+            let head = match http::parse_head(&self.rbuf[consumed..]) {
+                Ok(Some(head)) => head,
+                Ok(None) => break,
+                Err(e) => {
+                    e.render(&mut self.reply);
+                    http::write_response(&mut self.wbuf, &self.reply, None, false, false);
+                    close = true;
+                    break;
+                }
+            };
+            if head.content_length > self.core.config.max_body_bytes {
+                let e = Error::framing(ErrorCode::PayloadTooLarge, "request body too large");
+                e.render(&mut self.reply);
+                http::write_response(&mut self.wbuf, &self.reply, head.request_id, false, false);
+                close = true;
+                break;
+            }
+            let end = consumed + head.len + head.content_length;
+            if end > self.rbuf.len() {
+                break;
+            }
+            let body = &self.rbuf[consumed + head.len..end];
+            router::dispatch(&self.core, &head, body, &mut self.reply).await;
+            let keep_alive = head.keep_alive && !self.core.draining();
+            let head_only = head.method == Method::Head;
+            http::write_response(
+                &mut self.wbuf,
+                &self.reply,
+                head.request_id,
+                keep_alive,
+                head_only,
+            );
+            consumed = end;
+            if !keep_alive {
+                close = true;
+                break;
+            }
+        }
+        self.rbuf.drain(..consumed);
+        (consumed > 0, close)
+    }
+
+    /// Writes the write buffer out; false if the connection is gone.
+    async fn flush(&mut self) -> bool {
+        if self.wbuf.is_empty() {
+            return true;
+        }
+        let limit = self.core.config.request_timeout;
+        match timeout(limit, self.stream.write_all(std::mem::take(&mut self.wbuf))).await {
+            Ok((Ok(_), mut buf)) => {
+                buf.clear();
+                self.wbuf = buf;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Half-closes, then reads and drops what the client still sends until it closes,
+    /// [`LINGER`] passes or [`LINGER_MAX_BYTES`] arrive.
+    async fn linger(mut self) {
+        if self.stream.shutdown().await.is_err() {
+            return;
+        }
+        let deadline = Instant::now() + LINGER;
+        let mut buf = std::mem::take(&mut self.rbuf);
+        let mut dropped = 0;
+        while dropped < LINGER_MAX_BYTES {
+            buf.clear();
+            let left = deadline.saturating_duration_since(Instant::now());
+            match timeout(left, read_more(&mut self.stream, buf)).await {
+                Ok((Ok(n), back)) if n > 0 => {
+                    dropped += n;
+                    buf = back;
+                }
+                _ => return,
+            }
+        }
+    }
+}
+
+/// Reads into the spare capacity of `buf` (monoio reads write from the start of the
+/// buffer they are given, so the unparsed bytes must stay out of its way).
+async fn read_more(stream: &mut TcpStream, mut buf: Vec<u8>) -> (std::io::Result<usize>, Vec<u8>) {
+    if buf.capacity() - buf.len() < MIN_READ_BYTES {
+        buf.reserve(READ_BUF_BYTES);
+    }
+    let (len, cap) = (buf.len(), buf.capacity());
+    let (res, slice) = stream.read(buf.slice_mut(len..cap)).await;
+    (res, slice.into_inner())
+}

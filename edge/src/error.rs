@@ -1,0 +1,78 @@
+//! The edge's one error type, and the one place that maps it to a status, an error
+//! code and the JSON error body.
+
+use codec::error_code::ErrorCode;
+
+use crate::http::Reply;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request broke HTTP/1.1 framing or a limit; the connection closes after the
+    /// answer because the next request's first byte can no longer be found (RFC 9112
+    /// section 9.3 and 11.2).
+    #[error("{message}")]
+    Framing {
+        code: ErrorCode,
+        message: &'static str,
+    },
+    /// A well-framed request the API refuses: the connection stays open.
+    #[error("{message}")]
+    Request {
+        code: ErrorCode,
+        message: &'static str,
+    },
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: &'static str },
+    /// Temporarily unable to serve (draining, a dependency down): 503 + `Retry-After`.
+    #[error("{message}")]
+    Unavailable {
+        code: ErrorCode,
+        message: &'static str,
+        retry_after_secs: u32,
+    },
+}
+
+impl Error {
+    pub const fn framing(code: ErrorCode, message: &'static str) -> Self {
+        Self::Framing { code, message }
+    }
+
+    pub const fn request(code: ErrorCode, message: &'static str) -> Self {
+        Self::Request { code, message }
+    }
+
+    pub const fn code(&self) -> ErrorCode {
+        match self {
+            Self::Framing { code, .. } | Self::Request { code, .. } => *code,
+            Self::Unavailable { code, .. } => *code,
+            Self::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
+        }
+    }
+
+    /// Whether the connection must close after this answer.
+    pub const fn closes_connection(&self) -> bool {
+        matches!(self, Self::Framing { .. })
+    }
+
+    /// Renders the error as the reply: status, headers and
+    /// `{"error":{"code":"...","message":"..."}}`.
+    pub fn render(&self, reply: &mut Reply) {
+        let code = self.code();
+        reply.reset(code.status());
+        match self {
+            Self::MethodNotAllowed { allow } => reply.header("allow", allow.as_bytes()),
+            Self::Unavailable {
+                retry_after_secs, ..
+            } => {
+                reply.header("retry-after", retry_after_secs.to_string().as_bytes());
+            }
+            Self::Framing { .. } | Self::Request { .. } => {}
+        }
+        let body = reply.json_body();
+        body.extend_from_slice(b"{\"error\":{\"code\":\"");
+        body.extend_from_slice(code.as_str().as_bytes());
+        body.extend_from_slice(b"\",\"message\":");
+        codec::json::write_str(body, self.to_string().as_bytes());
+        body.extend_from_slice(b"}}");
+    }
+}

@@ -1,0 +1,324 @@
+//! HTTP/1.1 framing (RFC 9112): request heads parsed in place into borrowed slices,
+//! responses written head and body into the connection's one write buffer.
+//!
+//! Limits are named constants here (or config, for the body): a head larger than
+//! [`MAX_HEAD_BYTES`] or with more than [`MAX_HEADERS`] fields is answered 431.
+
+use std::{
+    cell::{Cell, RefCell},
+    hash::{BuildHasher, Hasher},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use codec::{error_code::ErrorCode, json::write_u64};
+
+use crate::error::Error;
+
+/// Largest request head (request line and fields) accepted.
+pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+/// Most header fields accepted in one request.
+pub const MAX_HEADERS: usize = 64;
+/// Longest `x-request-id` echoed back; longer or non-visible ones are replaced.
+pub const MAX_REQUEST_ID_BYTES: usize = 128;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Other,
+}
+
+/// A parsed request head. Every slice borrows the connection's read buffer.
+#[derive(Debug)]
+pub struct Head<'b> {
+    pub method: Method,
+    /// The path of the origin-form target, without the query.
+    pub path: &'b str,
+    /// What follows `?` in the target, or empty.
+    pub query: &'b str,
+    pub keep_alive: bool,
+    pub content_length: usize,
+    /// Bytes of the head, up to and including the empty line.
+    pub len: usize,
+    pub request_id: Option<&'b [u8]>,
+    pub room_token: Option<&'b [u8]>,
+    pub idempotency_key: Option<&'b [u8]>,
+    pub if_none_match: Option<&'b [u8]>,
+}
+
+/// Parses one request head from the start of `buf`: `Ok(None)` means not all of it has
+/// arrived yet (a normal outcome, not an error). Every error closes the connection.
+pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, Error> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut fields);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD_BYTES => len,
+        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD_BYTES => return Ok(None),
+        Ok(_) => {
+            return Err(Error::framing(
+                ErrorCode::HeadersTooLarge,
+                "request head too large",
+            ))
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(Error::framing(
+                ErrorCode::HeadersTooLarge,
+                "too many header fields",
+            ))
+        }
+        Err(_) => {
+            return Err(Error::framing(
+                ErrorCode::BadRequest,
+                "malformed request head",
+            ))
+        }
+    };
+    let bad = |message| Err(Error::framing(ErrorCode::BadRequest, message));
+    let method = match req.method {
+        Some("GET") => Method::Get,
+        Some("HEAD") => Method::Head,
+        Some("POST") => Method::Post,
+        _ => Method::Other,
+    };
+    let http11 = req.version == Some(1);
+    let Some(target) = req.path.and_then(origin_form) else {
+        return bad("request target must be origin-form or absolute-form");
+    };
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+
+    let mut head = Head {
+        method,
+        path,
+        query,
+        keep_alive: http11,
+        content_length: 0,
+        len,
+        request_id: None,
+        room_token: None,
+        idempotency_key: None,
+        if_none_match: None,
+    };
+    let (mut content_length, mut transfer_encoding, mut hosts, mut close) = (None, false, 0, false);
+    for field in req.headers.iter() {
+        let name = field.name.as_bytes();
+        let value = field.value.trim_ascii();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            // RFC 9110 section 8.6: 1*DIGIT; differing repeats are unrecoverable framing.
+            let Some(n) = parse_decimal(value) else {
+                return bad("invalid Content-Length");
+            };
+            if content_length.is_some_and(|prev| prev != n) {
+                return bad("conflicting Content-Length fields");
+            }
+            content_length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            transfer_encoding = true;
+        } else if name.eq_ignore_ascii_case(b"host") {
+            hosts += 1;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for option in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                close |= option.eq_ignore_ascii_case(b"close");
+                head.keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case(b"x-request-id") {
+            head.request_id = Some(value).filter(|v| is_request_id(v));
+        } else if name.eq_ignore_ascii_case(b"x-room-token") {
+            head.room_token = Some(value);
+        } else if name.eq_ignore_ascii_case(b"idempotency-key") {
+            head.idempotency_key = Some(value);
+        } else if name.eq_ignore_ascii_case(b"if-none-match") {
+            head.if_none_match = Some(value);
+        }
+    }
+    if transfer_encoding {
+        // RFC 9112 section 6.1: both is a smuggling vector; refuse and close. Section
+        // 6.3: a server may refuse a body without Content-Length with 411.
+        if content_length.is_some() {
+            return bad("both Transfer-Encoding and Content-Length");
+        }
+        return Err(Error::framing(
+            ErrorCode::LengthRequired,
+            "chunked request bodies are not supported: send Content-Length",
+        ));
+    }
+    // RFC 9112 section 3.2: an HTTP/1.1 request needs exactly one Host; any request
+    // with more than one is refused.
+    if hosts > 1 || (http11 && hosts == 0) {
+        return bad("exactly one Host header field is required");
+    }
+    head.content_length = content_length.unwrap_or(0);
+    head.keep_alive &= !close;
+    Ok(Some(head))
+}
+
+/// The path-and-query of an origin-form (`/p?q`) or absolute-form (`http://h/p?q`)
+/// target (RFC 9112 section 3.2.1 and 3.2.2).
+fn origin_form(target: &str) -> Option<&str> {
+    if target.starts_with('/') {
+        return Some(target);
+    }
+    let (scheme, rest) = target.split_once("://")?;
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+        return None;
+    }
+    Some(rest.find('/').map_or("/", |i| &rest[i..]))
+}
+
+fn parse_decimal(digits: &[u8]) -> Option<usize> {
+    if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(
+        digits
+            .iter()
+            .fold(0, |n, &d| n * 10 + usize::from(d - b'0')),
+    )
+}
+
+fn is_request_id(v: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID_BYTES).contains(&v.len()) && v.iter().all(|b| (0x21..=0x7e).contains(b))
+}
+
+/// What a handler answers, built into buffers the connection reuses for every request.
+#[derive(Debug)]
+pub struct Reply {
+    status: u16,
+    /// Extra header lines, already formatted as `name: value\r\n`.
+    headers: Vec<u8>,
+    body: Vec<u8>,
+}
+
+impl Default for Reply {
+    fn default() -> Self {
+        Self {
+            status: 200,
+            headers: Vec::with_capacity(256),
+            body: Vec::with_capacity(1024),
+        }
+    }
+}
+
+impl Reply {
+    /// Starts a new answer with `status` and nothing else.
+    pub fn reset(&mut self, status: u16) {
+        self.status = status;
+        self.headers.clear();
+        self.body.clear();
+    }
+
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// Adds a header line; `value` comes from this program, never raw from a client.
+    pub fn header(&mut self, name: &str, value: &[u8]) {
+        debug_assert!(!value.iter().any(|&b| b == b'\r' || b == b'\n'));
+        self.headers.extend_from_slice(name.as_bytes());
+        self.headers.extend_from_slice(b": ");
+        self.headers.extend_from_slice(value);
+        self.headers.extend_from_slice(b"\r\n");
+    }
+
+    /// The JSON body to write into.
+    pub fn json_body(&mut self) -> &mut Vec<u8> {
+        &mut self.body
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+}
+
+/// Appends the whole response (status line, fields, body) to `out`. A `HEAD` request
+/// gets the fields of the `GET` answer and no body (RFC 9110 section 9.3.2).
+pub fn write_response(
+    out: &mut Vec<u8>,
+    reply: &Reply,
+    request_id: Option<&[u8]>,
+    keep_alive: bool,
+    head_only: bool,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    write_u64(out, u64::from(reply.status));
+    out.push(b' ');
+    out.extend_from_slice(reason(reply.status).as_bytes());
+    out.extend_from_slice(b"\r\ndate: ");
+    write_date(out);
+    out.extend_from_slice(b"\r\nx-request-id: ");
+    match request_id {
+        Some(id) => out.extend_from_slice(id),
+        None => write_new_request_id(out),
+    }
+    if reply.status != 304 {
+        out.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
+        write_u64(out, reply.body.len() as u64);
+    }
+    out.extend_from_slice(if keep_alive {
+        b"\r\n"
+    } else {
+        b"\r\nconnection: close\r\n"
+    });
+    out.extend_from_slice(&reply.headers);
+    out.extend_from_slice(b"\r\n");
+    if !head_only && reply.status != 304 {
+        out.extend_from_slice(&reply.body);
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        422 => "Unprocessable Content",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}
+
+thread_local! {
+    /// IMF-fixdate of the current second (RFC 9110 section 5.6.7), formatted once a
+    /// second per core.
+    static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    /// Per-core request ids: a random prefix per thread and a counter.
+    static REQUEST_IDS: Cell<u64> = Cell::new(
+        std::collections::hash_map::RandomState::new().build_hasher().finish() << 32,
+    );
+}
+
+fn write_date(out: &mut Vec<u8>) {
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with_borrow_mut(|(cached_secs, text)| {
+        if *cached_secs != secs {
+            *cached_secs = secs;
+            *text = httpdate::fmt_http_date(now);
+        }
+        out.extend_from_slice(text.as_bytes());
+    });
+}
+
+fn write_new_request_id(out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let id = REQUEST_IDS.get();
+    REQUEST_IDS.set((id & !0xffff_ffff) | (id.wrapping_add(1) & 0xffff_ffff));
+    out.extend((0..16).rev().map(|i| HEX[((id >> (i * 4)) & 0xf) as usize]));
+}
+
+#[cfg(test)]
+mod tests;

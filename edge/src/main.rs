@@ -1,0 +1,71 @@
+//! `edge`: reads its configuration from the environment and serves until SIGTERM or
+//! SIGINT, then drains. A second signal exits at once.
+
+use std::{io::IsTerminal, process::ExitCode};
+
+use edge::{config::Config, server::Server};
+use signal_hook::{
+    consts::{SIGINT, SIGTERM},
+    iterator::Signals,
+};
+use tracing::{error, info, warn};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `EX_USAGE` from sysexits.h: the configuration is wrong.
+const EXIT_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("edge: bad configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(config.log_level)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    // Registered before the cores start, so a signal never hits the default handler.
+    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            error!(error = %e, "cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut server = match Server::start(config) {
+        Ok(server) => server,
+        Err(e) => {
+            error!(error = %e, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    info!(addr = %server.local_addr(), drivers = ?server.drivers(), "listening");
+    let drainer = server.drainer();
+    std::thread::spawn(move || {
+        let mut drainer = drainer;
+        for signal in signals.forever() {
+            match drainer.take() {
+                Some(drainer) => {
+                    info!(
+                        signal,
+                        "draining: health is 503, finishing in-flight requests"
+                    );
+                    drainer.drain();
+                }
+                None => {
+                    warn!(signal, "second signal, exiting now");
+                    std::process::exit(130);
+                }
+            }
+        }
+    });
+    server.join();
+    info!("stopped");
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,361 @@
+//! Threads, runtimes and listeners: one monoio runtime per core, each with its own
+//! `SO_REUSEPORT` listener and its own state; nothing shared but read-only config and
+//! the draining flag.
+//!
+//! Shutdown (SIGTERM/SIGINT, see `main.rs`): [`Drainer::drain`] turns health to 503,
+//! then every core closes its listener, closes its idle keep-alive connections, lets
+//! busy ones finish their request (answered with `connection: close`), and returns
+//! once none is left or the grace period ends.
+
+use std::{
+    cell::{Cell, RefCell},
+    collections::HashMap,
+    future::poll_fn,
+    io,
+    net::SocketAddr,
+    os::fd::{AsRawFd, RawFd},
+    rc::Rc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc,
+    },
+    task::{Poll, Waker},
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use futures_channel::oneshot;
+use monoio::{
+    net::{ListenerOpts, TcpListener},
+    time::TimeDriver,
+    Driver, IoUringDriver, LegacyDriver, Runtime, RuntimeBuilder,
+};
+use tracing::{info, warn};
+
+use crate::config::{Config, DriverChoice};
+
+/// Pending connections the kernel queues per listener.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// State every core may read.
+#[derive(Debug, Default)]
+pub struct Shared {
+    draining: AtomicBool,
+}
+
+impl Shared {
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// A running edge: its core threads and the address they listen on.
+pub struct Server {
+    addr: SocketAddr,
+    drivers: Vec<&'static str>,
+    threads: Vec<JoinHandle<()>>,
+    drainer: Option<Drainer>,
+}
+
+/// Starts a graceful shutdown of every core; `Send`, for the signal thread.
+pub struct Drainer {
+    shared: Arc<Shared>,
+    stops: Vec<oneshot::Sender<()>>,
+}
+
+impl Drainer {
+    pub fn drain(self) {
+        self.shared.draining.store(true, Ordering::Relaxed);
+        for stop in self.stops {
+            let _ = stop.send(());
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("core {core}: cannot build the {driver} runtime: {source}")]
+    Runtime {
+        core: usize,
+        driver: &'static str,
+        source: io::Error,
+    },
+    #[error("core {core}: cannot listen on {addr}: {source}")]
+    Bind {
+        core: usize,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    #[error("cannot start a core thread: {0}")]
+    Thread(io::Error),
+    #[error("core {0} died while starting")]
+    Died(usize),
+}
+
+type Ready = Result<(SocketAddr, &'static str), StartError>;
+
+impl Server {
+    /// Starts one thread per configured core and returns once each listens. Core 0
+    /// binds first, so that port 0 resolves to one port that every core then shares.
+    pub fn start(config: Config) -> Result<Server, StartError> {
+        let config = Arc::new(config);
+        let shared = Arc::new(Shared::default());
+        let mut server = Server {
+            addr: config.addr,
+            drivers: Vec::new(),
+            threads: Vec::new(),
+            drainer: Some(Drainer {
+                shared: shared.clone(),
+                stops: Vec::new(),
+            }),
+        };
+        for id in 0..config.threads {
+            let (ready_tx, ready_rx) = mpsc::channel::<Ready>();
+            let (stop_tx, stop_rx) = oneshot::channel();
+            let (config, shared, addr) = (config.clone(), shared.clone(), server.addr);
+            let thread = std::thread::Builder::new()
+                .name(format!("edge-core-{id}"))
+                .spawn(move || run_core(id, addr, config, shared, ready_tx, stop_rx))
+                .map_err(StartError::Thread)?;
+            server.threads.push(thread);
+            if let Some(drainer) = server.drainer.as_mut() {
+                drainer.stops.push(stop_tx);
+            }
+            // On an error, dropping `server` drops the stop senders: started cores exit.
+            let (addr, driver) = ready_rx.recv().map_err(|_| StartError::Died(id))??;
+            info!(core = id, driver, %addr, "core listening");
+            server.addr = addr;
+            server.drivers.push(driver);
+        }
+        Ok(server)
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The io driver of each core, in core order.
+    pub fn drivers(&self) -> &[&'static str] {
+        &self.drivers
+    }
+
+    /// The handle that starts a graceful shutdown; there is one.
+    pub fn drainer(&mut self) -> Option<Drainer> {
+        self.drainer.take()
+    }
+
+    /// Waits until every core has shut down.
+    pub fn join(self) {
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run_core(
+    id: usize,
+    addr: SocketAddr,
+    config: Arc<Config>,
+    shared: Arc<Shared>,
+    ready: mpsc::Sender<Ready>,
+    stop: oneshot::Receiver<()>,
+) {
+    let entries = config.uring_entries;
+    let uring = || {
+        RuntimeBuilder::<IoUringDriver>::new()
+            .with_entries(entries)
+            .enable_timer()
+            .build()
+    };
+    let epoll = || RuntimeBuilder::<LegacyDriver>::new().enable_timer().build();
+    let core = Rc::new(Core::new(id, config.clone(), shared));
+    let fail = |driver, source| {
+        let _ = ready.send(Err(StartError::Runtime {
+            core: id,
+            driver,
+            source,
+        }));
+    };
+    match config.driver {
+        DriverChoice::Uring => match uring() {
+            Ok(rt) => block_on(rt, "io_uring", core, addr, ready, stop),
+            Err(e) => fail("io_uring", e),
+        },
+        DriverChoice::Epoll => match epoll() {
+            Ok(rt) => block_on(rt, "epoll", core, addr, ready, stop),
+            Err(e) => fail("epoll", e),
+        },
+        DriverChoice::Auto => match uring() {
+            Ok(rt) => block_on(rt, "io_uring", core, addr, ready, stop),
+            Err(e) => {
+                // Container seccomp profiles (Docker's default, Fargate) refuse
+                // io_uring_setup: epoll is the production path there.
+                warn!(core = id, error = %e, "io_uring unavailable, falling back to epoll");
+                match epoll() {
+                    Ok(rt) => block_on(rt, "epoll", core, addr, ready, stop),
+                    Err(e) => fail("epoll", e),
+                }
+            }
+        },
+    }
+}
+
+fn block_on<D: Driver>(
+    mut rt: Runtime<TimeDriver<D>>,
+    driver: &'static str,
+    core: Rc<Core>,
+    addr: SocketAddr,
+    ready: mpsc::Sender<Ready>,
+    stop: oneshot::Receiver<()>,
+) {
+    rt.block_on(async move {
+        let opts = ListenerOpts::new().reuse_port(true).backlog(LISTEN_BACKLOG);
+        let listener = match TcpListener::bind_with_config(addr, &opts) {
+            Ok(listener) => listener,
+            Err(source) => {
+                let _ = ready.send(Err(StartError::Bind {
+                    core: core.id,
+                    addr,
+                    source,
+                }));
+                return;
+            }
+        };
+        let _ = ready.send(
+            listener
+                .local_addr()
+                .map(|a| (a, driver))
+                .map_err(|source| StartError::Bind {
+                    core: core.id,
+                    addr,
+                    source,
+                }),
+        );
+        drop(ready);
+        // A dropped sender (the server was dropped) stops the core like a drain does.
+        monoio::select! {
+            _ = accept_loop(&core, &listener) => {},
+            _ = stop => {},
+        }
+        drop(listener);
+        core.drain();
+        let grace = core.config.shutdown_grace;
+        if monoio::time::timeout(grace, core.all_closed())
+            .await
+            .is_err()
+        {
+            warn!(
+                core = core.id,
+                open = core.conns.borrow().len(),
+                "shutdown grace over, closing"
+            );
+        }
+    });
+}
+
+async fn accept_loop(core: &Rc<Core>, listener: &TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _peer)) => {
+                let _ = stream.set_nodelay(true);
+                monoio::spawn(crate::conn::serve(stream, core.clone()));
+            }
+            Err(e) => {
+                // Out of file descriptors or memory: back off instead of spinning.
+                warn!(core = core.id, error = %e, "accept failed");
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// One core's state, shared by its tasks through `Rc`.
+pub(crate) struct Core {
+    pub id: usize,
+    pub config: Arc<Config>,
+    pub shared: Arc<Shared>,
+    draining: Cell<bool>,
+    conns: RefCell<HashMap<u64, Rc<ConnSlot>>>,
+    next_conn: Cell<u64>,
+    all_closed: RefCell<Option<Waker>>,
+}
+
+/// What the core knows of one of its connections, to close it when idle at drain.
+pub(crate) struct ConnSlot {
+    fd: RawFd,
+    /// Waiting for the first byte of a request: closing it loses nothing.
+    pub idle: Cell<bool>,
+}
+
+/// Keeps a connection in its core's registry while alive.
+pub(crate) struct Registration {
+    core: Rc<Core>,
+    id: u64,
+    pub slot: Rc<ConnSlot>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut conns = self.core.conns.borrow_mut();
+        conns.remove(&self.id);
+        if conns.is_empty() {
+            if let Some(waker) = self.core.all_closed.take() {
+                waker.wake();
+            }
+        }
+    }
+}
+
+impl Core {
+    fn new(id: usize, config: Arc<Config>, shared: Arc<Shared>) -> Self {
+        Self {
+            id,
+            config,
+            shared,
+            draining: Cell::new(false),
+            conns: RefCell::default(),
+            next_conn: Cell::new(0),
+            all_closed: RefCell::default(),
+        }
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    pub fn register(self: &Rc<Self>, stream: &impl AsRawFd) -> Registration {
+        let id = self.next_conn.get();
+        self.next_conn.set(id + 1);
+        let slot = Rc::new(ConnSlot {
+            fd: stream.as_raw_fd(),
+            idle: Cell::new(false),
+        });
+        self.conns.borrow_mut().insert(id, slot.clone());
+        Registration {
+            core: self.clone(),
+            id,
+            slot,
+        }
+    }
+
+    /// Closes the read side of every idle connection: its pending read returns end of
+    /// stream and the connection ends. Busy ones see `draining` after their answer.
+    fn drain(&self) {
+        self.draining.set(true);
+        for slot in self.conns.borrow().values().filter(|slot| slot.idle.get()) {
+            // The fd is open: a registration is dropped before its stream closes.
+            let _ = nix::sys::socket::shutdown(slot.fd, nix::sys::socket::Shutdown::Read);
+        }
+    }
+
+    async fn all_closed(&self) {
+        poll_fn(|cx| {
+            if self.conns.borrow().is_empty() {
+                return Poll::Ready(());
+            }
+            *self.all_closed.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+    }
+}
