@@ -1,0 +1,213 @@
+//! Starts the real `edge` binary on a free port and talks raw HTTP/1.1 to it.
+
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{SocketAddr, TcpStream},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+/// Upper bound for anything a test waits for; a hang fails instead of blocking CI.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct Edge {
+    child: Child,
+    pub addr: SocketAddr,
+    pub log: mpsc::Receiver<String>,
+}
+
+impl Edge {
+    pub fn start(env: &[(&str, &str)]) -> Edge {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge"));
+        cmd.env("EDGE_ADDR", "127.0.0.1:0").env("EDGE_THREADS", "2");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.stderr(Stdio::piped()).spawn().expect("spawn edge");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, log) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[edge] {line}");
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let line = wait_for_line(&log, " listening ");
+        let addr = line
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("addr="))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no addr in {line:?}"));
+        Edge { child, addr, log }
+    }
+
+    pub fn connect(&self) -> Client {
+        let stream = TcpStream::connect(self.addr).expect("connect");
+        stream.set_read_timeout(Some(WAIT)).expect("timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args(["-s", signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "edge did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The first log line containing `needle`, waiting at most [`WAIT`].
+pub fn wait_for_line(log: &mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match log.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => {}
+            Err(e) => panic!("no log line with {needle:?}: {e}"),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+
+    pub fn error_code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .expect("error.code")
+            .to_owned()
+    }
+}
+
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn send(&mut self, raw: &[u8]) {
+        self.stream.write_all(raw).expect("write");
+    }
+
+    /// Reads one response; `head_only` for answers to HEAD.
+    pub fn read_response_to(&mut self, head_only: bool) -> Response {
+        loop {
+            let mut fields = [httparse::EMPTY_HEADER; 64];
+            let mut res = httparse::Response::new(&mut fields);
+            if let httparse::Status::Complete(len) = res.parse(&self.buf).expect("valid response") {
+                let status = res.code.expect("status");
+                let headers: Vec<(String, String)> = res
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_owned(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect();
+                let length = headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                    .map_or(0, |(_, v)| v.parse().expect("content-length"));
+                let length = if head_only { 0 } else { length };
+                while self.buf.len() < len + length {
+                    self.fill();
+                }
+                let body = self.buf[len..len + length].to_vec();
+                self.buf.drain(..len + length);
+                return Response {
+                    status,
+                    headers,
+                    body,
+                };
+            }
+            self.fill();
+        }
+    }
+
+    pub fn read_response(&mut self) -> Response {
+        self.read_response_to(false)
+    }
+
+    pub fn request(&mut self, raw: &[u8]) -> Response {
+        self.send(raw);
+        self.read_response()
+    }
+
+    fn fill(&mut self) {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self.stream.read(&mut chunk).expect("read (timed out?)");
+        assert!(n > 0, "connection closed before a whole response");
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
+
+    /// True when the server closed the connection (end of stream or reset) with no
+    /// more bytes; panics if it sends anything or stays open past [`WAIT`].
+    pub fn is_closed(&mut self) -> bool {
+        assert!(
+            self.buf.is_empty(),
+            "unread bytes: {:?}",
+            String::from_utf8_lossy(&self.buf)
+        );
+        let mut chunk = [0u8; 1024];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => true,
+            Ok(n) => panic!(
+                "unexpected bytes: {:?}",
+                String::from_utf8_lossy(&chunk[..n])
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => true,
+            Err(e) => panic!("connection still open: {e}"),
+        }
+    }
+}
+
+pub fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes()
+}
