@@ -1,0 +1,98 @@
+# max-tps-ecs: the front door. CI (.ci/run) runs `make test`; everything CI does can be
+# run here the same way. Local services come from infra/local/stack.sh (no Docker).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+JOBS ?= 2
+EDGE_ADDR ?= 127.0.0.1:8080
+OPENAPI_ADDR ?= 127.0.0.1:18080
+OPENAPI_SPEC ?= openapi/ticketing.yaml
+# operationIds of openapi/ticketing.yaml that the edge implements so far (empty = all).
+SCHEMATHESIS_OPS ?= ping health
+SCHEMATHESIS_MAX_EXAMPLES ?= 50
+SCHEMATHESIS_ARGS ?=
+
+STACK := infra/local/stack.sh
+EDGE := infra/local/edge.sh
+# Local service URLs, for recipes: $(WITH_ENV) cmd...
+WITH_ENV := eval "$$($(STACK) env)"; export EDGE_ADDR='$(EDGE_ADDR)';
+
+export CARGO_BUILD_JOBS := $(JOBS)
+export OPENAPI_ADDR OPENAPI_SPEC SCHEMATHESIS_OPS SCHEMATHESIS_MAX_EXAMPLES SCHEMATHESIS_ARGS
+
+.PHONY: help deps services services-stop services-status build build-edge run start stop \
+	test test-rust openapi-test fmt lint lint-sh clean-data bench
+
+help: ## list the targets
+	@echo "make TARGET   (variables: CARGO=$(CARGO) EDGE_ADDR=$(EDGE_ADDR) JOBS=$(JOBS) SCHEMATHESIS_OPS='$(SCHEMATHESIS_OPS)')"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: ## install what is missing: redis-server, postgresql, curl (apt), schemathesis (.run/venv)
+	$(STACK) deps
+
+services: deps ## start Redis (127.0.0.1:16379) and PostgreSQL (127.0.0.1:15432), data in .run/
+	$(STACK) up
+
+services-stop: ## stop Redis and PostgreSQL
+	$(STACK) down
+
+services-status: ## show whether Redis, PostgreSQL and a `make start` edge run
+	@$(STACK) status || true
+	@$(EDGE) status || true
+
+build: ## cargo build --release of every binary
+	$(CARGO) build --release -j$(JOBS) --workspace --bins
+
+build-edge: ## cargo build --release of the edge binary only
+	$(CARGO) build --release -j$(JOBS) -p edge --bin edge
+
+run: deps build ## services + edge in the foreground on EDGE_ADDR; Ctrl-C stops it all
+	EDGE_ADDR='$(EDGE_ADDR)' infra/local/run.sh
+
+start: services build ## services + edge in the background (.run/edge.pid, .run/edge.log), waits for health
+	$(WITH_ENV) $(EDGE) start --addr '$(EDGE_ADDR)' --pidfile .run/edge.pid --log .run/edge.log
+	@echo "edge: http://$(EDGE_ADDR)   try: curl -s http://$(EDGE_ADDR)/public/ping   stop: make stop"
+
+stop: ## stop the background edge and the services
+	$(EDGE) stop --pidfile .run/edge.pid
+	$(STACK) down
+
+test: services ## test-rust then openapi-test (both run; fails if either fails); what CI runs
+	$(MAKE) --no-print-directory -k test-rust openapi-test
+
+test-rust: services ## cargo nextest (or cargo test) of the workspace against the local services
+	$(WITH_ENV) \
+	if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --no-fail-fast --build-jobs $(JOBS); \
+	else \
+		echo "cargo-nextest not found; using cargo test"; \
+		$(CARGO) test --workspace --no-fail-fast -j$(JOBS); \
+	fi
+
+openapi-test: deps build-edge ## schemathesis against openapi/ticketing.yaml, edge on OPENAPI_ADDR
+	infra/local/openapi-test.sh
+
+fmt: ## cargo fmt --all
+	$(CARGO) fmt --all
+
+lint: ## rustfmt check + clippy -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -j$(JOBS) -- -D warnings
+
+lint-sh: ## shellcheck the shell scripts (infra/local, .ci/run)
+	shellcheck -x infra/local/*.sh .ci/run
+
+clean-data: ## stop the services and delete their data (.run/ except the venv)
+	$(EDGE) stop --pidfile .run/edge.pid
+	$(EDGE) stop --pidfile .run/edge-openapi.pid
+	$(STACK) clean
+
+bench: ## run perf/bench.sh (when it exists)
+	@if [ -f perf/bench.sh ]; then \
+		bash perf/bench.sh; \
+	else \
+		echo "perf/bench.sh does not exist yet"; \
+	fi
