@@ -9,7 +9,9 @@
 //!   commit-queue message.
 //! - [`error_code`]: the error codes the API answers with, and their HTTP status.
 //! - [`json`]: JSON writers for bodies built straight into a reused buffer.
+//! - [`resp`]: Redis (RESP) command encoding into a reused buffer.
 
 pub mod contract;
 pub mod error_code;
 pub mod json;
+pub mod resp;

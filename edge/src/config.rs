@@ -5,6 +5,8 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use crate::redis::RedisConfig;
+
 /// Which io driver each core's runtime uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DriverChoice {
@@ -36,6 +38,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// `EDGE_LOG`: `error`, `warn`, `info`, `debug` or `trace`.
     pub log_level: tracing::level_filters::LevelFilter,
+    /// `REDIS_URL`, `REDIS_TIMEOUT_MS`, `REDIS_MAX_IN_FLIGHT`: each core's connection.
+    pub redis: RedisConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +81,15 @@ impl Config {
                 "info",
                 "expected error, warn, info, debug or trace",
             )?,
+            redis: {
+                let url = env.get("REDIS_URL", "redis://127.0.0.1:16379");
+                let mut redis = RedisConfig::from_url(&url)
+                    .map_err(|reason| env.bad("REDIS_URL", &url, reason))?;
+                redis.timeout = env.millis("REDIS_TIMEOUT_MS", 1_000)?;
+                redis.max_in_flight =
+                    env.ranged("REDIS_MAX_IN_FLIGHT", 32 * 1024, 1, 1 << 20)? as usize;
+                redis
+            },
         })
     }
 }
@@ -165,6 +178,8 @@ mod tests {
             ("EDGE_KEEPALIVE_MS", "-5"),
             ("EDGE_MAX_BODY_BYTES", "99999999999"),
             ("EDGE_LOG", "loud"),
+            ("REDIS_URL", "http://127.0.0.1"),
+            ("REDIS_TIMEOUT_MS", "0"),
         ] {
             let err = with(&[(var, value)]).expect_err(var);
             assert_eq!(err.var, var);

@@ -3,7 +3,7 @@
 
 use codec::error_code::ErrorCode;
 
-use crate::http::Reply;
+use crate::{http::Reply, redis::RedisError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -30,6 +30,28 @@ pub enum Error {
         message: &'static str,
         retry_after_secs: u32,
     },
+    /// A failure that is our fault: 500.
+    #[error("{message}")]
+    Internal { message: &'static str },
+}
+
+impl From<RedisError> for Error {
+    /// Redis unreachable, slow or overloaded is a retryable 503; an error reply means
+    /// a bug or a broken deployment, a 500.
+    fn from(e: RedisError) -> Self {
+        match e {
+            RedisError::Server(_) | RedisError::Protocol(_) => Self::Internal {
+                message: "storage error",
+            },
+            RedisError::Disconnected | RedisError::Timeout | RedisError::Overloaded => {
+                Self::Unavailable {
+                    code: ErrorCode::Unavailable,
+                    message: "storage unavailable, retry",
+                    retry_after_secs: 1,
+                }
+            }
+        }
+    }
 }
 
 impl Error {
@@ -46,6 +68,7 @@ impl Error {
             Self::Framing { code, .. } | Self::Request { code, .. } => *code,
             Self::Unavailable { code, .. } => *code,
             Self::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
+            Self::Internal { .. } => ErrorCode::Internal,
         }
     }
 
@@ -66,7 +89,7 @@ impl Error {
             } => {
                 reply.header("retry-after", retry_after_secs.to_string().as_bytes());
             }
-            Self::Framing { .. } | Self::Request { .. } => {}
+            Self::Framing { .. } | Self::Request { .. } | Self::Internal { .. } => {}
         }
         let body = reply.json_body();
         body.extend_from_slice(b"{\"error\":{\"code\":\"");

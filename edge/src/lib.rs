@@ -18,5 +18,6 @@ pub mod config;
 mod conn;
 pub mod error;
 pub mod http;
+pub mod redis;
 mod router;
 pub mod server;

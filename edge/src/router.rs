@@ -36,13 +36,21 @@ fn ping(reply: &mut Reply) {
     reply.json_body().extend_from_slice(br#"{"status":"ok"}"#);
 }
 
-/// Readiness: 503 once draining, so load balancers stop sending new requests.
+/// Readiness: 503 once draining, so load balancers stop sending new requests, and
+/// while this core has no Redis connection.
 fn health(core: &Core, reply: &mut Reply) -> Result<(), Error> {
     if core.shared.draining() {
         return Err(Error::Unavailable {
             code: ErrorCode::Draining,
             message: "shutting down",
             retry_after_secs: 5,
+        });
+    }
+    if !core.redis.is_connected() {
+        return Err(Error::Unavailable {
+            code: ErrorCode::NotReady,
+            message: "no Redis connection",
+            retry_after_secs: 1,
         });
     }
     reply.reset(200);

@@ -32,7 +32,10 @@ use monoio::{
 };
 use tracing::{info, warn};
 
-use crate::config::{Config, DriverChoice};
+use crate::{
+    config::{Config, DriverChoice},
+    redis::Client,
+};
 
 /// Pending connections the kernel queues per listener.
 const LISTEN_BACKLOG: i32 = 4096;
@@ -168,7 +171,7 @@ fn run_core(
             .build()
     };
     let epoll = || RuntimeBuilder::<LegacyDriver>::new().enable_timer().build();
-    let core = Rc::new(Core::new(id, config.clone(), shared));
+    let core = (id, config.clone(), shared);
     let fail = |driver, source| {
         let _ = ready.send(Err(StartError::Runtime {
             core: id,
@@ -203,12 +206,13 @@ fn run_core(
 fn block_on<D: Driver>(
     mut rt: Runtime<TimeDriver<D>>,
     driver: &'static str,
-    core: Rc<Core>,
+    (id, config, shared): (usize, Arc<Config>, Arc<Shared>),
     addr: SocketAddr,
     ready: mpsc::Sender<Ready>,
     stop: oneshot::Receiver<()>,
 ) {
     rt.block_on(async move {
+        let core = Rc::new(Core::new(id, config, shared));
         let opts = ListenerOpts::new().reuse_port(true).backlog(LISTEN_BACKLOG);
         let listener = match TcpListener::bind_with_config(addr, &opts) {
             Ok(listener) => listener,
@@ -239,6 +243,11 @@ fn block_on<D: Driver>(
         }
         drop(listener);
         core.drain();
+        info!(
+            core = core.id,
+            open = core.conns.borrow().len(),
+            "core draining"
+        );
         let grace = core.config.shutdown_grace;
         if monoio::time::timeout(grace, core.all_closed())
             .await
@@ -274,7 +283,7 @@ pub(crate) struct Core {
     pub id: usize,
     pub config: Arc<Config>,
     pub shared: Arc<Shared>,
-    draining: Cell<bool>,
+    pub redis: Client,
     conns: RefCell<HashMap<u64, Rc<ConnSlot>>>,
     next_conn: Cell<u64>,
     all_closed: RefCell<Option<Waker>>,
@@ -307,20 +316,22 @@ impl Drop for Registration {
 }
 
 impl Core {
+    /// Inside the core's runtime: the Redis driver task starts here.
     fn new(id: usize, config: Arc<Config>, shared: Arc<Shared>) -> Self {
         Self {
             id,
+            redis: Client::connect(config.redis.clone()),
             config,
             shared,
-            draining: Cell::new(false),
             conns: RefCell::default(),
             next_conn: Cell::new(0),
             all_closed: RefCell::default(),
         }
     }
 
+    /// True from the moment a drain starts, before this core has handled its stop.
     pub fn draining(&self) -> bool {
-        self.draining.get()
+        self.shared.draining()
     }
 
     pub fn register(self: &Rc<Self>, stream: &impl AsRawFd) -> Registration {
@@ -338,13 +349,12 @@ impl Core {
         }
     }
 
-    /// Closes the read side of every idle connection: its pending read returns end of
-    /// stream and the connection ends. Busy ones see `draining` after their answer.
+    /// Shuts down every idle connection: the client sees the close at once and the
+    /// pending read ends. Busy ones see `draining` after their answer and close.
     fn drain(&self) {
-        self.draining.set(true);
         for slot in self.conns.borrow().values().filter(|slot| slot.idle.get()) {
             // The fd is open: a registration is dropped before its stream closes.
-            let _ = nix::sys::socket::shutdown(slot.fd, nix::sys::socket::Shutdown::Read);
+            let _ = nix::sys::socket::shutdown(slot.fd, nix::sys::socket::Shutdown::Both);
         }
     }
 

@@ -234,3 +234,14 @@ fn sigterm_drains_finishing_the_request_in_flight() {
     assert!(busy.is_closed());
     assert_eq!(edge.wait_exit().code(), Some(0));
 }
+
+#[test]
+fn health_is_503_not_ready_without_redis_while_ping_stays_200() {
+    // Port 1 on loopback: nothing listens, every connect is refused.
+    let edge = Edge::start(&[("REDIS_URL", "redis://127.0.0.1:1")]);
+    let mut c = edge.connect();
+    let r = c.request(&get("/public/health"));
+    assert_eq!((r.status, r.error_code().as_str()), (503, "NOT_READY"));
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(c.request(&get("/public/ping")).status, 200);
+}

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod redis_server;
+
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpStream},

@@ -1,0 +1,38 @@
+//! RESP command encoding (<https://redis.io/docs/latest/develop/reference/protocol-spec/>):
+//! a command is an array of bulk strings, written straight into the caller's buffer.
+
+use crate::json::write_u64;
+
+/// Appends one command whose arguments are the concatenation of `groups`
+/// (`*N\r\n` then `$len\r\narg\r\n` per argument).
+pub fn write_command(out: &mut Vec<u8>, groups: &[&[&[u8]]]) {
+    let count: usize = groups.iter().map(|g| g.len()).sum();
+    out.push(b'*');
+    write_u64(out, count as u64);
+    out.extend_from_slice(b"\r\n");
+    for arg in groups.iter().flat_map(|g| g.iter()) {
+        out.push(b'$');
+        write_u64(out, arg.len() as u64);
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_command;
+
+    #[test]
+    fn commands_are_arrays_of_bulk_strings() {
+        let mut out = Vec::new();
+        write_command(&mut out, &[&[b"SET", b"k"], &[b"", b"a\r\nb"]]);
+        assert_eq!(
+            out,
+            b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n$4\r\na\r\nb\r\n"
+        );
+        out.clear();
+        write_command(&mut out, &[&[b"PING"]]);
+        assert_eq!(out, b"*1\r\n$4\r\nPING\r\n");
+    }
+}

@@ -1,0 +1,196 @@
+//! The connection driver: connects (AUTH, SELECT), then runs a writer and a reader
+//! over the socket until either fails, fails every waiting command, and reconnects
+//! with capped exponential backoff and jitter.
+
+use std::{
+    cell::RefCell,
+    future::poll_fn,
+    hash::{BuildHasher, Hasher},
+    io,
+    rc::Rc,
+    task::Poll,
+    time::Duration,
+};
+
+use bytes::BytesMut;
+use monoio::{
+    buf::IoBufMut,
+    io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable},
+    net::TcpStream,
+};
+use redis_protocol::resp2::decode::decode_bytes_mut;
+use tracing::{info, warn};
+
+use super::{Frame, Inner, RedisConfig, RedisError};
+
+const READ_BUF_BYTES: usize = 64 * 1024;
+const MIN_READ_BYTES: usize = 4 * 1024;
+
+pub(super) async fn run(inner: Rc<RefCell<Inner>>) {
+    let config = inner.borrow().config.clone();
+    let mut backoff = config.backoff_min;
+    let mut jitter = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+        | 1;
+    loop {
+        match monoio::time::timeout(config.connect_timeout, connect(&config)).await {
+            Ok(Ok(stream)) => {
+                info!(addr = %config.addr, "redis connected");
+                backoff = config.backoff_min;
+                inner.borrow_mut().on_connected();
+                let error = serve(&inner, stream).await;
+                warn!(addr = %config.addr, %error, "redis connection lost");
+                inner.borrow_mut().on_disconnected();
+            }
+            Ok(Err(error)) => warn!(addr = %config.addr, %error, "redis connect failed"),
+            Err(_) => warn!(addr = %config.addr, "redis connect timed out"),
+        }
+        // xorshift: a delay in [backoff/2, backoff], so that every core (and every
+        // task of a fleet) does not reconnect in the same instant.
+        jitter ^= jitter << 13;
+        jitter ^= jitter >> 7;
+        jitter ^= jitter << 17;
+        let half = backoff / 2;
+        let delay = half + Duration::from_nanos(jitter % (half.as_nanos() as u64 + 1));
+        monoio::time::sleep(delay).await;
+        backoff = (backoff * 2).min(config.backoff_max);
+    }
+}
+
+async fn connect(config: &RedisConfig) -> Result<TcpStream, RedisError> {
+    let mut stream = TcpStream::connect(config.addr.as_str())
+        .await
+        .map_err(io_error)?;
+    stream.set_nodelay(true).map_err(io_error)?;
+    let mut rbuf = BytesMut::with_capacity(1024);
+    if let Some(password) = &config.password {
+        let user = config.username.as_deref().unwrap_or("default");
+        handshake(
+            &mut stream,
+            &mut rbuf,
+            &[b"AUTH", user.as_bytes(), password.as_bytes()],
+        )
+        .await?;
+    }
+    if config.db != 0 {
+        let db = config.db.to_string();
+        handshake(&mut stream, &mut rbuf, &[b"SELECT", db.as_bytes()]).await?;
+    }
+    Ok(stream)
+}
+
+/// One command and its reply, before the connection is handed to the driver.
+async fn handshake(
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    args: &[&[u8]],
+) -> Result<(), RedisError> {
+    let mut command = Vec::new();
+    codec::resp::write_command(&mut command, &[args]);
+    let (res, _) = stream.write_all(command).await;
+    res.map_err(io_error)?;
+    loop {
+        if let Some((frame, _, _)) = decode_bytes_mut(rbuf).map_err(protocol_error)? {
+            return match frame {
+                Frame::Error(message) => Err(RedisError::Server(message.to_string())),
+                _ => Ok(()),
+            };
+        }
+        read_more(stream, rbuf).await?;
+    }
+}
+
+async fn serve(inner: &Rc<RefCell<Inner>>, stream: TcpStream) -> RedisError {
+    let (mut reader, mut writer) = stream.into_split();
+    monoio::select! {
+        error = read_replies(inner, &mut reader) => error,
+        error = write_commands(inner, &mut writer) => error,
+    }
+}
+
+/// Writes whatever commands are queued, all at once, until the connection fails.
+async fn write_commands(
+    inner: &Rc<RefCell<Inner>>,
+    writer: &mut OwnedWriteHalf<TcpStream>,
+) -> RedisError {
+    let mut spare = Vec::with_capacity(64 * 1024);
+    loop {
+        let batch = poll_fn(|cx| {
+            let mut inner = inner.borrow_mut();
+            if inner.stalled {
+                return Poll::Ready(None);
+            }
+            if inner.wbuf.is_empty() {
+                inner.writer = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            let commands = std::mem::take(&mut inner.unwritten);
+            inner.stats.record_write(commands);
+            Poll::Ready(Some(std::mem::replace(
+                &mut inner.wbuf,
+                std::mem::take(&mut spare),
+            )))
+        })
+        .await;
+        let Some(batch) = batch else {
+            return RedisError::Timeout;
+        };
+        let (res, mut batch) = writer.write_all(batch).await;
+        if let Err(e) = res {
+            return io_error(e);
+        }
+        batch.clear();
+        spare = batch;
+    }
+}
+
+/// Reads replies and hands each to its command, until the connection fails.
+async fn read_replies(
+    inner: &Rc<RefCell<Inner>>,
+    reader: &mut OwnedReadHalf<TcpStream>,
+) -> RedisError {
+    let mut rbuf = BytesMut::with_capacity(READ_BUF_BYTES);
+    loop {
+        if let Err(e) = read_more(reader, &mut rbuf).await {
+            return e;
+        }
+        if let Err(e) = deliver_all(&mut inner.borrow_mut(), &mut rbuf) {
+            return e;
+        }
+    }
+}
+
+/// Decodes every complete reply in `rbuf` and delivers it; a partial reply stays.
+pub(super) fn deliver_all(inner: &mut Inner, rbuf: &mut BytesMut) -> Result<(), RedisError> {
+    while let Some((frame, _, _)) = decode_bytes_mut(rbuf).map_err(protocol_error)? {
+        inner.deliver(frame)?;
+    }
+    Ok(())
+}
+
+/// Reads into the spare capacity of `rbuf`; end of stream is an error here.
+async fn read_more(stream: &mut impl AsyncReadRent, rbuf: &mut BytesMut) -> Result<(), RedisError> {
+    if rbuf.capacity() - rbuf.len() < MIN_READ_BYTES {
+        rbuf.reserve(READ_BUF_BYTES);
+    }
+    let buf = std::mem::take(rbuf);
+    let (len, cap) = (buf.len(), buf.capacity());
+    let (res, slice) = stream.read(buf.slice_mut(len..cap)).await;
+    *rbuf = slice.into_inner();
+    match res {
+        Ok(0) => Err(RedisError::Protocol(
+            "connection closed by the server".into(),
+        )),
+        Ok(_) => Ok(()),
+        Err(e) => Err(io_error(e)),
+    }
+}
+
+fn io_error(e: io::Error) -> RedisError {
+    RedisError::Protocol(e.to_string())
+}
+
+fn protocol_error(e: redis_protocol::error::RedisProtocolError) -> RedisError {
+    RedisError::Protocol(e.to_string())
+}

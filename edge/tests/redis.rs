@@ -1,0 +1,250 @@
+//! The pipelined Redis client against real Redis: the shared one at `REDIS_URL` (`make
+//! services` starts it) and private `redis-server`s for kill, pause and AUTH cases.
+
+mod support;
+
+use std::{rc::Rc, time::Duration};
+
+use edge::redis::{Client, Frame, RedisConfig, RedisError, Script};
+use support::redis_server::RedisServer;
+
+fn shared_url() -> String {
+    std::env::var("REDIS_URL").expect("REDIS_URL: run the tests with `make test` (it starts Redis)")
+}
+
+fn run<F: std::future::Future>(f: F) -> F::Output {
+    monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+async fn connected(config: RedisConfig) -> Client {
+    let client = Client::connect(config);
+    monoio::time::timeout(support::WAIT, client.wait_connected())
+        .await
+        .expect("connects");
+    client
+}
+
+fn config(url: &str) -> RedisConfig {
+    RedisConfig::from_url(url).expect("url")
+}
+
+fn unique_prefix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock");
+    format!("test:{}:{}", std::process::id(), nanos.as_nanos())
+}
+
+fn bulk(s: &str) -> Frame {
+    Frame::BulkString(s.to_owned().into())
+}
+
+#[test]
+fn ten_thousand_concurrent_commands_each_get_their_own_reply() {
+    run(async {
+        let client = connected(config(&shared_url())).await;
+        let prefix = Rc::new(unique_prefix());
+        let tasks: Vec<_> = (0..10_000)
+            .map(|i| {
+                let (client, prefix) = (client.clone(), prefix.clone());
+                monoio::spawn(async move {
+                    let (key, value) = (format!("{prefix}:{i}"), format!("value-{i}"));
+                    let set =
+                        client.query(&[b"SET", key.as_bytes(), value.as_bytes(), b"PX", b"60000"]);
+                    assert_eq!(set.await, Ok(Frame::SimpleString("OK".into())));
+                    assert_eq!(
+                        client.query(&[b"GET", key.as_bytes()]).await,
+                        Ok(bulk(&value))
+                    );
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await;
+        }
+        let stats = client.stats();
+        assert_eq!((stats.commands, stats.replies), (20_000, 20_000));
+        assert!(
+            stats.mean_depth() > 10.0,
+            "commands share writes: {stats:?}"
+        );
+    });
+}
+
+#[test]
+fn error_replies_are_typed_and_the_connection_keeps_serving() {
+    run(async {
+        let client = connected(config(&shared_url())).await;
+        let key = format!("{}:str", unique_prefix());
+        client
+            .query(&[b"SET", key.as_bytes(), b"text", b"PX", b"60000"])
+            .await
+            .expect("set");
+        let incr = client.query(&[b"INCR", key.as_bytes()]).await;
+        assert!(
+            matches!(&incr, Err(RedisError::Server(m)) if m.starts_with("ERR")),
+            "{incr:?}"
+        );
+        let push = client.query(&[b"LPUSH", key.as_bytes(), b"x"]).await;
+        assert!(
+            matches!(&push, Err(RedisError::Server(m)) if m.starts_with("WRONGTYPE")),
+            "{push:?}"
+        );
+        let bad = client.query(&[b"NO-SUCH-COMMAND"]).await;
+        assert!(matches!(bad, Err(RedisError::Server(_))));
+        assert_eq!(
+            client.query(&[b"PING"]).await,
+            Ok(Frame::SimpleString("PONG".into()))
+        );
+        assert_eq!(client.stats().server_errors, 3);
+    });
+}
+
+#[test]
+fn scripts_run_by_sha_and_reload_after_script_flush() {
+    let redis = RedisServer::start(&[]);
+    run(async {
+        let client = connected(config(&redis.url())).await;
+        let script = Script::new("return {KEYS[1], ARGV[1]}");
+        let want = Ok(Frame::Array(vec![bulk("k"), bulk("a")]));
+        assert_eq!(
+            client.eval(&script, &[b"k"], &[b"a"]).await,
+            want,
+            "first run loads it"
+        );
+        assert_eq!(client.eval(&script, &[b"k"], &[b"a"]).await, want);
+        let retries = client.stats().noscript_retries;
+        assert_eq!(redis.raw("SCRIPT FLUSH"), "+OK\r\n");
+        assert_eq!(client.eval(&script, &[b"k"], &[b"a"]).await, want);
+        assert_eq!(client.stats().noscript_retries, retries + 1);
+    });
+}
+
+#[test]
+fn redis_killed_fails_every_command_at_once_and_a_restart_reconnects() {
+    let mut redis = RedisServer::start(&[]);
+    run(async {
+        let mut cfg = config(&redis.url());
+        cfg.timeout = Duration::from_secs(60); // so a failure here cannot be a timeout
+        let client = connected(cfg).await;
+        // Paused, Redis holds every command unanswered: they are in flight.
+        assert_eq!(redis.raw("CLIENT PAUSE 60000 ALL"), "+OK\r\n");
+        let in_flight: Vec<_> = (0..1000)
+            .map(|i| {
+                let client = client.clone();
+                monoio::spawn(async move {
+                    client
+                        .query(&[b"SET", format!("k{i}").as_bytes(), b"v"])
+                        .await
+                })
+            })
+            .collect();
+        // Let every task send before the kill.
+        while client.stats().commands < 1000 {
+            monoio::time::sleep(Duration::from_millis(1)).await;
+        }
+        redis.kill();
+        for task in in_flight {
+            assert_eq!(task.await, Err(RedisError::Disconnected));
+        }
+        assert!(!client.is_connected());
+        assert_eq!(
+            client.query(&[b"PING"]).await,
+            Err(RedisError::Disconnected),
+            "no queueing"
+        );
+
+        redis.restart();
+        monoio::time::timeout(support::WAIT, client.wait_connected())
+            .await
+            .expect("reconnects");
+        assert_eq!(
+            client.query(&[b"PING"]).await,
+            Ok(Frame::SimpleString("PONG".into()))
+        );
+        assert!(client.stats().reconnects >= 1);
+    });
+}
+
+#[test]
+fn a_deadline_passes_as_a_timeout_and_a_stalled_connection_is_replaced() {
+    let redis = RedisServer::start(&[]);
+    run(async {
+        let mut cfg = config(&redis.url());
+        cfg.timeout = Duration::from_millis(100);
+        let client = connected(cfg).await;
+        assert_eq!(redis.raw("CLIENT PAUSE 1000 ALL"), "+OK\r\n");
+        assert_eq!(client.query(&[b"PING"]).await, Err(RedisError::Timeout));
+        assert_eq!(client.stats().timeouts, 1);
+        // No reply came for the oldest command: the driver drops the connection.
+        let deadline = std::time::Instant::now() + support::WAIT;
+        while client.stats().reconnects == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "stalled connection not replaced"
+            );
+            monoio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Until the pause ends, new connections stall too and are replaced in turn.
+        loop {
+            assert!(std::time::Instant::now() < deadline, "never served again");
+            monoio::time::timeout(support::WAIT, client.wait_connected())
+                .await
+                .expect("reconnects");
+            match client.query(&[b"PING"]).await {
+                Err(RedisError::Timeout | RedisError::Disconnected) => continue,
+                pong => break assert_eq!(pong, Ok(Frame::SimpleString("PONG".into()))),
+            }
+        }
+    });
+}
+
+#[test]
+fn past_the_in_flight_bound_commands_fail_fast() {
+    let redis = RedisServer::start(&[]);
+    run(async {
+        let mut cfg = config(&redis.url());
+        cfg.max_in_flight = 10;
+        let client = connected(cfg).await;
+        assert_eq!(redis.raw("CLIENT PAUSE 500 ALL"), "+OK\r\n");
+        let held: Vec<_> = (0..10).map(|_| client.send_parts(&[&[b"PING"]])).collect();
+        assert_eq!(client.query(&[b"PING"]).await, Err(RedisError::Overloaded));
+        for pending in held {
+            assert_eq!(pending.await, Ok(Frame::SimpleString("PONG".into())));
+        }
+    });
+}
+
+#[test]
+fn auth_and_select_come_from_the_url() {
+    let redis = RedisServer::start(&["--requirepass", "s3cret"]);
+    run(async {
+        let client = connected(config(&format!(
+            "redis://:s3cret@127.0.0.1:{}/2",
+            redis.port
+        )))
+        .await;
+        client
+            .query(&[b"SET", b"in-db-2", b"yes"])
+            .await
+            .expect("set");
+        let mut other = config(&format!("redis://default:s3cret@127.0.0.1:{}", redis.port));
+        other.db = 2;
+        let other = connected(other).await;
+        assert_eq!(other.query(&[b"GET", b"in-db-2"]).await, Ok(bulk("yes")));
+        let db0 = connected(config(&format!("redis://:s3cret@127.0.0.1:{}", redis.port))).await;
+        assert_eq!(db0.query(&[b"GET", b"in-db-2"]).await, Ok(Frame::Null));
+
+        let wrong = Client::connect(config(&format!("redis://:nope@127.0.0.1:{}", redis.port)));
+        let attempt =
+            monoio::time::timeout(Duration::from_millis(300), wrong.wait_connected()).await;
+        assert!(
+            attempt.is_err() && !wrong.is_connected(),
+            "a wrong password never connects"
+        );
+    });
+}
