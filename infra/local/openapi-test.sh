@@ -35,6 +35,9 @@ die() {
 SPEC="$(cd "$(dirname "$SPEC")" && pwd -P)/$(basename "$SPEC")"
 [[ -x "$ST" ]] || die "$ST not found; run: make deps"
 
+log "validating $SPEC"
+"$ROOT/.run/venv/bin/openapi-spec-validator" "$SPEC"
+
 "$STACK" up
 eval "$("$STACK" env)"
 export REDIS_URL DATABASE_URL

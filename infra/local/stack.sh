@@ -22,7 +22,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
 RUN_DIR="$ROOT/.run"
 VENV="$RUN_DIR/venv"
 # Pinned: the Makefile's openapi-test uses this version's CLI flags.
-SCHEMATHESIS_REQ="${SCHEMATHESIS_REQ:-schemathesis==4.32.5}"
+PY_REQS="$ROOT/infra/local/requirements.txt"
 
 REDIS_PORT="${REDIS_PORT:-16379}"
 REDIS_PIDFILE="$RUN_DIR/redis.pid"
@@ -187,12 +187,9 @@ pg_bin_dir() {
 
 python_has_venv() { python3 -c 'import venv, ensurepip' >/dev/null 2>&1; }
 
+# The venv is current when it was built from this very requirements file.
 venv_ok() {
-	[[ -x "$VENV/bin/python" && -x "$VENV/bin/schemathesis" ]] || return 1
-	local want have
-	want="${SCHEMATHESIS_REQ#*==}"
-	have="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null)" || return 1
-	[[ "$SCHEMATHESIS_REQ" != *==* || "$have" == "$want" ]]
+	[[ -x "$VENV/bin/python" ]] && cmp -s "$PY_REQS" "$VENV/.requirements.txt"
 }
 
 cmd_deps() {
@@ -221,12 +218,13 @@ cmd_deps() {
 			log "creating Python venv $VENV"
 			python3 -m venv "$VENV"
 		fi
-		log "installing $SCHEMATHESIS_REQ into $VENV"
+		log "installing $PY_REQS into $VENV"
 		local piplog="$RUN_DIR/pip.log"
-		if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$SCHEMATHESIS_REQ" >"$piplog" 2>&1; then
+		if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$PY_REQS" >"$piplog" 2>&1; then
 			tail_log "$piplog"
-			die "pip install $SCHEMATHESIS_REQ failed"
+			die "pip install -r $PY_REQS failed"
 		fi
+		cp "$PY_REQS" "$VENV/.requirements.txt"
 	fi
 }
 
