@@ -9,9 +9,11 @@
 //!   commit-queue message.
 //! - [`error_code`]: the error codes the API answers with, and their HTTP status.
 //! - [`json`]: JSON writers for bodies built straight into a reused buffer.
+//! - [`keys`]: the Redis data model (key names, the catalog projection).
 //! - [`resp`]: Redis (RESP) command encoding into a reused buffer.
 
 pub mod contract;
 pub mod error_code;
 pub mod json;
+pub mod keys;
 pub mod resp;

@@ -40,7 +40,29 @@ pub struct Config {
     pub log_level: tracing::level_filters::LevelFilter,
     /// `REDIS_URL`, `REDIS_TIMEOUT_MS`, `REDIS_MAX_IN_FLIGHT`: each core's connection.
     pub redis: RedisConfig,
+    /// `ROOM_TOKEN_SECRET`: HMAC-SHA256 key of room tokens.
+    pub room_token_secret: String,
+    /// `ROOM_TOKEN_SECRET_PREVIOUS`: still accepted, so keys rotate without logouts.
+    pub room_token_secret_previous: Option<String>,
+    /// `ROOM_TOKEN_TTL_MS`: how long a room token is valid.
+    pub room_token_ttl: Duration,
+    /// `HOLD_TTL_MS`: a hold expires by itself after this.
+    pub hold_ttl: Duration,
+    /// `HOLD_LIMIT`: live holds one buyer may have in one event.
+    pub hold_limit: u32,
+    /// `PUBLIC_CACHE_MS`: each core reuses a summary or seat map this long; also the
+    /// `s-maxage` CloudFront sees (rounded up to whole seconds).
+    pub public_cache: Duration,
+    /// `EVENT_REFRESH_MS`: each core re-reads an event's catalog and admission state
+    /// at most this often, so operator changes reach every core within it.
+    pub event_refresh: Duration,
+    /// `ADMIN_TOKEN`: bearer token of the `/admin/*` endpoints; unset, they do not exist.
+    pub admin_token: Option<String>,
 }
+
+/// The room-token key used when `ROOM_TOKEN_SECRET` is unset: fine on a laptop, never
+/// in production (the edge warns at start).
+pub const LOCAL_ROOM_TOKEN_SECRET: &str = "local-only-room-token-secret";
 
 #[derive(Debug, thiserror::Error)]
 #[error("{var}={value:?}: {reason}")]
@@ -90,6 +112,15 @@ impl Config {
                     env.ranged("REDIS_MAX_IN_FLIGHT", 32 * 1024, 1, 1 << 20)? as usize;
                 redis
             },
+            room_token_secret: env.get("ROOM_TOKEN_SECRET", LOCAL_ROOM_TOKEN_SECRET),
+            room_token_secret_previous: (lookup)("ROOM_TOKEN_SECRET_PREVIOUS")
+                .filter(|s| !s.is_empty()),
+            room_token_ttl: env.millis("ROOM_TOKEN_TTL_MS", 2 * 3600 * 1000)?,
+            hold_ttl: env.millis("HOLD_TTL_MS", 5 * 60 * 1000)?,
+            hold_limit: env.ranged("HOLD_LIMIT", 4, 1, 100)? as u32,
+            public_cache: env.millis("PUBLIC_CACHE_MS", 1_000)?,
+            event_refresh: env.millis("EVENT_REFRESH_MS", 500)?,
+            admin_token: (lookup)("ADMIN_TOKEN").filter(|s| !s.is_empty()),
         })
     }
 }
@@ -180,6 +211,8 @@ mod tests {
             ("EDGE_LOG", "loud"),
             ("REDIS_URL", "http://127.0.0.1"),
             ("REDIS_TIMEOUT_MS", "0"),
+            ("HOLD_TTL_MS", "0"),
+            ("HOLD_LIMIT", "0"),
         ] {
             let err = with(&[(var, value)]).expect_err(var);
             assert_eq!(err.var, var);

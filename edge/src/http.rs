@@ -5,8 +5,7 @@
 //! [`MAX_HEAD_BYTES`] or with more than [`MAX_HEADERS`] fields is answered 431.
 
 use std::{
-    cell::{Cell, RefCell},
-    hash::{BuildHasher, Hasher},
+    cell::RefCell,
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -45,6 +44,7 @@ pub struct Head<'b> {
     pub room_token: Option<&'b [u8]>,
     pub idempotency_key: Option<&'b [u8]>,
     pub if_none_match: Option<&'b [u8]>,
+    pub authorization: Option<&'b [u8]>,
 }
 
 /// Parses one request head from the start of `buf`: `Ok(None)` means not all of it has
@@ -98,6 +98,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, Error> {
         room_token: None,
         idempotency_key: None,
         if_none_match: None,
+        authorization: None,
     };
     let (mut content_length, mut transfer_encoding, mut hosts, mut close) = (None, false, 0, false);
     for field in req.headers.iter() {
@@ -129,6 +130,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, Error> {
             head.idempotency_key = Some(value);
         } else if name.eq_ignore_ascii_case(b"if-none-match") {
             head.if_none_match = Some(value);
+        } else if name.eq_ignore_ascii_case(b"authorization") {
+            head.authorization = Some(value);
         }
     }
     if transfer_encoding {
@@ -248,7 +251,7 @@ pub fn write_response(
     out.extend_from_slice(b"\r\nx-request-id: ");
     match request_id {
         Some(id) => out.extend_from_slice(id),
-        None => write_new_request_id(out),
+        None => crate::ids::write_next(out),
     }
     if reply.status != 304 {
         out.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
@@ -295,10 +298,6 @@ thread_local! {
     /// IMF-fixdate of the current second (RFC 9110 section 5.6.7), formatted once a
     /// second per core.
     static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
-    /// Per-core request ids: a random prefix per thread and a counter.
-    static REQUEST_IDS: Cell<u64> = Cell::new(
-        std::collections::hash_map::RandomState::new().build_hasher().finish() << 32,
-    );
 }
 
 fn write_date(out: &mut Vec<u8>) {
@@ -311,13 +310,6 @@ fn write_date(out: &mut Vec<u8>) {
         }
         out.extend_from_slice(text.as_bytes());
     });
-}
-
-fn write_new_request_id(out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let id = REQUEST_IDS.get();
-    REQUEST_IDS.set((id & !0xffff_ffff) | (id.wrapping_add(1) & 0xffff_ffff));
-    out.extend((0..16).rev().map(|i| HEX[((id >> (i * 4)) & 0xf) as usize]));
 }
 
 #[cfg(test)]

@@ -17,7 +17,11 @@
 pub mod config;
 mod conn;
 pub mod error;
+pub mod events;
 pub mod http;
+mod ids;
+mod public;
 pub mod redis;
 mod router;
 pub mod server;
+pub mod token;

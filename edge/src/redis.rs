@@ -215,28 +215,32 @@ impl Client {
         }
     }
 
-    /// Runs `script` by SHA, loading it on `NOSCRIPT` (after `SCRIPT FLUSH`, a
-    /// failover or a restart) and retrying once.
-    pub async fn eval(
+    /// Runs `script` by SHA: `EVALSHA` is sent now (like [`Client::query`]); on
+    /// `NOSCRIPT` (after `SCRIPT FLUSH`, a failover or a restart) the script is sent
+    /// whole once (`EVAL` also loads it into the server's cache).
+    pub fn eval<'a>(
         &self,
-        script: &Script,
-        keys: &[&[u8]],
-        args: &[&[u8]],
-    ) -> Result<Frame, RedisError> {
-        let mut digits = Vec::with_capacity(4);
-        codec::json::write_u64(&mut digits, keys.len() as u64);
-        let sha = script.sha.as_bytes();
-        match self
-            .query_parts(&[&[b"EVALSHA", sha, &digits], keys, args])
-            .await
-        {
-            Err(RedisError::Server(msg)) if msg.starts_with("NOSCRIPT") => {
-                self.inner.borrow_mut().stats.noscript_retries += 1;
-                let body = script.body.as_bytes();
-                self.query_parts(&[&[b"EVAL", body, &digits], keys, args])
-                    .await
+        script: &'a Script,
+        keys: &'a [&'a [u8]],
+        args: &'a [&'a [u8]],
+    ) -> impl Future<Output = Result<Frame, RedisError>> + 'a {
+        let mut digits = [0u8; 20];
+        let numkeys = decimal(keys.len(), &mut digits);
+        let first = self.query_parts(&[&[b"EVALSHA", script.sha.as_bytes(), numkeys], keys, args]);
+        let client = self.clone();
+        async move {
+            match first.await {
+                Err(RedisError::Server(msg)) if msg.starts_with("NOSCRIPT") => {
+                    client.inner.borrow_mut().stats.noscript_retries += 1;
+                    let mut digits = [0u8; 20];
+                    let numkeys = decimal(keys.len(), &mut digits);
+                    let body = script.body.as_bytes();
+                    client
+                        .query_parts(&[&[b"EVAL", body, numkeys], keys, args])
+                        .await
+                }
+                reply => reply,
             }
-            reply => reply,
         }
     }
 
@@ -270,6 +274,20 @@ impl Client {
             inner: self.inner.clone(),
             slot: Some(slot),
             refused: None,
+        }
+    }
+}
+
+/// `n` in decimal, written into `buf`.
+fn decimal(n: usize, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
         }
     }
 }

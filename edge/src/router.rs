@@ -1,31 +1,84 @@
-//! Routes and handlers. A handler fills the [`Reply`]; errors are rendered in one place
-//! ([`Error::render`]).
+//! Routes: path and method to handler. A handler fills the [`Reply`]; errors are
+//! rendered in one place ([`Error::render`]).
 
 use codec::error_code::ErrorCode;
 
 use crate::{
     error::Error,
     http::{Head, Method, Reply},
+    public,
     server::Core,
 };
 
 const GET: &str = "GET, HEAD";
+const POST: &str = "POST";
 
-pub(crate) async fn dispatch(core: &Core, head: &Head<'_>, _body: &[u8], reply: &mut Reply) {
-    let result = match head.path {
-        "/public/ping" => allow_get(head).map(|()| ping(reply)),
-        "/public/health" => allow_get(head).and_then(|()| health(core, reply)),
-        _ => Err(Error::request(ErrorCode::NotFound, "no such route")),
-    };
-    if let Err(e) = result {
+pub(crate) async fn dispatch(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Reply) {
+    if let Err(e) = route(core, head, body, reply).await {
         e.render(reply);
     }
 }
 
-fn allow_get(head: &Head<'_>) -> Result<(), Error> {
-    match head.method {
-        Method::Get | Method::Head => Ok(()),
-        Method::Post | Method::Other => Err(Error::MethodNotAllowed { allow: GET }),
+async fn route(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Reply) -> Result<(), Error> {
+    let mut segments = head.path.strip_prefix('/').unwrap_or(head.path).split('/');
+    match (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) {
+        (Some("public"), Some("ping"), None, ..) => {
+            allow(head, GET)?;
+            ping(reply);
+            Ok(())
+        }
+        (Some("public"), Some("health"), None, ..) => {
+            allow(head, GET)?;
+            health(core, reply)
+        }
+        (Some("public"), Some("enter"), None, ..) => {
+            allow(head, POST)?;
+            public::enter(core, body, reply).await
+        }
+        (Some("public"), Some("room-status"), None, ..) => {
+            allow(head, GET)?;
+            public::room_status(core, head, reply).await
+        }
+        (Some("public"), Some("hold"), None, ..) => {
+            allow(head, POST)?;
+            public::hold(core, head, body, reply).await
+        }
+        (Some("public"), Some("release"), None, ..) => {
+            allow(head, POST)?;
+            public::release(core, head, body, reply).await
+        }
+        (Some("public"), Some("summary"), Some(event), Some(section), None) => {
+            allow(head, GET)?;
+            public::summary(core, head, event, section, reply).await
+        }
+        (Some("public"), Some("seats"), Some(event), None, ..) => {
+            allow(head, GET)?;
+            public::seats(core, head, event, reply).await
+        }
+        (Some("admin"), Some("events"), Some(event), Some("admission"), None) => {
+            allow(head, POST)?;
+            public::set_admission(core, head, event, body, reply).await
+        }
+        _ => Err(Error::request(ErrorCode::NotFound, "no such route")),
+    }
+}
+
+fn allow(head: &Head<'_>, allowed: &'static str) -> Result<(), Error> {
+    let ok = match head.method {
+        Method::Get | Method::Head => allowed == GET,
+        Method::Post => allowed == POST,
+        Method::Other => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::MethodNotAllowed { allow: allowed })
     }
 }
 

@@ -34,6 +34,7 @@ use tracing::{info, warn};
 
 use crate::{
     config::{Config, DriverChoice},
+    public::Public,
     redis::Client,
 };
 
@@ -284,6 +285,7 @@ pub(crate) struct Core {
     pub config: Arc<Config>,
     pub shared: Arc<Shared>,
     pub redis: Client,
+    pub public: Public,
     conns: RefCell<HashMap<u64, Rc<ConnSlot>>>,
     next_conn: Cell<u64>,
     all_closed: RefCell<Option<Waker>>,
@@ -321,6 +323,7 @@ impl Core {
         Self {
             id,
             redis: Client::connect(config.redis.clone()),
+            public: Public::new(&config),
             config,
             shared,
             conns: RefCell::default(),

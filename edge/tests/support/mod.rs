@@ -213,3 +213,106 @@ impl Client {
 pub fn get(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes()
 }
+
+/// The shared Redis of `make services` (`REDIS_URL`), as `host:port`.
+pub fn redis_addr() -> String {
+    let url = std::env::var("REDIS_URL").expect("REDIS_URL: run the tests with `make test`");
+    url.trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// One command to the shared Redis; the raw RESP reply.
+pub fn redis(args: &[&str]) -> String {
+    let mut s = TcpStream::connect(redis_addr()).expect("connect to Redis");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut cmd = format!("*{}\r\n", args.len());
+    for a in args {
+        cmd.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s.write_all(cmd.as_bytes()).expect("write");
+    let mut buf = vec![0u8; 1 << 16];
+    let n = s.read(&mut buf).expect("read");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// A fresh event id, so tests never share Redis state.
+pub fn unique_event(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock");
+    format!(
+        "t{tag}{}x{}",
+        std::process::id(),
+        nanos.as_nanos() % 1_000_000_000_000
+    )
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
+}
+
+/// Writes an event into Redis the way `worker seed` projects it: catalog JSON and
+/// admission hash. `sections`: (id, seats, price).
+pub fn seed_event(event: &str, sections: &[(&str, u32, u64)], open_at_ms: u64, rate: u64) {
+    let sections: Vec<_> = sections
+        .iter()
+        .map(|(id, seats, price)| serde_json::json!({"id": id, "seats": seats, "price": price}))
+        .collect();
+    let catalog = serde_json::json!({"eventId": event, "currency": "KRW", "sections": sections});
+    assert_eq!(
+        redis(&[
+            "SET",
+            &format!("ev:{{{event}}}:catalog"),
+            &catalog.to_string()
+        ]),
+        "+OK\r\n"
+    );
+    let adm = format!("ev:{{{event}}}:adm");
+    redis(&["DEL", &adm]);
+    redis(&[
+        "HSET",
+        &adm,
+        "openAtMs",
+        &open_at_ms.to_string(),
+        "rate",
+        &rate.to_string(),
+    ]);
+}
+
+impl Client {
+    /// `POST path` with a JSON body and optional room token.
+    pub fn post(&mut self, path: &str, token: Option<&str>, body: &serde_json::Value) -> Response {
+        let body = body.to_string();
+        let token = token
+            .map(|t| format!("x-room-token: {t}\r\n"))
+            .unwrap_or_default();
+        let raw = format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\n{token}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.request(raw.as_bytes())
+    }
+
+    /// `GET path` with extra header lines (each ending in \r\n).
+    pub fn get_with(&mut self, path: &str, headers: &str) -> Response {
+        self.request(format!("GET {path} HTTP/1.1\r\nHost: t\r\n{headers}\r\n").as_bytes())
+    }
+
+    /// Enters the room as `user`; returns the token.
+    pub fn enter(&mut self, event: &str, user: &str) -> String {
+        let r = self.post(
+            "/public/enter",
+            None,
+            &serde_json::json!({"userId": user, "eventId": event}),
+        );
+        assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+        r.json()["roomToken"]
+            .as_str()
+            .expect("roomToken")
+            .to_owned()
+    }
+}

@@ -1,0 +1,118 @@
+//! The Redis data model, shared by the edge (reads, holds) and the worker (catalog,
+//! sold seats, order statuses). Every key of an event carries the hash tag `{eventId}`
+//! so that a Redis Cluster keeps an event on one slot (one script may touch them all).
+//!
+//! | key | type | written by | what |
+//! |---|---|---|---|
+//! | `ev:{E}:catalog` | string, JSON [`Catalog`] | worker | sections, sizes, prices |
+//! | `ev:{E}:adm` | hash `openAtMs`, `rate` | worker seed, operators | admission: opening time, users/s |
+//! | `ev:{E}:queue` | string counter | edge `enter` | last position handed out |
+//! | `ev:{E}:pos` | hash user -> position | edge `enter` | a user's position |
+//! | `ev:{E}:sold:{S}` | bitmap, bit n = seat n | worker | sold seats of section S |
+//! | `ev:{E}:hold:{S}:{n}` | string `holdId user`, PX ttl | edge `hold` | one seat's hold |
+//! | `ev:{E}:holds:{S}` | zset n -> expiry ms | edge `hold` | live holds of a section, for counting |
+//! | `ev:{E}:uholds:{U}` | zset seatId -> expiry ms | edge `hold` | a user's live holds (limit) |
+
+use serde::{Deserialize, Serialize};
+
+/// An event's catalog as projected into Redis (`ev:{E}:catalog`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Catalog {
+    pub event_id: String,
+    pub currency: String,
+    pub sections: Vec<CatalogSection>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogSection {
+    /// Letters, digits and `_` (no `-`: seat ids are `{section}-{n}`).
+    pub id: String,
+    /// Seats are numbered 1..=seats.
+    pub seats: u32,
+    /// Minor units of the catalog's currency.
+    pub price: u64,
+}
+
+pub fn catalog(event: &str) -> String {
+    format!("ev:{{{event}}}:catalog")
+}
+
+pub fn admission(event: &str) -> String {
+    format!("ev:{{{event}}}:adm")
+}
+
+pub fn queue(event: &str) -> String {
+    format!("ev:{{{event}}}:queue")
+}
+
+pub fn positions(event: &str) -> String {
+    format!("ev:{{{event}}}:pos")
+}
+
+pub fn sold(event: &str, section: &str) -> String {
+    format!("ev:{{{event}}}:sold:{section}")
+}
+
+pub fn hold(event: &str, section: &str, n: u32) -> String {
+    format!("ev:{{{event}}}:hold:{section}:{n}")
+}
+
+pub fn section_holds(event: &str, section: &str) -> String {
+    format!("ev:{{{event}}}:holds:{section}")
+}
+
+pub fn user_holds(event: &str, user: &str) -> String {
+    format!("ev:{{{event}}}:uholds:{user}")
+}
+
+/// Splits a seat id `{section}-{n}` into its section and number (n >= 1).
+pub fn parse_seat(seat_id: &str) -> Option<(&str, u32)> {
+    let (section, n) = seat_id.rsplit_once('-')?;
+    let n: u32 = n.parse().ok().filter(|&n| n >= 1)?;
+    (!section.is_empty() && is_id(section) && !section.contains('-')).then_some((section, n))
+}
+
+/// Ids that may appear inside keys: 1..=64 of `[A-Za-z0-9_-]` (no braces, spaces or
+/// colons, which would break the hash tag or the key layout).
+pub fn is_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_of_one_event_share_its_hash_tag() {
+        for key in [
+            catalog("demo"),
+            sold("demo", "A"),
+            hold("demo", "A", 7),
+            user_holds("demo", "u1"),
+        ] {
+            assert!(key.contains("{demo}"), "{key}");
+        }
+        assert_eq!(hold("demo", "B", 12), "ev:{demo}:hold:B:12");
+    }
+
+    #[test]
+    fn seat_ids_split_into_section_and_number() {
+        assert_eq!(parse_seat("A-17"), Some(("A", 17)));
+        assert_eq!(parse_seat("VIP_2-1"), Some(("VIP_2", 1)));
+        for bad in [
+            "A-0",
+            "A-",
+            "-3",
+            "A17",
+            "A-x",
+            "A-B-3",
+            "A:1-3",
+            "A-99999999999",
+        ] {
+            assert_eq!(parse_seat(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! `/public/*` through HTTP against the real edge and the shared Redis: waiting room,
+//! holds, release, summary and seat map, admission changes. Each test seeds its own
+//! event (as `worker seed` projects one) so tests never share state.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use edge::token::{Keys, RoomToken};
+use serde_json::json;
+use support::{now_ms, seed_event, unique_event, Edge};
+
+const SECRET: &str = "test-secret";
+
+fn edge(extra: &[(&str, &str)]) -> Edge {
+    let mut env = vec![("ROOM_TOKEN_SECRET", SECRET), ("PUBLIC_CACHE_MS", "1")];
+    env.extend_from_slice(extra);
+    Edge::start(&env)
+}
+
+fn open_event(tag: &str, seats: u32) -> String {
+    let event = unique_event(tag);
+    seed_event(
+        &event,
+        &[("A", seats, 50_000), ("B", seats, 30_000)],
+        0,
+        1_000_000,
+    );
+    event
+}
+
+fn hold(c: &mut support::Client, event: &str, token: &str, seat: &str) -> support::Response {
+    c.post(
+        "/public/hold",
+        Some(token),
+        &json!({"eventId": event, "seatId": seat}),
+    )
+}
+
+#[test]
+fn entering_twice_keeps_the_position_and_the_token_reports_it() {
+    let edge = edge(&[]);
+    let event = open_event("enter", 10);
+    let mut c = edge.connect();
+    let first = c.post(
+        "/public/enter",
+        None,
+        &json!({"userId": "u1", "eventId": event}),
+    );
+    assert_eq!(first.status, 200);
+    let again = c.post(
+        "/public/enter",
+        None,
+        &json!({"userId": "u1", "eventId": event}),
+    );
+    let other = c.post(
+        "/public/enter",
+        None,
+        &json!({"userId": "u2", "eventId": event}),
+    );
+    let position = |r: &support::Response| r.json()["position"].as_u64().expect("position");
+    assert_eq!(position(&first), position(&again));
+    assert_eq!(position(&other), position(&first) + 1);
+    assert_eq!(first.json()["etaSec"], 0);
+
+    let token = first.json()["roomToken"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let status = c.get_with(&format!("/public/room-status?token={token}"), "");
+    assert_eq!(status.status, 200);
+    assert_eq!(
+        status.json(),
+        json!({"ready": true, "leftSec": 0, "position": position(&first)})
+    );
+    let by_header = c.get_with("/public/room-status", &format!("x-room-token: {token}\r\n"));
+    assert_eq!(by_header.json(), status.json());
+}
+
+#[test]
+fn bad_bodies_unknown_events_and_bad_tokens_get_their_codes() {
+    let edge = edge(&[]);
+    let event = open_event("bad", 10);
+    let mut c = edge.connect();
+    let r = c.request(b"POST /public/enter HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n{nope");
+    assert_eq!((r.status, r.error_code().as_str()), (400, "INVALID_JSON"));
+    let r = c.post("/public/enter", None, &json!({"userId": "u1"}));
+    assert_eq!((r.status, r.error_code().as_str()), (400, "INVALID_FIELD"));
+    let r = c.post(
+        "/public/enter",
+        None,
+        &json!({"userId": "u1", "eventId": "no{such}"}),
+    );
+    assert_eq!((r.status, r.error_code().as_str()), (400, "INVALID_FIELD"));
+    let r = c.post(
+        "/public/enter",
+        None,
+        &json!({"userId": "u1", "eventId": unique_event("none")}),
+    );
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (404, "EVENT_NOT_FOUND")
+    );
+
+    let keys = Keys::new(SECRET.as_bytes(), None);
+    let token = |event: &str, expires_ms| {
+        keys.sign(&RoomToken {
+            event,
+            user: "u1",
+            position: 1,
+            issued_ms: 0,
+            expires_ms,
+        })
+    };
+    let expired = token(&event, now_ms() - 1);
+    let other_event = token(&unique_event("other"), now_ms() + 60_000);
+    let forged = Keys::new(b"not-the-secret", None).sign(&RoomToken {
+        event: &event,
+        user: "u1",
+        position: 1,
+        issued_ms: 0,
+        expires_ms: now_ms() + 60_000,
+    });
+    for (token, code) in [
+        (expired.as_str(), "TOKEN_EXPIRED"),
+        (forged.as_str(), "TOKEN_INVALID"),
+        ("garbage", "TOKEN_INVALID"),
+        (other_event.as_str(), "TOKEN_WRONG_EVENT"),
+    ] {
+        let r = hold(&mut c, &event, token, "A-1");
+        assert_eq!((r.status, r.error_code().as_str()), (401, code), "{code}");
+    }
+    let r = c.post(
+        "/public/hold",
+        None,
+        &json!({"eventId": event, "seatId": "A-1"}),
+    );
+    assert_eq!((r.status, r.error_code().as_str()), (401, "TOKEN_MISSING"));
+    let r = c.get_with(&format!("/public/room-status?token={expired}"), "");
+    assert_eq!((r.status, r.error_code().as_str()), (401, "TOKEN_EXPIRED"));
+
+    let t = c.enter(&event, "u1");
+    for seat in ["A-0", "A-11", "C-1", "A1", "A-x"] {
+        let r = hold(&mut c, &event, &t, seat);
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (404, "SEAT_NOT_FOUND"),
+            "{seat}"
+        );
+    }
+}
+
+#[test]
+fn thousand_buyers_racing_for_ten_seats_get_exactly_ten_holds() {
+    let edge = edge(&[]);
+    let event = open_event("race", 10);
+    let threads: Vec<_> = (0..50)
+        .map(|t| {
+            let (mut c, event) = (edge.connect(), event.clone());
+            std::thread::spawn(move || {
+                let tokens: Vec<_> = (0..20)
+                    .map(|i| c.enter(&event, &format!("buyer-{t}-{i}")))
+                    .collect();
+                let mut won = Vec::new();
+                for (i, token) in tokens.iter().enumerate() {
+                    let seat = format!("A-{}", (t * 20 + i) % 10 + 1);
+                    let r = hold(&mut c, &event, token, &seat);
+                    match r.status {
+                        201 => won.push(seat),
+                        409 => assert_eq!(r.error_code(), "SEAT_HELD"),
+                        other => panic!("unexpected {other}"),
+                    }
+                }
+                won
+            })
+        })
+        .collect();
+    let mut won: Vec<String> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("thread"))
+        .collect();
+    won.sort();
+    let mut seats: Vec<String> = (1..=10).map(|n| format!("A-{n}")).collect();
+    seats.sort();
+    assert_eq!(won, seats, "each seat held exactly once");
+    let summary = edge
+        .connect()
+        .get_with(&format!("/public/summary/{event}/A"), "")
+        .json();
+    assert_eq!(
+        (summary["held"].as_u64(), summary["available"].as_u64()),
+        (Some(10), Some(0))
+    );
+}
+
+#[test]
+fn holds_refuse_sold_seats_and_enforce_the_per_buyer_limit() {
+    let edge = edge(&[("HOLD_LIMIT", "2")]);
+    let event = open_event("limit", 10);
+    // The worker marks sold seats in the section's bitmap (bit n = seat n).
+    support::redis(&["SETBIT", &format!("ev:{{{event}}}:sold:A"), "5", "1"]);
+    let mut c = edge.connect();
+    let t = c.enter(&event, "collector");
+    let r = hold(&mut c, &event, &t, "A-5");
+    assert_eq!((r.status, r.error_code().as_str()), (409, "SEAT_SOLD"));
+    let r = hold(&mut c, &event, &t, "A-1");
+    assert_eq!(r.status, 201);
+    assert!(r.json()["expiresAt"].as_u64().expect("expiresAt") > now_ms());
+    let r = hold(&mut c, &event, &t, "A-1");
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (409, "SEAT_HELD"),
+        "one's own hold too"
+    );
+    assert_eq!(hold(&mut c, &event, &t, "B-1").status, 201);
+    let r = hold(&mut c, &event, &t, "A-2");
+    assert_eq!((r.status, r.error_code().as_str()), (409, "HOLD_LIMIT"));
+}
+
+#[test]
+fn only_the_holder_releases_and_a_second_release_says_false() {
+    let edge = edge(&[]);
+    let event = open_event("release", 10);
+    let mut c = edge.connect();
+    let (holder, other) = (c.enter(&event, "holder"), c.enter(&event, "other"));
+    let hold_id = hold(&mut c, &event, &holder, "A-3").json()["holdId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let release = |c: &mut support::Client, token: &str, hold_id: &str| {
+        let r = c.post(
+            "/public/release",
+            Some(token),
+            &json!({"eventId": event, "seatId": "A-3", "holdId": hold_id}),
+        );
+        assert_eq!(r.status, 200);
+        r.json()["released"].as_bool().expect("released")
+    };
+    assert!(
+        !release(&mut c, &other, &hold_id),
+        "another buyer with the right holdId"
+    );
+    assert!(
+        !release(&mut c, &holder, "0000000000000000"),
+        "the holder with a wrong holdId"
+    );
+    assert_eq!(
+        hold(&mut c, &event, &other, "A-3").error_code(),
+        "SEAT_HELD",
+        "still held"
+    );
+    assert!(release(&mut c, &holder, &hold_id));
+    assert!(!release(&mut c, &holder, &hold_id), "second release");
+    assert_eq!(
+        hold(&mut c, &event, &other, "A-3").status,
+        201,
+        "free again"
+    );
+}
+
+#[test]
+fn an_expired_hold_frees_the_seat_and_stops_counting() {
+    let edge = edge(&[("HOLD_TTL_MS", "300")]);
+    let event = open_event("expiry", 10);
+    let mut c = edge.connect();
+    let (a, b) = (c.enter(&event, "a"), c.enter(&event, "b"));
+    assert_eq!(hold(&mut c, &event, &a, "A-7").status, 201);
+    let held = |c: &mut support::Client| {
+        c.get_with(&format!("/public/summary/{event}/A"), "").json()["held"].as_u64()
+    };
+    assert_eq!(held(&mut c), Some(1));
+    let deadline = Instant::now() + support::WAIT;
+    while held(&mut c) != Some(0) {
+        assert!(Instant::now() < deadline, "hold never expired");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        hold(&mut c, &event, &b, "A-7").status,
+        201,
+        "the seat is free again"
+    );
+}
+
+#[test]
+fn buyers_wait_until_admitted() {
+    let edge = edge(&[]);
+    let event = unique_event("closed");
+    seed_event(&event, &[("A", 10, 1)], now_ms() + 3_600_000, 100);
+    let mut c = edge.connect();
+    let entered = c.post(
+        "/public/enter",
+        None,
+        &json!({"userId": "early", "eventId": event}),
+    );
+    assert!(entered.json()["etaSec"].as_u64().expect("eta") >= 3_599);
+    let token = entered.json()["roomToken"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let status = c
+        .get_with(&format!("/public/room-status?token={token}"), "")
+        .json();
+    assert_eq!(status["ready"], false);
+    let r = hold(&mut c, &event, &token, "A-1");
+    assert_eq!((r.status, r.error_code().as_str()), (403, "NOT_ADMITTED"));
+}
+
+#[test]
+fn an_admission_change_reaches_every_core_within_a_second() {
+    let edge = edge(&[("ADMIN_TOKEN", "op-secret"), ("EDGE_THREADS", "2")]);
+    let event = unique_event("admin");
+    seed_event(&event, &[("A", 10, 1)], now_ms() + 3_600_000, 100);
+    let mut clients: Vec<_> = (0..16).map(|_| edge.connect()).collect();
+    let token = clients[0].enter(&event, "waiting");
+    let ready = |c: &mut support::Client| {
+        c.get_with(&format!("/public/room-status?token={token}"), "")
+            .json()["ready"]
+            .as_bool()
+            .expect("ready")
+    };
+    assert!(
+        clients.iter_mut().all(|c| !ready(c)),
+        "every core sees the room closed"
+    );
+
+    let path = format!("/admin/events/{event}/admission");
+    let r = clients[0].post(&path, None, &json!({"openAtMs": now_ms()}));
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (401, "TOKEN_INVALID"),
+        "no bearer token"
+    );
+    let body = json!({"openAtMs": now_ms(), "rate": 1000}).to_string();
+    let raw = format!(
+        "POST {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer op-secret\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let changed = Instant::now();
+    let r = clients[0].request(raw.as_bytes());
+    assert_eq!((r.status, r.json()["rate"].as_u64()), (200, Some(1000)));
+    // EVENT_REFRESH_MS is 500 by default: every core follows within a second.
+    while !clients.iter_mut().all(&ready) {
+        assert!(
+            changed.elapsed() < Duration::from_secs(1),
+            "a core still has the old admission"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn summary_and_seat_map_carry_cache_validators() {
+    let edge = edge(&[]);
+    let event = open_event("map", 12);
+    support::redis(&["SETBIT", &format!("ev:{{{event}}}:sold:B"), "12", "1"]);
+    let mut c = edge.connect();
+    let t = c.enter(&event, "viewer");
+    assert_eq!(hold(&mut c, &event, &t, "A-2").status, 201);
+
+    let summary = c.get_with(&format!("/public/summary/{event}/B"), "");
+    assert_eq!(summary.status, 200);
+    assert_eq!(
+        summary.json(),
+        json!({"eventId": event, "section": "B", "total": 12, "available": 11, "held": 0, "sold": 1, "price": 30000, "currency": "KRW"})
+    );
+    assert_eq!(
+        summary.header("cache-control"),
+        Some("public, max-age=1, s-maxage=1")
+    );
+    let etag = summary.header("etag").expect("etag").to_owned();
+    let again = c.get_with(
+        &format!("/public/summary/{event}/B"),
+        &format!("If-None-Match: {etag}\r\n"),
+    );
+    assert_eq!((again.status, again.body.len()), (304, 0));
+    assert_eq!(again.header("etag"), Some(etag.as_str()));
+
+    let map = c.get_with(&format!("/public/seats/{event}"), "");
+    assert_eq!(map.status, 200);
+    assert_eq!(
+        map.json(),
+        json!({"eventId": event, "sections": [
+            {"section": "A", "seats": "AHAAAAAAAAAA"},
+            {"section": "B", "seats": "AAAAAAAAAAAS"},
+        ]})
+    );
+    let r = c.get_with(&format!("/public/summary/{event}/Z"), "");
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (404, "EVENT_NOT_FOUND")
+    );
+}
