@@ -12,6 +12,13 @@
 //! | `ev:{E}:hold:{S}:{n}` | string `holdId user`, PX ttl | edge `hold` | one seat's hold |
 //! | `ev:{E}:holds:{S}` | zset n -> expiry ms | edge `hold` | live holds of a section, for counting |
 //! | `ev:{E}:uholds:{U}` | zset seatId -> expiry ms | edge `hold` | a user's live holds (limit) |
+//! | `ev:{E}:idem:{scope}:{len}:{U}:{K}` | string `state\|fingerprint\|body`, PX 24 h | edge | an Idempotency-Key's outcome |
+//! | `ev:{E}:intent:{id}` | hash user, seats, holds, amount, currency, expiresAt | edge | a payment intent |
+//! | `ev:{E}:status:{len}:{U}:{K}` | string, JSON `StatusResponse` | edge (PENDING), worker | an order's status |
+//! | `ev:{E}:commits:{shard}` | stream, field `msg` = `CommitMessage` JSON | edge | the local commit queue |
+//!
+//! A user id is visible ASCII and may hold `:`; where other parts follow it, its length
+//! comes first (`{len}:{U}`), so two users can never map to one key.
 
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +71,26 @@ pub fn section_holds(event: &str, section: &str) -> String {
 
 pub fn user_holds(event: &str, user: &str) -> String {
     format!("ev:{{{event}}}:uholds:{user}")
+}
+
+/// The outcome of `key` for `scope` (`intent` or `commit`), per user.
+pub fn idempotency(event: &str, scope: &str, user: &str, key: &str) -> String {
+    format!("ev:{{{event}}}:idem:{scope}:{}:{user}:{key}", user.len())
+}
+
+pub fn intent(event: &str, intent_id: &str) -> String {
+    format!("ev:{{{event}}}:intent:{intent_id}")
+}
+
+/// An order's status record, per user and Idempotency-Key.
+pub fn order_status(event: &str, user: &str, idem: &str) -> String {
+    format!("ev:{{{event}}}:status:{}:{user}:{idem}", user.len())
+}
+
+/// The local commit queue: one stream per shard of an event, so a hot event spreads
+/// over several consumers.
+pub fn commits(event: &str, shard: u32) -> String {
+    format!("ev:{{{event}}}:commits:{shard}")
 }
 
 /// Splits a seat id `{section}-{n}` into its section and number (n >= 1).

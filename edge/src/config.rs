@@ -58,6 +58,13 @@ pub struct Config {
     pub event_refresh: Duration,
     /// `ADMIN_TOKEN`: bearer token of the `/admin/*` endpoints; unset, they do not exist.
     pub admin_token: Option<String>,
+    /// `IDEMPOTENCY_TTL_MS`: how long an Idempotency-Key's outcome (and the order's
+    /// status record) is kept.
+    pub idempotency_ttl: Duration,
+    /// `COMMIT_HOLD_EXTEND_MS`: a commit extends its holds by this, to cover processing.
+    pub commit_hold_extend: Duration,
+    /// `COMMIT_SHARDS`: commit streams per event, so a hot event spreads over consumers.
+    pub commit_shards: u32,
 }
 
 /// The room-token key used when `ROOM_TOKEN_SECRET` is unset: fine on a laptop, never
@@ -121,6 +128,9 @@ impl Config {
             public_cache: env.millis("PUBLIC_CACHE_MS", 1_000)?,
             event_refresh: env.millis("EVENT_REFRESH_MS", 500)?,
             admin_token: (lookup)("ADMIN_TOKEN").filter(|s| !s.is_empty()),
+            idempotency_ttl: env.millis("IDEMPOTENCY_TTL_MS", 24 * 3600 * 1000)?,
+            commit_hold_extend: env.millis("COMMIT_HOLD_EXTEND_MS", 120_000)?,
+            commit_shards: env.ranged("COMMIT_SHARDS", 4, 1, 256)? as u32,
         })
     }
 }

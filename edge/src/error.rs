@@ -23,9 +23,10 @@ pub enum Error {
     },
     #[error("method not allowed")]
     MethodNotAllowed { allow: &'static str },
-    /// Temporarily unable to serve (draining, a dependency down): 503 + `Retry-After`.
+    /// Try again later, with `Retry-After`: draining or a dependency down (503), or
+    /// the first request with this Idempotency-Key still in flight (409).
     #[error("{message}")]
-    Unavailable {
+    RetryLater {
         code: ErrorCode,
         message: &'static str,
         retry_after_secs: u32,
@@ -44,7 +45,7 @@ impl From<RedisError> for Error {
                 message: "storage error",
             },
             RedisError::Disconnected | RedisError::Timeout | RedisError::Overloaded => {
-                Self::Unavailable {
+                Self::RetryLater {
                     code: ErrorCode::Unavailable,
                     message: "storage unavailable, retry",
                     retry_after_secs: 1,
@@ -66,7 +67,7 @@ impl Error {
     pub const fn code(&self) -> ErrorCode {
         match self {
             Self::Framing { code, .. } | Self::Request { code, .. } => *code,
-            Self::Unavailable { code, .. } => *code,
+            Self::RetryLater { code, .. } => *code,
             Self::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
             Self::Internal { .. } => ErrorCode::Internal,
         }
@@ -84,7 +85,7 @@ impl Error {
         reply.reset(code.status());
         match self {
             Self::MethodNotAllowed { allow } => reply.header("allow", allow.as_bytes()),
-            Self::Unavailable {
+            Self::RetryLater {
                 retry_after_secs, ..
             } => {
                 reply.header("retry-after", retry_after_secs.to_string().as_bytes());

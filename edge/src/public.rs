@@ -69,7 +69,7 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 /// Parses a JSON body: not JSON -> `INVALID_JSON`, wrong shape -> `INVALID_FIELD`.
-fn parse<'b, T: Deserialize<'b>>(body: &'b [u8]) -> Result<T, Error> {
+pub(crate) fn parse<'b, T: Deserialize<'b>>(body: &'b [u8]) -> Result<T, Error> {
     serde_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => Error::request(
             ErrorCode::InvalidField,
@@ -91,7 +91,7 @@ fn valid_user(user: &str) -> Result<(), Error> {
     }
 }
 
-fn valid_event(event: &str) -> Result<(), Error> {
+pub(crate) fn valid_event(event: &str) -> Result<(), Error> {
     if keys::is_id(event) {
         Ok(())
     } else {
@@ -175,7 +175,7 @@ fn query_token(query: &str) -> Option<&[u8]> {
         .map(str::as_bytes)
 }
 
-fn verify<'s>(
+pub(crate) fn verify<'s>(
     core: &Core,
     token: Option<&[u8]>,
     now: u64,
@@ -435,7 +435,7 @@ where
 }
 
 /// FNV-1a, 64 bits: cheap, and enough to tell two renderings apart.
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })

@@ -4,6 +4,7 @@
 use codec::error_code::ErrorCode;
 
 use crate::{
+    confirm,
     error::Error,
     http::{Head, Method, Reply},
     public,
@@ -61,6 +62,18 @@ async fn route(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Reply) -> 
             allow(head, GET)?;
             public::seats(core, head, event, reply).await
         }
+        (Some("confirm"), Some("payment-intent"), None, ..) => {
+            allow(head, POST)?;
+            confirm::payment_intent(core, head, body, reply).await
+        }
+        (Some("confirm"), Some("commit"), None, ..) => {
+            allow(head, POST)?;
+            confirm::commit(core, head, body, reply).await
+        }
+        (Some("confirm"), Some("status"), None, ..) => {
+            allow(head, GET)?;
+            confirm::status(core, head, reply).await
+        }
         (Some("admin"), Some("events"), Some(event), Some("admission"), None) => {
             allow(head, POST)?;
             public::set_admission(core, head, event, body, reply).await
@@ -93,14 +106,14 @@ fn ping(reply: &mut Reply) {
 /// while this core has no Redis connection.
 fn health(core: &Core, reply: &mut Reply) -> Result<(), Error> {
     if core.shared.draining() {
-        return Err(Error::Unavailable {
+        return Err(Error::RetryLater {
             code: ErrorCode::Draining,
             message: "shutting down",
             retry_after_secs: 5,
         });
     }
     if !core.redis.is_connected() {
-        return Err(Error::Unavailable {
+        return Err(Error::RetryLater {
             code: ErrorCode::NotReady,
             message: "no Redis connection",
             retry_after_secs: 1,

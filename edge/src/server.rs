@@ -34,6 +34,7 @@ use tracing::{info, warn};
 
 use crate::{
     config::{Config, DriverChoice},
+    confirm::Confirm,
     public::Public,
     redis::Client,
 };
@@ -286,6 +287,7 @@ pub(crate) struct Core {
     pub shared: Arc<Shared>,
     pub redis: Client,
     pub public: Public,
+    pub confirm: Confirm,
     conns: RefCell<HashMap<u64, Rc<ConnSlot>>>,
     next_conn: Cell<u64>,
     all_closed: RefCell<Option<Waker>>,
@@ -324,6 +326,7 @@ impl Core {
             id,
             redis: Client::connect(config.redis.clone()),
             public: Public::new(&config),
+            confirm: Confirm::default(),
             config,
             shared,
             conns: RefCell::default(),
