@@ -290,10 +290,8 @@ pub(crate) async fn commit(
     let key = idempotency_key(head)?;
     let req: CommitBody<'_> = parse(body)?;
     if !keys::is_id(&req.intent_id) {
-        return Err(Error::request(
-            ErrorCode::InvalidField,
-            "intentId is malformed",
-        ));
+        // Not an id this system hands out, so there is no such intent.
+        return Err(Error::request(ErrorCode::IntentNotFound, "no such intent"));
     }
     let mut scratch = [0u8; token::SCRATCH_BYTES];
     let Caller { token, event } =
