@@ -1,0 +1,527 @@
+//! The event catalog: PostgreSQL holds it (`events`, `sections`), Redis serves it
+//! (`codec::keys`). [`seed`] writes an event into PostgreSQL and then projects it;
+//! [`rebuild_redis`] projects again from PostgreSQL after Redis lost its data.
+//!
+//! A projection writes, in one `MULTI`/`EXEC` so the edge never sees half of it:
+//! - `ev:{E}:catalog`: the [`Catalog`] JSON (sections in catalog order, sizes, prices);
+//! - `ev:{E}:adm`: `openAtMs` and `rate` (a seed replaces the hash; a rebuild only
+//!   fills fields that are missing, keeping an operator's later rate change);
+//! - `ev:{E}:sold:{S}`: each section's sold bitmap, bit n set for seat `{S}-{n}` in
+//!   `sold_seats` (the key deleted when none is sold).
+//!
+//! Seats are not rows: seat `{S}-{n}` exists for 1 <= n <= the section's size (see
+//! `migrations/0001_init.sql`), which is why a 1,000,000-seat event seeds in
+//! milliseconds.
+
+use std::{
+    fmt,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use codec::keys::{self, Catalog, CatalogSection};
+use tokio_postgres::{Client, IsolationLevel};
+
+use crate::{
+    error::Error,
+    redis::{Conn, Pipeline},
+};
+
+/// Most seats one section may have (its sold bitmap is then 1.25 MB).
+pub const MAX_SECTION_SEATS: u32 = 10_000_000;
+/// Most sections one event may have.
+pub const MAX_SECTIONS: usize = 1_000;
+/// Most new users a second the waiting room can be set to admit.
+pub const MAX_RATE: u32 = 10_000_000;
+
+/// What `worker seed` is asked to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedSpec {
+    pub event_id: String,
+    pub name: String,
+    /// ISO 4217 code, three capital letters.
+    pub currency: String,
+    /// In catalog order.
+    pub sections: Vec<CatalogSection>,
+    /// When the waiting room starts admitting, epoch milliseconds.
+    pub open_at_ms: u64,
+    /// New users admitted a second.
+    pub rate: u32,
+}
+
+impl SeedSpec {
+    /// The defaults of `worker seed EVENT`: sections A to E of 10,000 seats, prices
+    /// descending from 150,000 KRW by 30,000, open now, 10,000 users a second.
+    pub fn new(event_id: &str) -> Self {
+        let ids = ["A", "B", "C", "D", "E"].map(str::to_owned);
+        Self {
+            event_id: event_id.to_owned(),
+            name: event_id.to_owned(),
+            currency: "KRW".to_owned(),
+            sections: sections(&ids, 10_000, &default_prices(ids.len())),
+            open_at_ms: now_ms(),
+            rate: 10_000,
+        }
+    }
+
+    /// Refuses what PostgreSQL or the key layout would refuse, with the reason.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |what: String| Err(Error::Invalid(what));
+        if !keys::is_id(&self.event_id) {
+            return bad(format!(
+                "event id {:?}: expected 1 to 64 of A-Z a-z 0-9 _ -",
+                self.event_id
+            ));
+        }
+        if self.name.trim().is_empty() || self.name.len() > 200 {
+            return bad(format!(
+                "event name {:?}: expected 1 to 200 bytes",
+                self.name
+            ));
+        }
+        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return bad(format!(
+                "currency {:?}: expected three capital letters (KRW)",
+                self.currency
+            ));
+        }
+        if self.sections.is_empty() || self.sections.len() > MAX_SECTIONS {
+            return bad(format!(
+                "{} sections: expected 1 to {MAX_SECTIONS}",
+                self.sections.len()
+            ));
+        }
+        for (i, s) in self.sections.iter().enumerate() {
+            if !keys::is_id(&s.id) || s.id.contains('-') {
+                return bad(format!(
+                    "section id {:?}: expected 1 to 64 of A-Z a-z 0-9 _",
+                    s.id
+                ));
+            }
+            if self.sections[..i].iter().any(|t| t.id == s.id) {
+                return bad(format!("section {} named twice", s.id));
+            }
+            if !(1..=MAX_SECTION_SEATS).contains(&s.seats) {
+                return bad(format!(
+                    "section {}: {} seats, expected 1 to {MAX_SECTION_SEATS}",
+                    s.id, s.seats
+                ));
+            }
+            if i64::try_from(s.price).is_err() {
+                return bad(format!("section {}: price {} too large", s.id, s.price));
+            }
+        }
+        if !(1..=MAX_RATE).contains(&self.rate) {
+            return bad(format!(
+                "rate {}: expected 1 to {MAX_RATE} users a second",
+                self.rate
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Sections named `ids`, each with `seats` seats, priced `prices[i]`.
+pub fn sections(ids: &[String], seats: u32, prices: &[u64]) -> Vec<CatalogSection> {
+    ids.iter()
+        .zip(prices)
+        .map(|(id, &price)| CatalogSection {
+            id: id.clone(),
+            seats,
+            price,
+        })
+        .collect()
+}
+
+/// 30,000 steps down to 30,000 for the last section: A=150000 ... E=30000 for five.
+pub fn default_prices(sections: usize) -> Vec<u64> {
+    (0..sections)
+        .map(|i| 30_000 * (sections - i) as u64)
+        .collect()
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What a projection wrote for one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Projection {
+    pub catalog: Catalog,
+    pub name: String,
+    pub open_at_ms: u64,
+    pub rate: u32,
+    /// Sold seats, all sections.
+    pub sold: u64,
+}
+
+impl Projection {
+    pub fn seats(&self) -> u64 {
+        self.catalog
+            .sections
+            .iter()
+            .map(|s| u64::from(s.seats))
+            .sum()
+    }
+}
+
+impl fmt::Display for Projection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.catalog;
+        write!(
+            f,
+            "event {} ({:?}): {} sections, {} seats, {} sold; ",
+            c.event_id,
+            self.name,
+            c.sections.len(),
+            self.seats(),
+            self.sold
+        )?;
+        for (i, s) in c.sections.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{}={}x{}", s.id, s.seats, s.price)?;
+        }
+        write!(f, " {}; opens at {} ms (", c.currency, self.open_at_ms)?;
+        match (self.open_at_ms as i64 - now_ms() as i64) / 1000 {
+            0 => write!(f, "now")?,
+            secs if secs > 0 => write!(f, "in {secs} s")?,
+            secs => write!(f, "{} s ago", -secs)?,
+        }
+        write!(f, "), {} users/s", self.rate)
+    }
+}
+
+/// What `seed` did and how long each half took.
+#[derive(Debug, Clone)]
+pub struct SeedReport {
+    pub projection: Projection,
+    /// Sections of the event that the seed dropped (none had a sold seat).
+    pub removed_sections: Vec<String>,
+    pub postgres: Duration,
+    pub redis: Duration,
+}
+
+/// Upserts the event and its sections in PostgreSQL (re-runnable: a second run with
+/// the same spec changes nothing but `updated_at`), then projects the event into Redis.
+/// A seed never drops a sold seat: removing a section, or shrinking one below a sold
+/// seat's number, is refused.
+pub async fn seed(pg: &mut Client, redis: &mut Conn, spec: &SeedSpec) -> Result<SeedReport, Error> {
+    spec.validate()?;
+    let started = Instant::now();
+    let removed_sections = upsert(pg, spec).await?;
+    let postgres = started.elapsed();
+    let started = Instant::now();
+    let projection = project(
+        pg,
+        redis,
+        &spec.event_id,
+        Admission::Replace,
+        &removed_sections,
+    )
+    .await?
+    .ok_or_else(|| {
+        Error::Invalid(format!(
+            "event {} vanished while being seeded",
+            spec.event_id
+        ))
+    })?;
+    Ok(SeedReport {
+        projection,
+        removed_sections,
+        postgres,
+        redis: started.elapsed(),
+    })
+}
+
+/// The PostgreSQL half of [`seed`], one transaction; returns the sections removed.
+async fn upsert(pg: &mut Client, spec: &SeedSpec) -> Result<Vec<String>, Error> {
+    let tx = pg.transaction().await?;
+    let open_at = UNIX_EPOCH + Duration::from_millis(spec.open_at_ms);
+    let rate = spec.rate as i32;
+    tx.execute(
+        "INSERT INTO events (event_id, name, currency, open_at, admission_rate) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (event_id) DO UPDATE SET name = EXCLUDED.name, currency = EXCLUDED.currency,
+             open_at = EXCLUDED.open_at, admission_rate = EXCLUDED.admission_rate, updated_at = now()",
+        &[&spec.event_id, &spec.name, &spec.currency, &open_at, &rate],
+    )
+    .await?;
+    // Lock the event's sections against a concurrent sale (selling a seat takes a key
+    // share lock on its section through sold_seats' foreign key), so that the check
+    // below sees every sold seat and no new one lands beyond a shrunk section.
+    tx.execute(
+        "SELECT 1 FROM sections WHERE event_id = $1 FOR UPDATE",
+        &[&spec.event_id],
+    )
+    .await?;
+    let ids: Vec<&str> = spec.sections.iter().map(|s| s.id.as_str()).collect();
+    let seats: Vec<i32> = spec.sections.iter().map(|s| s.seats as i32).collect();
+    let prices: Vec<i64> = spec.sections.iter().map(|s| s.price as i64).collect();
+    let lost = tx
+        .query_opt(
+            "SELECT ss.seat_id FROM sold_seats ss
+               LEFT JOIN unnest($2::text[], $3::int[]) AS s (id, seats) ON s.id = ss.section_id
+              WHERE ss.event_id = $1 AND (s.id IS NULL OR ss.n > s.seats)
+              LIMIT 1",
+            &[&spec.event_id, &ids, &seats],
+        )
+        .await?;
+    if let Some(row) = lost {
+        let seat: String = row.get(0);
+        return Err(Error::Invalid(format!(
+            "seat {seat} of event {} is sold and this seed has no such seat; a seed must keep every sold seat",
+            spec.event_id
+        )));
+    }
+    tx.execute(
+        "INSERT INTO sections (event_id, section_id, position, seats, price)
+         SELECT $1, s.id, (s.ord - 1)::int, s.seats, s.price
+           FROM unnest($2::text[], $3::int[], $4::bigint[]) WITH ORDINALITY AS s (id, seats, price, ord)
+         ON CONFLICT (event_id, section_id) DO UPDATE
+            SET position = EXCLUDED.position, seats = EXCLUDED.seats, price = EXCLUDED.price",
+        &[&spec.event_id, &ids, &seats, &prices],
+    )
+    .await?;
+    let removed = tx
+        .query(
+            "DELETE FROM sections WHERE event_id = $1 AND section_id <> ALL ($2::text[]) RETURNING section_id",
+            &[&spec.event_id, &ids],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(removed.iter().map(|row| row.get(0)).collect())
+}
+
+/// How a projection treats the admission hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    /// A seed says what the admission is: the hash is replaced.
+    Replace,
+    /// A rebuild fills missing fields only: a rate an operator changed since the seed
+    /// lives only in Redis, and survives unless Redis lost it too.
+    FillMissing,
+}
+
+/// Re-projects the catalog, the admission state and the sold bitmaps of one event
+/// (`Some`) or of every event (`None`) from PostgreSQL into Redis, after Redis lost
+/// its data (a `FLUSHALL`, a failover to an empty replica). Order statuses join the
+/// projection with the commit-queue consumer, which is what writes them. Returns one
+/// [`Projection`] per event; an unknown event is [`Error::Invalid`].
+///
+/// Run it while no worker sells seats of the event: a seat sold after the snapshot
+/// was read and before the projection landed would lose its bit until the next run
+/// (the sale itself is safe: PostgreSQL refuses a second sale of any seat).
+pub async fn rebuild_redis(
+    pg: &mut Client,
+    redis: &mut Conn,
+    event_id: Option<&str>,
+) -> Result<Vec<Projection>, Error> {
+    let ids: Vec<String> = match event_id {
+        Some(id) => vec![id.to_owned()],
+        None => pg
+            .query("SELECT event_id FROM events ORDER BY event_id", &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect(),
+    };
+    let mut projections = Vec::with_capacity(ids.len());
+    for id in &ids {
+        match project(pg, redis, id, Admission::FillMissing, &[]).await? {
+            Some(p) => projections.push(p),
+            None => return Err(Error::Invalid(format!("no event {id} in PostgreSQL"))),
+        }
+    }
+    Ok(projections)
+}
+
+/// Reads one event from PostgreSQL (one consistent snapshot) and writes its projection
+/// into Redis in one transaction; `None` when the event does not exist.
+/// `removed_sections`' sold bitmaps are deleted.
+async fn project(
+    pg: &mut Client,
+    redis: &mut Conn,
+    event_id: &str,
+    admission: Admission,
+    removed_sections: &[String],
+) -> Result<Option<Projection>, Error> {
+    let tx = pg
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let Some(event) = tx
+        .query_opt(
+            "SELECT name, currency, open_at, admission_rate FROM events WHERE event_id = $1",
+            &[&event_id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let open_at: SystemTime = event.get(2);
+    let rate: i32 = event.get(3);
+    let sections = tx
+        .query("SELECT section_id, seats, price FROM sections WHERE event_id = $1 ORDER BY position, section_id", &[&event_id])
+        .await?;
+    // Seat numbers per section, aggregated in PostgreSQL: 4 bytes a sold seat on the
+    // wire instead of a row each.
+    let sold_rows = tx
+        .query("SELECT section_id, array_agg(n) FROM sold_seats WHERE event_id = $1 GROUP BY section_id", &[&event_id])
+        .await?;
+    tx.commit().await?;
+
+    let catalog = Catalog {
+        event_id: event_id.to_owned(),
+        currency: event.get::<_, String>(1).trim_end().to_owned(),
+        sections: sections
+            .iter()
+            .map(|row| CatalogSection {
+                id: row.get(0),
+                seats: row.get::<_, i32>(1) as u32,
+                price: row.get::<_, i64>(2) as u64,
+            })
+            .collect(),
+    };
+    let mut sold = 0;
+    let mut bitmaps: Vec<(String, Vec<u8>)> = Vec::with_capacity(catalog.sections.len());
+    for s in &catalog.sections {
+        let numbers: Vec<i32> = sold_rows
+            .iter()
+            .find(|row| row.get::<_, &str>(0) == s.id)
+            .map(|row| row.get(1))
+            .unwrap_or_default();
+        sold += numbers.len() as u64;
+        bitmaps.push((keys::sold(event_id, &s.id), sold_bitmap(&numbers)));
+    }
+    let projection = Projection {
+        name: event.get(0),
+        open_at_ms: open_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        rate: rate as u32,
+        sold,
+        catalog,
+    };
+
+    let catalog_json =
+        serde_json::to_vec(&projection.catalog).map_err(|e| Error::Invalid(e.to_string()))?;
+    let (open_at_ms, rate) = (
+        projection.open_at_ms.to_string(),
+        projection.rate.to_string(),
+    );
+    let (catalog_key, admission_key) = (keys::catalog(event_id), keys::admission(event_id));
+    let mut p = Pipeline::new();
+    p.push(&[b"SET", catalog_key.as_bytes(), &catalog_json]);
+    match admission {
+        Admission::Replace => {
+            p.push(&[b"DEL", admission_key.as_bytes()]);
+            p.push(&[
+                b"HSET",
+                admission_key.as_bytes(),
+                b"openAtMs",
+                open_at_ms.as_bytes(),
+                b"rate",
+                rate.as_bytes(),
+            ]);
+        }
+        Admission::FillMissing => {
+            p.push(&[
+                b"HSETNX",
+                admission_key.as_bytes(),
+                b"openAtMs",
+                open_at_ms.as_bytes(),
+            ]);
+            p.push(&[
+                b"HSETNX",
+                admission_key.as_bytes(),
+                b"rate",
+                rate.as_bytes(),
+            ]);
+        }
+    }
+    for (key, bitmap) in &bitmaps {
+        if bitmap.is_empty() {
+            p.push(&[b"DEL", key.as_bytes()]);
+        } else {
+            p.push(&[b"SET", key.as_bytes(), bitmap]);
+        }
+    }
+    for section in removed_sections {
+        p.push(&[b"DEL", keys::sold(event_id, section).as_bytes()]);
+    }
+    redis.transaction(&p).await?;
+    Ok(Some(projection))
+}
+
+/// A Redis bitmap with bit n set for each n: Redis numbers bits from the most
+/// significant bit of the first byte (`SETBIT`, `GETBIT`, `BITCOUNT` agree).
+pub fn sold_bitmap(numbers: &[i32]) -> Vec<u8> {
+    let Some(&max) = numbers.iter().max() else {
+        return Vec::new();
+    };
+    let mut bitmap = vec![0u8; max as usize / 8 + 1];
+    for &n in numbers {
+        let n = n as usize;
+        bitmap[n / 8] |= 0x80 >> (n % 8);
+    }
+    bitmap
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_the_demo_event() {
+        let spec = SeedSpec::new("demo");
+        spec.validate().expect("valid");
+        let summary: Vec<(&str, u32, u64)> = spec
+            .sections
+            .iter()
+            .map(|s| (s.id.as_str(), s.seats, s.price))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("A", 10_000, 150_000),
+                ("B", 10_000, 120_000),
+                ("C", 10_000, 90_000),
+                ("D", 10_000, 60_000),
+                ("E", 10_000, 30_000)
+            ]
+        );
+        assert_eq!(spec.currency, "KRW");
+        assert!(spec.open_at_ms.abs_diff(now_ms()) < 60_000);
+    }
+
+    #[test]
+    fn bad_specs_are_refused_with_the_reason() {
+        type Break = fn(&mut SeedSpec);
+        let cases: [(&str, Break); 8] = [
+            ("event id", |s| s.event_id = "a{b}".into()),
+            ("currency", |s| s.currency = "krw".into()),
+            ("section id", |s| s.sections[0].id = "A-1".into()),
+            ("named twice", |s| s.sections[1].id = "A".into()),
+            ("seats", |s| s.sections[0].seats = 0),
+            ("price", |s| s.sections[0].price = u64::MAX),
+            ("rate", |s| s.rate = 0),
+            ("sections", |s| s.sections.clear()),
+        ];
+        for (what, break_it) in cases {
+            let mut spec = SeedSpec::new("demo");
+            break_it(&mut spec);
+            let err = spec.validate().expect_err(what).to_string();
+            assert!(err.contains(what), "{what}: {err}");
+        }
+    }
+
+    #[test]
+    fn bitmaps_use_redis_bit_order() {
+        assert_eq!(sold_bitmap(&[]), Vec::<u8>::new());
+        // SETBIT k 1 1 -> 0b0100_0000; SETBIT k 8 1 -> second byte's top bit.
+        assert_eq!(sold_bitmap(&[1]), [0x40]);
+        assert_eq!(sold_bitmap(&[8, 1, 15]), [0x40, 0x81]);
+    }
+}

@@ -1,0 +1,305 @@
+//! A small Redis connection for the worker's projections, on tokio.
+//!
+//! Commands are encoded with `codec::resp::write_command` and replies decoded with
+//! `redis-protocol` (RESP2, <https://redis.io/docs/latest/develop/reference/protocol-spec/>).
+//! A [`Pipeline`] is written with one write and its N replies read back in order;
+//! [`Conn::transaction`] wraps one in `MULTI`/`EXEC` so a projection lands whole.
+//!
+//! This is not the edge's client (per-core, automatically pipelined, reconnecting):
+//! the worker issues few, large batches, so one connection that waits for its replies
+//! is enough. A connection that timed out or lost sync is dead; make a new one.
+
+use std::{io, time::Duration};
+
+use bytes::BytesMut;
+use redis_protocol::resp2::decode::decode_bytes_mut;
+pub use redis_protocol::resp2::types::BytesFrame as Frame;
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+/// Deadline of a connect and of each round trip (a whole pipeline). Projections write
+/// at most a few MiB (bitmaps of 1,000,000 seats are 125 KiB), far inside it.
+pub const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads ask for at least this much spare room in the read buffer.
+const MIN_READ_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    #[error("redis: {0}")]
+    Io(#[from] io::Error),
+    #[error("redis: connection closed")]
+    Closed,
+    #[error("redis: no reply within {0:?}")]
+    Timeout(Duration),
+    /// An error reply (`-ERR ...`, `-WRONGTYPE ...`).
+    #[error("redis: {0}")]
+    Server(String),
+    #[error("redis: protocol error: {0}")]
+    Protocol(String),
+}
+
+impl RedisError {
+    /// Connection trouble may pass; an error reply or garbage will not.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Io(_) | Self::Closed | Self::Timeout(_))
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Io(_) | Self::Closed => "redis_disconnected",
+            Self::Timeout(_) => "redis_timeout",
+            Self::Server(_) => "redis_server",
+            Self::Protocol(_) => "redis_protocol",
+        }
+    }
+}
+
+/// Where and how to connect: `redis://[user[:password]@]host[:port][/db]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `host:port`.
+    pub addr: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub db: u32,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("addr", &self.addr)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("db", &self.db)
+            .finish()
+    }
+}
+
+impl RedisConfig {
+    pub fn from_url(url: &str) -> Result<Self, &'static str> {
+        let rest = match url.split_once("://") {
+            Some(("redis", rest)) => rest,
+            Some(("rediss", _)) => return Err("rediss:// (TLS) is not supported yet"),
+            _ => return Err("expected redis://[user[:password]@]host[:port][/db]"),
+        };
+        let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((userinfo, hostport)) => (Some(userinfo), hostport),
+            None => (None, authority),
+        };
+        let (username, password) = match userinfo {
+            None => (None, None),
+            Some(userinfo) => {
+                let (user, password) = userinfo.split_once(':').unwrap_or(("", userinfo));
+                let user = percent_decode(user)?;
+                (
+                    Some(user).filter(|u| !u.is_empty()),
+                    Some(percent_decode(password)?),
+                )
+            }
+        };
+        if hostport.is_empty() || hostport.starts_with(':') {
+            return Err("no host");
+        }
+        // `[::1]:7000` has a port, `[::1]` does not.
+        let has_port = hostport
+            .rfind(':')
+            .is_some_and(|i| !hostport[i..].contains(']'));
+        let addr = if has_port {
+            hostport.to_owned()
+        } else {
+            format!("{hostport}:6379")
+        };
+        let db = if db.is_empty() {
+            0
+        } else {
+            db.parse().map_err(|_| "db must be a number")?
+        };
+        Ok(Self {
+            addr,
+            username,
+            password,
+            db,
+        })
+    }
+}
+
+fn percent_decode(s: &str) -> Result<String, &'static str> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b != b'%' {
+            out.push(b);
+            continue;
+        }
+        let hex = |c: Option<u8>| {
+            c.and_then(|c| (c as char).to_digit(16))
+                .ok_or("bad percent-encoding")
+        };
+        let (hi, lo) = (hex(bytes.next())?, hex(bytes.next())?);
+        out.push((hi * 16 + lo) as u8);
+    }
+    String::from_utf8(out).map_err(|_| "credentials must be UTF-8")
+}
+
+/// Commands to send with one write; their replies come back in the same order.
+#[derive(Debug, Default)]
+pub struct Pipeline {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Pipeline {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends one command (`args[0]` is its name).
+    pub fn push(&mut self, args: &[&[u8]]) -> &mut Self {
+        codec::resp::write_command(&mut self.buf, &[args]);
+        self.len += 1;
+        self
+    }
+
+    /// Commands queued.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// One connection: request, response, in order.
+#[derive(Debug)]
+pub struct Conn {
+    stream: TcpStream,
+    rbuf: BytesMut,
+    /// Set when a round trip was cut short: replies may still be on their way, so the
+    /// next reply read would not be the next command's.
+    dead: bool,
+}
+
+impl Conn {
+    /// Connects, authenticates (`AUTH`) and selects the database, within
+    /// [`ROUND_TRIP_TIMEOUT`] for each step.
+    pub async fn connect(config: &RedisConfig) -> Result<Self, RedisError> {
+        let stream = tokio::time::timeout(ROUND_TRIP_TIMEOUT, TcpStream::connect(&config.addr))
+            .await
+            .map_err(|_| RedisError::Timeout(ROUND_TRIP_TIMEOUT))??;
+        stream.set_nodelay(true)?;
+        let mut conn = Self {
+            stream,
+            rbuf: BytesMut::with_capacity(MIN_READ_BYTES),
+            dead: false,
+        };
+        if let Some(password) = &config.password {
+            let mut auth: Vec<&[u8]> = vec![b"AUTH"];
+            auth.extend(config.username.as_deref().map(str::as_bytes));
+            auth.push(password.as_bytes());
+            conn.query(&auth).await?;
+        }
+        if config.db != 0 {
+            conn.query(&[b"SELECT", config.db.to_string().as_bytes()])
+                .await?;
+        }
+        Ok(conn)
+    }
+
+    /// One command and its reply; an error reply is [`RedisError::Server`].
+    pub async fn query(&mut self, args: &[&[u8]]) -> Result<Frame, RedisError> {
+        let mut pipeline = Pipeline::new();
+        pipeline.push(args);
+        let mut replies = self.pipeline(&pipeline).await?;
+        replies
+            .pop()
+            .ok_or_else(|| RedisError::Protocol("no reply".into()))
+    }
+
+    /// Writes every command of `pipeline` at once, then reads one reply for each. All
+    /// replies are read even when one is an error (the connection stays in step); then
+    /// the first error reply is returned as [`RedisError::Server`].
+    pub async fn pipeline(&mut self, pipeline: &Pipeline) -> Result<Vec<Frame>, RedisError> {
+        if self.dead {
+            return Err(RedisError::Closed);
+        }
+        // Dead until the round trip completes: a timeout drops this future half-way.
+        self.dead = true;
+        let replies = tokio::time::timeout(ROUND_TRIP_TIMEOUT, async {
+            self.stream.write_all(&pipeline.buf).await?;
+            let mut replies = Vec::with_capacity(pipeline.len);
+            for _ in 0..pipeline.len {
+                replies.push(read_frame(&mut self.stream, &mut self.rbuf).await?);
+            }
+            Ok::<_, RedisError>(replies)
+        })
+        .await
+        .map_err(|_| RedisError::Timeout(ROUND_TRIP_TIMEOUT))??;
+        self.dead = false;
+        match replies.iter().find_map(error_reply) {
+            Some(e) => Err(e),
+            None => Ok(replies),
+        }
+    }
+
+    /// Runs `pipeline` inside `MULTI`/`EXEC`: Redis applies all of it or none, and no
+    /// other client sees a state in between. Returns the commands' replies; an error
+    /// reply to any of them is [`RedisError::Server`] (Redis does not roll back the
+    /// others then, so transactions should hold only commands that cannot fail).
+    pub async fn transaction(&mut self, pipeline: &Pipeline) -> Result<Vec<Frame>, RedisError> {
+        let mut wrapped = Pipeline::new();
+        wrapped.push(&[b"MULTI"]);
+        wrapped.buf.extend_from_slice(&pipeline.buf);
+        wrapped.len += pipeline.len;
+        wrapped.push(&[b"EXEC"]);
+        let mut replies = self.pipeline(&wrapped).await?;
+        match replies.pop() {
+            Some(Frame::Array(results)) => match results.iter().find_map(error_reply) {
+                Some(e) => Err(e),
+                None => Ok(results),
+            },
+            Some(Frame::Null) => Err(RedisError::Server("EXEC aborted".into())),
+            other => Err(RedisError::Protocol(format!(
+                "unexpected reply to EXEC: {other:?}"
+            ))),
+        }
+    }
+}
+
+fn error_reply(frame: &Frame) -> Option<RedisError> {
+    match frame {
+        Frame::Error(message) => Some(RedisError::Server(message.to_string())),
+        _ => None,
+    }
+}
+
+/// Decodes the next whole reply at the front of `rbuf`. `Ok(None)` means not enough
+/// bytes yet, which is normal; the partial reply stays in `rbuf`.
+pub fn decode(rbuf: &mut BytesMut) -> Result<Option<Frame>, RedisError> {
+    decode_bytes_mut(rbuf)
+        .map(|decoded| decoded.map(|(frame, _, _)| frame))
+        .map_err(|e| RedisError::Protocol(e.to_string()))
+}
+
+/// Reads until one whole reply is in `rbuf` and returns it, leaving any bytes after it.
+pub async fn read_frame(
+    reader: &mut (impl AsyncRead + Unpin),
+    rbuf: &mut BytesMut,
+) -> Result<Frame, RedisError> {
+    loop {
+        if let Some(frame) = decode(rbuf)? {
+            return Ok(frame);
+        }
+        rbuf.reserve(MIN_READ_BYTES);
+        if reader.read_buf(rbuf).await? == 0 {
+            return Err(RedisError::Closed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

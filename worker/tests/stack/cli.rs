@@ -1,0 +1,86 @@
+//! The `worker` binary itself: exit codes and output.
+
+use std::process::{Command, Output};
+
+use super::support::{drop_event, env, pg, redis, unique};
+
+fn worker(args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_worker"));
+    command
+        .args(args)
+        .env("DATABASE_URL", env("DATABASE_URL"))
+        .env("REDIS_URL", env("REDIS_URL"));
+    for (k, v) in vars {
+        command.env(k, v);
+    }
+    command.output().expect("run the worker binary")
+}
+
+#[test]
+fn bad_arguments_and_configuration_exit_64_naming_the_problem() {
+    for (args, vars, says) in [
+        (&["seed", "e", "--rate", "fast"][..], &[][..], "--rate"),
+        (&["frobnicate"], &[], "unknown command"),
+        (&[], &[], "usage"),
+        (
+            &["migrate"],
+            &[("DATABASE_URL", "mysql://x")],
+            "DATABASE_URL",
+        ),
+        (&["migrate"], &[("REDIS_URL", "http://x")], "REDIS_URL"),
+        (&["migrate"], &[("WORKER_LOG", "loud")], "WORKER_LOG"),
+    ] {
+        let out = worker(args, vars);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?} {vars:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?} {vars:?}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn migrate_and_seed_report_what_they_did() {
+    let out = worker(&["migrate"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("schema at version"));
+
+    let event = unique("cli");
+    let out = worker(
+        &[
+            "seed",
+            &event,
+            "--sections",
+            "A,B",
+            "--seats-per-section",
+            "10",
+            "--price",
+            "5",
+        ],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("event {event}")) && stdout.contains("A=10x5, B=10x5"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("total"), "says how long it took: {stdout}");
+
+    let out = worker(&["rebuild-redis", &event], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = worker(&["rebuild-redis", &unique("absent")], &[]);
+    assert_eq!(out.status.code(), Some(1));
+
+    drop_event(&pg().await, &mut redis().await, &event).await;
+}
