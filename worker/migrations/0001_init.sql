@@ -5,8 +5,9 @@
 -- seconds to write and again on every re-seed) while the sections row says it in one.
 --
 -- Exactly-once effects (DESIGN.md, worker): a redelivered commit finds its order by
--- `orders.idem` and changes nothing; `sold_seats`' primary key (event_id, seat_id) lets
--- a seat be sold once, whatever Redis says, and the loser of a race ends REJECTED.
+-- (event_id, user_id, idem) and changes nothing; sold_seats' primary key
+-- (event_id, seat_id) lets a seat be sold once, whatever Redis says, and the loser of a
+-- race ends REJECTED.
 
 CREATE TABLE events (
     event_id       text        PRIMARY KEY CHECK (event_id ~ '^[A-Za-z0-9_-]{1,64}$'),
@@ -33,9 +34,9 @@ CREATE TABLE sections (
 
 CREATE TABLE orders (
     order_id   bigserial   PRIMARY KEY,
-    -- The commit message's idempotency key. Unique on its own: SQS FIFO deduplicates on
-    -- it queue-wide, so it must already be scoped to the buyer when it is enqueued.
-    idem       text        NOT NULL UNIQUE,
+    -- The commit's Idempotency-Key, as the buyer sent it: unique per event and buyer
+    -- (the scope the edge gives it, `codec::keys::idempotency`), see below.
+    idem       text        NOT NULL,
     user_id    text        NOT NULL,
     event_id   text        NOT NULL REFERENCES events,
     intent_id  text        NOT NULL,
@@ -48,11 +49,11 @@ CREATE TABLE orders (
     reason     text,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
-    CHECK ((status = 'REJECTED') = (reason IS NOT NULL))
+    CHECK ((status = 'REJECTED') = (reason IS NOT NULL)),
+    -- One order per commit, however often its message is delivered. Also the index that
+    -- finds an order for a status look-up, and an event's orders for rebuild-redis.
+    UNIQUE (event_id, user_id, idem)
 );
-
--- rebuild-redis re-projects an event's order statuses.
-CREATE INDEX orders_event_id ON orders (event_id, order_id);
 
 CREATE TABLE sold_seats (
     event_id   text        NOT NULL,

@@ -370,6 +370,25 @@ async fn postgres_refuses_a_seat_that_does_not_exist_or_is_sold_twice() {
             .await;
         assert!(result.is_err(), "{seat}: {why} must be refused");
     }
+    // An Idempotency-Key is the buyer's: the same key from another buyer is another
+    // order, from the same buyer a redelivery.
+    let order = |user: &'static str| {
+        let (pg, event) = (&pg, event.clone());
+        async move {
+            pg.execute(
+                "INSERT INTO orders (idem, user_id, event_id, intent_id, seat_ids, amount, currency, status, reason)
+                 VALUES ('key-1', $1, $2, 'pi', '{B-1}', 0, 'USD', 'REJECTED', 'SEAT_SOLD')",
+                &[&user, &event],
+            )
+            .await
+        }
+    };
+    order("alice").await.expect("alice's key-1");
+    order("bob").await.expect("bob's key-1 is his own");
+    assert!(
+        order("alice").await.is_err(),
+        "alice's key-1 again is the same order"
+    );
 
     drop_event(&pg, &mut redis, &event).await;
 }
