@@ -5,7 +5,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use crate::redis::RedisConfig;
+use crate::{redis::RedisConfig, side::SideConfig};
 
 /// Which io driver each core's runtime uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +65,13 @@ pub struct Config {
     pub commit_hold_extend: Duration,
     /// `COMMIT_SHARDS`: commit streams per event, so a hot event spreads over consumers.
     pub commit_shards: u32,
+    /// `PROFILE=aws`: commits go to SQS FIFO (`SQS_QUEUE_URL`, `SQS_LINGER_MS`) and
+    /// holds are mirrored to DynamoDB (`HOLD_MIRROR_TABLE`, `MIRROR_BACKLOG`) from the
+    /// side thread. `PROFILE=local` (default): Redis Streams, no mirror, no side thread.
+    pub side: Option<SideConfig>,
+    /// `SQS_GROUPS`: message groups per event (`{eventId}#{n}`), so one hot event
+    /// still spreads over FIFO groups and consumers.
+    pub sqs_groups: u32,
 }
 
 /// The room-token key used when `ROOM_TOKEN_SECRET` is unset: fine on a laptop, never
@@ -131,6 +138,17 @@ impl Config {
             idempotency_ttl: env.millis("IDEMPOTENCY_TTL_MS", 24 * 3600 * 1000)?,
             commit_hold_extend: env.millis("COMMIT_HOLD_EXTEND_MS", 120_000)?,
             commit_shards: env.ranged("COMMIT_SHARDS", 4, 1, 256)? as u32,
+            side: match env.get("PROFILE", "local").as_str() {
+                "local" => None,
+                "aws" => Some(SideConfig {
+                    queue_url: env.required("SQS_QUEUE_URL")?,
+                    linger: env.millis("SQS_LINGER_MS", 2)?,
+                    mirror_table: env.required("HOLD_MIRROR_TABLE")?,
+                    mirror_backlog: env.ranged("MIRROR_BACKLOG", 100_000, 1, 10_000_000)? as usize,
+                }),
+                other => return Err(env.bad("PROFILE", other, "expected local or aws")),
+            },
+            sqs_groups: env.ranged("SQS_GROUPS", 16, 1, 1024)? as u32,
         })
     }
 }
@@ -142,6 +160,12 @@ struct Env<'a, F: Fn(&str) -> Option<String>> {
 impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
     fn get(&self, var: &'static str, default: &str) -> String {
         (self.lookup)(var).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn required(&self, var: &'static str) -> Result<String, ConfigError> {
+        (self.lookup)(var)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| self.bad(var, "", "required with PROFILE=aws"))
     }
 
     fn bad(&self, var: &'static str, value: &str, reason: &'static str) -> ConfigError {
@@ -223,6 +247,7 @@ mod tests {
             ("REDIS_TIMEOUT_MS", "0"),
             ("HOLD_TTL_MS", "0"),
             ("HOLD_LIMIT", "0"),
+            ("PROFILE", "gcp"),
         ] {
             let err = with(&[(var, value)]).expect_err(var);
             assert_eq!(err.var, var);

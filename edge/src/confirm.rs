@@ -21,6 +21,7 @@ use codec::{
 };
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use tracing::warn;
 
 use crate::{
     error::Error,
@@ -29,6 +30,7 @@ use crate::{
     public::{fnv1a, now_ms, parse, valid_event, verify},
     redis::Frame,
     server::Core,
+    side::SendError,
     token::{self, RoomToken},
 };
 
@@ -356,6 +358,11 @@ pub(crate) async fn commit(
     let extend = core.config.commit_hold_extend.as_millis().to_string();
     let ttl = core.config.idempotency_ttl.as_millis().to_string();
     let numbers: Vec<String> = seats.iter().map(|s| s.n.to_string()).collect();
+    let mode: &[u8] = if core.side.is_some() {
+        b"begin"
+    } else {
+        b"stream"
+    };
     let mut args: Vec<&[u8]> = vec![
         fp.as_bytes(),
         token.user.as_bytes(),
@@ -365,6 +372,8 @@ pub(crate) async fn commit(
         &message,
         &status,
         &response,
+        mode,
+        IN_FLIGHT_TTL_MS.as_bytes(),
     ];
     for (s, n) in seats.iter().zip(&numbers) {
         args.push(n.as_bytes());
@@ -374,12 +383,59 @@ pub(crate) async fn commit(
         .redis
         .eval(&core.confirm.scripts.commit, &names, &args)
         .await?;
-    let (replay, body) = outcome(&result)?;
-    answer(reply, 202, replay, body);
+    let body = match (&core.side, &result) {
+        (Some(side), Frame::Array(items)) if integer(items.first()) == Some(2) => {
+            let (Some(Frame::BulkString(message)), Some(Frame::BulkString(status))) =
+                (items.get(1), items.get(2))
+            else {
+                return Err(Error::Internal {
+                    message: "unexpected reply from storage",
+                });
+            };
+            let group = format!(
+                "{event_id}#{}",
+                fnv1a(key.as_bytes()) % u64::from(core.config.sqs_groups)
+            );
+            let message = String::from_utf8_lossy(message).into_owned();
+            let sent = side
+                .send(group, deduplication_id(token.user, key), message)
+                .await;
+            if let Err(error) = sent.unwrap_or_else(|_| Err(SendError("side thread gone".into()))) {
+                warn!(%error, "commit not enqueued");
+                let abort = [names[0]];
+                core.redis
+                    .eval(&core.confirm.scripts.commit_abort, &abort, &[fp.as_bytes()])
+                    .await?;
+                return Err(Error::RetryLater {
+                    code: ErrorCode::Unavailable,
+                    message: "the commit queue is unavailable, retry",
+                    retry_after_secs: 1,
+                });
+            }
+            let finish = [names[0], names[2]];
+            let args: [&[u8]; 4] = [fp.as_bytes(), &response, status, ttl.as_bytes()];
+            core.redis
+                .eval(&core.confirm.scripts.commit_finish, &finish, &args)
+                .await?;
+            (false, &response[..])
+        }
+        _ => outcome(&result)?,
+    };
+    answer(reply, 202, body.0, body.1);
     let mut location = b"/confirm/status?idem=".to_vec();
     percent_encode(&mut location, key.as_bytes());
     reply.header("location", &location);
     Ok(())
+}
+
+/// How long a commit stays "in flight" (409 to a second attempt) while SQS is asked;
+/// after a crash in between, the key frees itself after this.
+const IN_FLIGHT_TTL_MS: &str = "30000";
+
+/// SQS deduplicates queue-wide with ids of at most 128 characters, while an
+/// Idempotency-Key is per user and up to 255: the id is a digest of both.
+fn deduplication_id(user: &str, key: &str) -> String {
+    fingerprint(&[user, key])
 }
 
 /// RFC 3986 section 2.1: everything but unreserved characters, percent-encoded.

@@ -32,4 +32,5 @@ mod public;
 pub mod redis;
 mod router;
 pub mod server;
+pub mod side;
 pub mod token;

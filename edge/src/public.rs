@@ -28,6 +28,7 @@ use crate::{
     http::{Head, Reply},
     redis::Frame,
     server::Core,
+    side::MirrorOp,
     token::{self, Keys, RoomToken},
 };
 
@@ -328,6 +329,14 @@ pub(crate) async fn hold(
         }
     }
     let expires_at = integer(result.get(1))? as u64;
+    if let Some(side) = &core.side {
+        side.mirror(MirrorOp::Hold {
+            pk: format!("{event_id}#{}", req.seat_id),
+            holder: call.user.to_owned(),
+            hold_id: String::from_utf8_lossy(&hold_id).into_owned(),
+            exp_secs: expires_at.div_ceil(1000),
+        });
+    }
     reply.reset(201);
     reply.header("cache-control", b"no-store");
     let out = reply.json_body();
@@ -371,9 +380,15 @@ pub(crate) async fn release(
             &[value.as_bytes(), n.as_bytes(), req.seat_id.as_bytes()],
         )
         .await?;
+    let released = integer(Some(&released))? == 1;
+    if let (true, Some(side)) = (released, &core.side) {
+        side.mirror(MirrorOp::Release {
+            pk: format!("{event_id}#{}", req.seat_id),
+        });
+    }
     reply.reset(200);
     reply.header("cache-control", b"no-store");
-    let body: &[u8] = if integer(Some(&released))? == 1 {
+    let body: &[u8] = if released {
         b"{\"released\":true}"
     } else {
         b"{\"released\":false}"

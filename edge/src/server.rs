@@ -37,6 +37,7 @@ use crate::{
     confirm::Confirm,
     public::Public,
     redis::Client,
+    side::Side,
 };
 
 /// Pending connections the kernel queues per listener.
@@ -57,6 +58,7 @@ impl Shared {
 /// A running edge: its core threads and the address they listen on.
 pub struct Server {
     addr: SocketAddr,
+    side: Option<Side>,
     drivers: Vec<&'static str>,
     threads: Vec<JoinHandle<()>>,
     drainer: Option<Drainer>,
@@ -95,6 +97,8 @@ pub enum StartError {
     Thread(io::Error),
     #[error("core {0} died while starting")]
     Died(usize),
+    #[error("cannot start the side thread: {0}")]
+    Side(io::Error),
 }
 
 type Ready = Result<(SocketAddr, &'static str), StartError>;
@@ -105,8 +109,15 @@ impl Server {
     pub fn start(config: Config) -> Result<Server, StartError> {
         let config = Arc::new(config);
         let shared = Arc::new(Shared::default());
+        let side = config
+            .side
+            .clone()
+            .map(Side::start)
+            .transpose()
+            .map_err(StartError::Side)?;
         let mut server = Server {
             addr: config.addr,
+            side: side.clone(),
             drivers: Vec::new(),
             threads: Vec::new(),
             drainer: Some(Drainer {
@@ -118,9 +129,10 @@ impl Server {
             let (ready_tx, ready_rx) = mpsc::channel::<Ready>();
             let (stop_tx, stop_rx) = oneshot::channel();
             let (config, shared, addr) = (config.clone(), shared.clone(), server.addr);
+            let side = side.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("edge-core-{id}"))
-                .spawn(move || run_core(id, addr, config, shared, ready_tx, stop_rx))
+                .spawn(move || run_core(id, addr, config, shared, side, ready_tx, stop_rx))
                 .map_err(StartError::Thread)?;
             server.threads.push(thread);
             if let Some(drainer) = server.drainer.as_mut() {
@@ -154,6 +166,19 @@ impl Server {
         for thread in self.threads {
             let _ = thread.join();
         }
+        if let Some(side) = &self.side {
+            let s = &side.stats;
+            let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+            info!(
+                sqs_batches = load(&s.sqs_batches),
+                sqs_messages = load(&s.sqs_messages),
+                sqs_failed = load(&s.sqs_failed),
+                mirror_written = load(&s.mirror_written),
+                mirror_dropped = load(&s.mirror_dropped),
+                mirror_failed = load(&s.mirror_failed),
+                "side thread totals"
+            );
+        }
     }
 }
 
@@ -162,6 +187,7 @@ fn run_core(
     addr: SocketAddr,
     config: Arc<Config>,
     shared: Arc<Shared>,
+    side: Option<Side>,
     ready: mpsc::Sender<Ready>,
     stop: oneshot::Receiver<()>,
 ) {
@@ -173,7 +199,7 @@ fn run_core(
             .build()
     };
     let epoll = || RuntimeBuilder::<LegacyDriver>::new().enable_timer().build();
-    let core = (id, config.clone(), shared);
+    let core = (id, config.clone(), shared, side);
     let fail = |driver, source| {
         let _ = ready.send(Err(StartError::Runtime {
             core: id,
@@ -208,13 +234,13 @@ fn run_core(
 fn block_on<D: Driver>(
     mut rt: Runtime<TimeDriver<D>>,
     driver: &'static str,
-    (id, config, shared): (usize, Arc<Config>, Arc<Shared>),
+    (id, config, shared, side): (usize, Arc<Config>, Arc<Shared>, Option<Side>),
     addr: SocketAddr,
     ready: mpsc::Sender<Ready>,
     stop: oneshot::Receiver<()>,
 ) {
     rt.block_on(async move {
-        let core = Rc::new(Core::new(id, config, shared));
+        let core = Rc::new(Core::new(id, config, shared, side));
         let opts = ListenerOpts::new().reuse_port(true).backlog(LISTEN_BACKLOG);
         let listener = match TcpListener::bind_with_config(addr, &opts) {
             Ok(listener) => listener,
@@ -288,6 +314,8 @@ pub(crate) struct Core {
     pub redis: Client,
     pub public: Public,
     pub confirm: Confirm,
+    /// The side thread (aws profile): SQS sends and the DynamoDB hold mirror.
+    pub side: Option<Side>,
     conns: RefCell<HashMap<u64, Rc<ConnSlot>>>,
     next_conn: Cell<u64>,
     all_closed: RefCell<Option<Waker>>,
@@ -321,9 +349,10 @@ impl Drop for Registration {
 
 impl Core {
     /// Inside the core's runtime: the Redis driver task starts here.
-    fn new(id: usize, config: Arc<Config>, shared: Arc<Shared>) -> Self {
+    fn new(id: usize, config: Arc<Config>, shared: Arc<Shared>, side: Option<Side>) -> Self {
         Self {
             id,
+            side,
             redis: Client::connect(config.redis.clone()),
             public: Public::new(&config),
             confirm: Confirm::default(),

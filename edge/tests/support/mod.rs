@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod moto;
 pub mod redis_server;
 
 use std::{
@@ -23,6 +24,11 @@ pub struct Edge {
 
 impl Edge {
     pub fn start(env: &[(&str, &str)]) -> Edge {
+        let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        Self::start_owned(&env)
+    }
+
+    pub fn start_owned(env: &[(&str, String)]) -> Edge {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge"));
         cmd.env("EDGE_ADDR", "127.0.0.1:0").env("EDGE_THREADS", "2");
         for (k, v) in env {

@@ -1,0 +1,361 @@
+//! The edge's side thread (aws profile): a small tokio runtime for the AWS SDK, fed by
+//! channels from the cores, so no core ever blocks on or polls an AWS call.
+//!
+//! - SQS FIFO sends: entries are gathered into `SendMessageBatch` calls of up to 10,
+//!   sent when full or after `SQS_LINGER_MS`; each entry's own result goes back to the
+//!   request that waits for it (202 only once SQS accepted it). Failed entries are
+//!   retried with backoff unless SQS says the sender is at fault.
+//! - DynamoDB hold mirror: holds and releases are written behind with
+//!   `BatchWriteItem` (<= 25, unprocessed items retried). The backlog is bounded: past
+//!   `MIRROR_BACKLOG` operations are dropped and counted, so a slow or absent
+//!   DynamoDB never slows or fails a hold.
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use futures_channel::oneshot;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+/// SQS takes at most 10 entries a batch, DynamoDB at most 25 writes.
+const SQS_BATCH: usize = 10;
+const DYNAMO_BATCH: usize = 25;
+const MAX_ATTEMPTS: u32 = 5;
+
+#[derive(Debug, Clone)]
+pub struct SideConfig {
+    pub queue_url: String,
+    pub linger: Duration,
+    pub mirror_table: String,
+    pub mirror_backlog: usize,
+}
+
+/// Counters, readable from any thread.
+#[derive(Debug, Default)]
+pub struct SideStats {
+    pub sqs_batches: AtomicU64,
+    pub sqs_messages: AtomicU64,
+    pub sqs_failed: AtomicU64,
+    pub mirror_written: AtomicU64,
+    pub mirror_dropped: AtomicU64,
+    pub mirror_failed: AtomicU64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("queue: {0}")]
+pub struct SendError(pub String);
+
+struct SendJob {
+    group: String,
+    dedup: String,
+    body: String,
+    done: oneshot::Sender<Result<(), SendError>>,
+}
+
+/// A hold mirrored to DynamoDB: `pk` is `event#seat`, `exp` the TTL attribute.
+#[derive(Debug)]
+pub enum MirrorOp {
+    Hold {
+        pk: String,
+        holder: String,
+        hold_id: String,
+        exp_secs: u64,
+    },
+    Release {
+        pk: String,
+    },
+}
+
+impl MirrorOp {
+    fn pk(&self) -> &str {
+        match self {
+            Self::Hold { pk, .. } | Self::Release { pk } => pk,
+        }
+    }
+}
+
+/// A handle to the side thread; cheap to clone, one per core.
+#[derive(Clone)]
+pub struct Side {
+    sends: mpsc::UnboundedSender<SendJob>,
+    mirror: mpsc::UnboundedSender<MirrorOp>,
+    mirror_pending: Arc<AtomicUsize>,
+    mirror_backlog: usize,
+    pub stats: Arc<SideStats>,
+}
+
+impl Side {
+    /// Starts the thread; the AWS configuration (region, credentials, endpoint) comes
+    /// from the environment, as every AWS SDK reads it.
+    pub fn start(config: SideConfig) -> std::io::Result<Side> {
+        let (sends, send_rx) = mpsc::unbounded_channel();
+        let (mirror, mirror_rx) = mpsc::unbounded_channel();
+        let side = Side {
+            sends,
+            mirror,
+            mirror_pending: Arc::default(),
+            mirror_backlog: config.mirror_backlog,
+            stats: Arc::default(),
+        };
+        let (stats, pending) = (side.stats.clone(), side.mirror_pending.clone());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new().name("edge-side".into()).spawn(move || {
+            rt.block_on(async move {
+                let aws = aws_config::load_from_env().await;
+                info!(queue = %config.queue_url, table = %config.mirror_table, "side thread ready");
+                let sqs = aws_sdk_sqs::Client::new(&aws);
+                let dynamo = aws_sdk_dynamodb::Client::new(&aws);
+                let batcher = tokio::spawn(batch_sends(sqs, config.clone(), send_rx, stats.clone()));
+                mirror_holds(dynamo, config.mirror_table, mirror_rx, pending, stats).await;
+                let _ = batcher.await;
+            });
+        })?;
+        Ok(side)
+    }
+
+    /// Sends `body` to the queue; resolves once SQS accepted it (or gave up).
+    pub fn send(
+        &self,
+        group: String,
+        dedup: String,
+        body: String,
+    ) -> oneshot::Receiver<Result<(), SendError>> {
+        let (done, result) = oneshot::channel();
+        if let Err(mpsc::error::SendError(job)) = self.sends.send(SendJob {
+            group,
+            dedup,
+            body,
+            done,
+        }) {
+            let _ = job.done.send(Err(SendError("side thread gone".into())));
+        }
+        result
+    }
+
+    /// Queues a mirror write; past the backlog bound it is dropped and counted.
+    pub fn mirror(&self, op: MirrorOp) {
+        if self.mirror_pending.fetch_add(1, Ordering::Relaxed) >= self.mirror_backlog {
+            self.mirror_pending.fetch_sub(1, Ordering::Relaxed);
+            let dropped = self.stats.mirror_dropped.fetch_add(1, Ordering::Relaxed);
+            if dropped.is_power_of_two() {
+                warn!(
+                    dropped = dropped + 1,
+                    backlog = self.mirror_backlog,
+                    "hold mirror backlog full, dropping"
+                );
+            }
+            return;
+        }
+        if self.mirror.send(op).is_err() {
+            self.mirror_pending.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Gathers sends into batches of up to 10, sent when full or after the linger; each
+/// batch is sent on its own task so a slow call does not hold up the next.
+async fn batch_sends(
+    sqs: aws_sdk_sqs::Client,
+    config: SideConfig,
+    mut jobs: mpsc::UnboundedReceiver<SendJob>,
+    stats: Arc<SideStats>,
+) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + config.linger;
+        while batch.len() < SQS_BATCH {
+            match tokio::time::timeout_at(deadline, jobs.recv()).await {
+                Ok(Some(job)) => batch.push(job),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        tokio::spawn(send_batch(
+            sqs.clone(),
+            config.queue_url.clone(),
+            batch,
+            stats.clone(),
+        ));
+    }
+}
+
+async fn send_batch(
+    sqs: aws_sdk_sqs::Client,
+    url: String,
+    mut batch: Vec<SendJob>,
+    stats: Arc<SideStats>,
+) {
+    for attempt in 1..=MAX_ATTEMPTS {
+        let entries = batch.iter().enumerate().map(|(i, job)| {
+            SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(&job.body)
+                .message_group_id(&job.group)
+                .message_deduplication_id(&job.dedup)
+                .build()
+        });
+        let entries: Result<Vec<_>, _> = entries.collect();
+        let entries = match entries {
+            Ok(entries) => entries,
+            Err(e) => return fail(batch, &e.to_string(), &stats),
+        };
+        stats.sqs_batches.fetch_add(1, Ordering::Relaxed);
+        let mut retry = Vec::new();
+        match sqs
+            .send_message_batch()
+            .queue_url(&url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let mut jobs: Vec<Option<SendJob>> = batch.into_iter().map(Some).collect();
+                let mut take = |id: &str| {
+                    id.parse::<usize>()
+                        .ok()
+                        .and_then(|i| jobs.get_mut(i)?.take())
+                };
+                for ok in out.successful() {
+                    if let Some(job) = take(ok.id()) {
+                        stats.sqs_messages.fetch_add(1, Ordering::Relaxed);
+                        let _ = job.done.send(Ok(()));
+                    }
+                }
+                for failed in out.failed() {
+                    let Some(job) = take(failed.id()) else {
+                        continue;
+                    };
+                    if failed.sender_fault() {
+                        let reason =
+                            format!("{}: {}", failed.code(), failed.message().unwrap_or(""));
+                        stats.sqs_failed.fetch_add(1, Ordering::Relaxed);
+                        let _ = job.done.send(Err(SendError(reason)));
+                    } else {
+                        retry.push(job);
+                    }
+                }
+                // An entry SQS mentioned in neither list: treat as not sent.
+                retry.extend(jobs.into_iter().flatten());
+            }
+            Err(e) => {
+                warn!(attempt, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "SendMessageBatch failed");
+                retry = batch;
+            }
+        }
+        if retry.is_empty() {
+            return;
+        }
+        batch = retry;
+        tokio::time::sleep(backoff(attempt)).await;
+    }
+    fail(batch, "gave up after retries", &stats);
+}
+
+fn fail(batch: Vec<SendJob>, reason: &str, stats: &SideStats) {
+    for job in batch {
+        stats.sqs_failed.fetch_add(1, Ordering::Relaxed);
+        let _ = job.done.send(Err(SendError(reason.to_owned())));
+    }
+}
+
+/// Capped exponential backoff: 50 ms, 100 ms, ... up to 1 s.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(50 << attempt.min(5)).min(Duration::from_secs(1))
+}
+
+/// Writes mirror operations in order, up to 25 a call, never two for one key in a
+/// call (DynamoDB refuses that), retrying unprocessed items.
+async fn mirror_holds(
+    dynamo: aws_sdk_dynamodb::Client,
+    table: String,
+    mut ops: mpsc::UnboundedReceiver<MirrorOp>,
+    pending: Arc<AtomicUsize>,
+    stats: Arc<SideStats>,
+) {
+    let mut backlog: VecDeque<MirrorOp> = VecDeque::new();
+    loop {
+        if backlog.is_empty() {
+            match ops.recv().await {
+                Some(op) => backlog.push_back(op),
+                None => return,
+            }
+        }
+        while let Ok(op) = ops.try_recv() {
+            backlog.push_back(op);
+        }
+        let mut batch: Vec<MirrorOp> = Vec::with_capacity(DYNAMO_BATCH);
+        while batch.len() < DYNAMO_BATCH {
+            match backlog.front() {
+                Some(next) if !batch.iter().any(|op| op.pk() == next.pk()) => {
+                    batch.extend(backlog.pop_front());
+                }
+                _ => break,
+            }
+        }
+        let count = batch.len();
+        let mut writes: Vec<WriteRequest> = batch.iter().filter_map(write_request).collect();
+        for attempt in 1..=MAX_ATTEMPTS {
+            let call = dynamo
+                .batch_write_item()
+                .request_items(&table, writes.clone())
+                .send()
+                .await;
+            match call {
+                Ok(out) => {
+                    writes = out
+                        .unprocessed_items()
+                        .and_then(|items| items.get(&table))
+                        .cloned()
+                        .unwrap_or_default();
+                }
+                Err(e) if attempt == 1 || attempt == MAX_ATTEMPTS => {
+                    warn!(attempt, error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), "BatchWriteItem failed");
+                }
+                Err(_) => {}
+            }
+            if writes.is_empty() {
+                break;
+            }
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+        stats
+            .mirror_failed
+            .fetch_add(writes.len() as u64, Ordering::Relaxed);
+        stats
+            .mirror_written
+            .fetch_add((count - writes.len()) as u64, Ordering::Relaxed);
+        pending.fetch_sub(count, Ordering::Relaxed);
+    }
+}
+
+fn write_request(op: &MirrorOp) -> Option<WriteRequest> {
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let request = match op {
+        MirrorOp::Hold {
+            pk,
+            holder,
+            hold_id,
+            exp_secs,
+        } => WriteRequest::builder().put_request(
+            PutRequest::builder()
+                .item("pk", s(pk))
+                .item("holder", s(holder))
+                .item("holdId", s(hold_id))
+                .item("exp", AttributeValue::N(exp_secs.to_string()))
+                .build()
+                .ok()?,
+        ),
+        MirrorOp::Release { pk } => WriteRequest::builder()
+            .delete_request(DeleteRequest::builder().key("pk", s(pk)).build().ok()?),
+    };
+    Some(request.build())
+}
