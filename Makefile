@@ -46,13 +46,13 @@ services-status: ## show whether Redis, PostgreSQL and a `make start` edge run
 build: ## cargo build --release of every binary
 	$(CARGO) build --release -j$(JOBS) --workspace --bins
 
-build-edge: ## cargo build --release of the edge binary only
-	$(CARGO) build --release -j$(JOBS) -p edge --bin edge
+build-edge: ## cargo build --release of the edge and the worker (which migrates and seeds before the edge starts)
+	$(CARGO) build --release -j$(JOBS) -p edge --bin edge -p worker --bin worker
 
-run: deps build ## services + edge in the foreground on EDGE_ADDR; Ctrl-C stops it all
+run: deps build ## services, migrations, demo event, edge in the foreground on EDGE_ADDR; Ctrl-C stops it all
 	EDGE_ADDR='$(EDGE_ADDR)' infra/local/run.sh
 
-start: services build ## services + edge in the background (.run/edge.pid, .run/edge.log), waits for health
+start: services build ## services, migrations, demo event, edge in the background (.run/edge.pid, .run/edge.log), waits for health
 	$(WITH_ENV) $(EDGE) start --addr '$(EDGE_ADDR)' --pidfile .run/edge.pid --log .run/edge.log
 	@echo "edge: http://$(EDGE_ADDR)   try: curl -s http://$(EDGE_ADDR)/public/ping   stop: make stop"
 

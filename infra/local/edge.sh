@@ -7,13 +7,16 @@
 #
 # Defaults: --addr $EDGE_ADDR or 127.0.0.1:8080, --pidfile .run/edge.pid, --log .run/edge.log,
 # --bin $EDGE_BIN or target/release/edge. REDIS_URL/DATABASE_URL come from the environment,
-# else from `infra/local/stack.sh env`. `start` returns once GET /public/health answers 200
+# else from `infra/local/stack.sh env`. Before starting the edge, `start` runs
+# infra/local/seed.sh (worker migrate, worker seed demo; $WORKER_BIN or
+# target/release/worker). `start` returns once GET /public/health answers 200
 # (at most EDGE_START_TIMEOUT seconds, 60 by default); `stop` sends SIGTERM, waits up to
 # EDGE_STOP_TIMEOUT seconds (30) and then sends SIGKILL.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
 STACK="$ROOT/infra/local/stack.sh"
+SEED="$ROOT/infra/local/seed.sh"
 
 log() { printf 'edge: %s\n' "$*" >&2; }
 die() {
@@ -62,6 +65,7 @@ cmd_start() {
 			eval "$("$STACK" env)"
 		fi
 		export REDIS_URL DATABASE_URL
+		"$SEED" || die "worker migrate/seed failed; the edge was not started"
 		mkdir -p "$(dirname "$PIDFILE")" "$(dirname "$LOG")"
 		: >"$LOG"
 		# setsid: its own session, so a Ctrl-C or hang-up of the shell that started it
@@ -155,7 +159,7 @@ start) cmd_start ;;
 stop) cmd_stop ;;
 status) cmd_status ;;
 *)
-	sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 	;;
 esac

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make openapi-test`: property-based tests of the edge against openapi/ticketing.yaml with
 # schemathesis (from .run/venv, see `stack.sh deps`). Starts the release edge on its own
-# port and pid file, runs schemathesis with its default checks, stops that edge whatever
-# the outcome, and exits with schemathesis' status.
+# port and pid file (edge.sh start, which first runs `worker migrate` and `worker seed
+# demo`, so the demo event exists), runs schemathesis with its default checks, stops that
+# edge whatever the outcome, and exits with schemathesis' status.
 #
 # Environment (the Makefile passes its variables of the same names):
 #   SCHEMATHESIS_OPS           operationIds to test, space-separated ("ping health");

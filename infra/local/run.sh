@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make run`: the local services plus the edge in the foreground. Ctrl-C (or SIGTERM)
+# `make run`: the local services, the schema and the demo event (infra/local/seed.sh:
+# worker migrate, worker seed demo), then the edge in the foreground. Ctrl-C (or SIGTERM)
 # stops every process started here and then the services, unless they were already
 # running before (then they are left running, as found). If one process exits on its
 # own, the others are stopped too and its exit status is returned.
@@ -78,9 +79,10 @@ trap 'exit 143' TERM
 eval "$("$STACK" env)"
 export REDIS_URL DATABASE_URL
 
-# One line per process; add the worker here once it exists:
+WORKER_BIN="$BIN_DIR/worker" "$ROOT/infra/local/seed.sh"
+
+# One line per process; the worker joins with its queue consumer (`worker run`).
 start_proc edge "$BIN_DIR/edge"
-# start_proc worker "$BIN_DIR/worker" run
 
 cat >&2 <<EOF
 
