@@ -398,7 +398,7 @@ pub(crate) async fn commit(
             );
             let message = String::from_utf8_lossy(message).into_owned();
             let sent = side
-                .send(group, deduplication_id(token.user, key), message)
+                .send(group, deduplication_id(event_id, token.user, key), message)
                 .await;
             if let Err(error) = sent.unwrap_or_else(|_| Err(SendError("side thread gone".into()))) {
                 warn!(%error, "commit not enqueued");
@@ -433,9 +433,9 @@ pub(crate) async fn commit(
 const IN_FLIGHT_TTL_MS: &str = "30000";
 
 /// SQS deduplicates queue-wide with ids of at most 128 characters, while an
-/// Idempotency-Key is per user and up to 255: the id is a digest of both.
-fn deduplication_id(user: &str, key: &str) -> String {
-    fingerprint(&[user, key])
+/// Idempotency-Key is per event and user and up to 255: the id is a digest of all three.
+fn deduplication_id(event: &str, user: &str, key: &str) -> String {
+    fingerprint(&[event, user, key])
 }
 
 /// RFC 3986 section 2.1: everything but unreserved characters, percent-encoded.
