@@ -188,6 +188,27 @@ pub enum PaymentState {
     Voided,
 }
 
+/// `POST /admin/events/{eventId}/admission`: either or both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_at_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<u64>,
+}
+
+/// The admission state in force: from `open_at_ms`, `rate` users a second, counting
+/// on from `base_admitted` at `base_ms` (when the rate last changed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionState {
+    pub open_at_ms: u64,
+    pub rate: u64,
+    pub base_ms: u64,
+    pub base_admitted: u64,
+}
+
 /// The commit-queue message (SQS FIFO body / Redis Streams entry), version 1.
 /// `MessageDeduplicationId` is `idem`; the worker sends unknown versions to the DLQ.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -41,6 +41,7 @@ fn check_request(op: &str, example: &Value) {
         "release" => round_trip::<ReleaseRequest>(example, &what),
         "paymentIntent" => round_trip::<PaymentIntentRequest>(example, &what),
         "commit" => round_trip::<CommitRequest>(example, &what),
+        "setAdmission" => round_trip::<AdmissionRequest>(example, &what),
         _ => panic!("{op} has a request body the test does not know"),
     }
 }
@@ -58,6 +59,7 @@ fn check_success(op: &str, example: &Value) {
         "paymentIntent" => round_trip::<PaymentIntentResponse>(example, &what),
         "commit" => round_trip::<CommitResponse>(example, &what),
         "status" => round_trip::<StatusResponse>(example, &what),
+        "setAdmission" => round_trip::<AdmissionState>(example, &what),
         _ => panic!("unknown operation {op}"),
     }
 }

@@ -588,13 +588,6 @@ pub(crate) async fn seats(
     .await
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct AdmissionBody {
-    open_at_ms: Option<u64>,
-    rate: Option<u64>,
-}
-
 /// `POST /admin/events/{eventId}/admission` (bearer `ADMIN_TOKEN`): changes the
 /// opening time and/or the rate; those admitted so far stay admitted.
 pub(crate) async fn set_admission(
@@ -615,7 +608,7 @@ pub(crate) async fn set_admission(
         ));
     }
     valid_event(event_id)?;
-    let req: AdmissionBody = parse(body)?;
+    let req: codec::contract::AdmissionRequest = parse(body)?;
     if req.rate == Some(0) {
         return Err(Error::request(
             ErrorCode::InvalidField,
