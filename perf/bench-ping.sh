@@ -11,7 +11,7 @@
 # Environment (defaults):
 #   ROUNDS=3 DURATION=10s WARMUP=2s CONNS=64 WRK_THREADS=1 SERVER_CPU=0 LOAD_CPU=1
 #   PORT_BASE=18180 (one port per server: PORT_BASE, +1, ...)
-#   SERVERS="nginx edge-uring edge-epoll monoio-http"  (also: edge-auto, monoio-http-epoll,
+#   SERVERS="nginx edge-uring edge-epoll monoio-http"  (also: edge-auto, edge-uring-nocoop, monoio-http-epoll,
 #     monoio-http-coop / monoio-http-defer: io_uring with COOP_TASKRUN / DEFER_TASKRUN)
 #   OUT=perf/results/ping.md  BUILD=1 (0: use the binaries already in target/release)
 #   CARGO_JOBS=2
@@ -156,6 +156,11 @@ start_server() { # start_server NAME PORT LOGFILE; sets SERVER_PID
         taskset -c "$SERVER_CPU" nginx -p "$prefix" -c "$prefix/nginx.conf" -e stderr \
             >"$logfile" 2>&1 &
         ;;
+    edge-uring-nocoop)
+        EDGE_ADDR=127.0.0.1:$port EDGE_THREADS=1 EDGE_DRIVER=uring EDGE_URING_COOP_TASKRUN=false \
+            EDGE_LOG=${EDGE_LOG:-info} EDGE_SHUTDOWN_GRACE_MS=2000 \
+            taskset -c "$SERVER_CPU" "$EDGE_BIN" >"$logfile" 2>&1 &
+        ;;
     edge-uring | edge-epoll | edge-auto)
         EDGE_ADDR=127.0.0.1:$port EDGE_THREADS=1 EDGE_DRIVER=${name#edge-} \
             EDGE_LOG=${EDGE_LOG:-info} EDGE_SHUTDOWN_GRACE_MS=2000 \
@@ -171,7 +176,7 @@ start_server() { # start_server NAME PORT LOGFILE; sets SERVER_PID
         MONOIO_HTTP_ADDR=127.0.0.1:$port MONOIO_HTTP_DRIVER=$driver MONOIO_HTTP_URING_SETUP=$setup \
             taskset -c "$SERVER_CPU" "$MONOIO_HTTP_BIN" >"$logfile" 2>&1 &
         ;;
-    *) die "unknown server $name (nginx, edge-uring, edge-epoll, edge-auto, monoio-http, monoio-http-epoll, monoio-http-coop, monoio-http-defer)" ;;
+    *) die "unknown server $name (nginx, edge-uring, edge-uring-nocoop, edge-epoll, edge-auto, monoio-http, monoio-http-epoll, monoio-http-coop, monoio-http-defer)" ;;
     esac
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")

@@ -26,6 +26,10 @@ pub struct Config {
     pub driver: DriverChoice,
     /// `EDGE_URING_ENTRIES`: io_uring submission queue size.
     pub uring_entries: u32,
+    /// `EDGE_URING_COOP_TASKRUN`: build rings with `IORING_SETUP_COOP_TASKRUN` (and
+    /// `TASKRUN_FLAG`), so completions do not interrupt the running core with an IPI
+    /// each (`perf/results/uring-setup.md`); falls back without on kernels before 5.19.
+    pub uring_coop_taskrun: bool,
     /// `EDGE_MAX_BODY_BYTES`: larger request bodies get 413.
     pub max_body_bytes: usize,
     /// `EDGE_REQUEST_TIMEOUT_MS`: a request must arrive whole within this time of its
@@ -108,6 +112,11 @@ impl Config {
                 }
             },
             uring_entries: env.ranged("EDGE_URING_ENTRIES", 1024, 8, 32768)? as u32,
+            uring_coop_taskrun: env.parse(
+                "EDGE_URING_COOP_TASKRUN",
+                "true",
+                "expected true or false",
+            )?,
             max_body_bytes: env.ranged("EDGE_MAX_BODY_BYTES", 64 * 1024, 0, 16 << 20)? as usize,
             request_timeout: env.millis("EDGE_REQUEST_TIMEOUT_MS", 10_000)?,
             keepalive: env.millis("EDGE_KEEPALIVE_MS", 75_000)?,

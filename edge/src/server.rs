@@ -191,12 +191,26 @@ fn run_core(
     ready: mpsc::Sender<Ready>,
     stop: oneshot::Receiver<()>,
 ) {
-    let entries = config.uring_entries;
+    let (entries, coop) = (config.uring_entries, config.uring_coop_taskrun);
     let uring = || {
-        RuntimeBuilder::<IoUringDriver>::new()
-            .with_entries(entries)
-            .enable_timer()
-            .build()
+        let build = |coop: bool| {
+            let mut ring = io_uring::IoUring::builder();
+            if coop {
+                ring.setup_coop_taskrun().setup_taskrun_flag();
+            }
+            RuntimeBuilder::<IoUringDriver>::new()
+                .with_entries(entries)
+                .uring_builder(ring)
+                .enable_timer()
+                .build()
+        };
+        build(coop).or_else(|e| {
+            if !coop {
+                return Err(e);
+            }
+            warn!(core = id, error = %e, "io_uring without COOP_TASKRUN (kernel before 5.19?)");
+            build(false)
+        })
     };
     let epoll = || RuntimeBuilder::<LegacyDriver>::new().enable_timer().build();
     let core = (id, config.clone(), shared, side);
