@@ -11,4 +11,8 @@
 //!   shapes, header and body limits, garbage, random mutations) of any such server;
 //!   findings for monoio-http and the edge in `results/monoio-http.md`.
 //!
+//! - `bench-redis.sh` + `src/bin/redis_bench.rs`: the edge's pipelined Redis client on
+//!   one core (`SET key:<random> val NX PX 300000`, 256 concurrent callers) against
+//!   `redis-benchmark -P 16 -c 50`, same Redis, same run; writes `results/redis.md`.
+//!
 //! The open-loop load generator (`loadgen`) lands with issue 7.
