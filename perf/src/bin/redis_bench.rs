@@ -47,7 +47,7 @@ fn main() {
                     (client.clone(), ops.clone(), errors.clone(), stop.clone());
                 monoio::spawn(async move {
                     // xorshift per caller: distinct random keys without a shared generator.
-                    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (i as u64 + 1) * 0xbf58_476d_1ce4_e5b9;
+                    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ ((i as u64 + 1) * 0xbf58_476d_1ce4_e5b9);
                     let mut key = Vec::with_capacity(32);
                     while !stop.get() {
                         x ^= x << 13;
