@@ -16,6 +16,7 @@
 //! | `ev:{E}:intent:{id}` | hash user, seats, holds, amount, currency, expiresAt | edge | a payment intent |
 //! | `ev:{E}:status:{len}:{U}:{K}` | string, JSON `StatusResponse` | edge (PENDING), worker | an order's status |
 //! | `ev:{E}:commits:{shard}` | stream, field `msg` = `CommitMessage` JSON | edge | the local commit queue |
+//! | `ev:{E}:commits:dlq` | stream, fields `msg`, `reason`, `stream`, `id`, `deliveries`, `at` | worker | commits that could not be processed |
 //!
 //! A user id is visible ASCII and may hold `:`; where other parts follow it, its length
 //! comes first (`{len}:{U}`), so two users can never map to one key.
@@ -93,6 +94,13 @@ pub fn commits(event: &str, shard: u32) -> String {
     format!("ev:{{{event}}}:commits:{shard}")
 }
 
+/// The local dead-letter queue of an event's commit streams: entries the worker could
+/// not process (poison, or delivered too often), with the reason and the stream they
+/// came from, until `worker dlq redrive` puts them back.
+pub fn commits_dlq(event: &str) -> String {
+    format!("ev:{{{event}}}:commits:dlq")
+}
+
 /// Splits a seat id `{section}-{n}` into its section and number (n >= 1).
 pub fn parse_seat(seat_id: &str) -> Option<(&str, u32)> {
     let (section, n) = seat_id.rsplit_once('-')?;
@@ -119,6 +127,8 @@ mod tests {
             sold("demo", "A"),
             hold("demo", "A", 7),
             user_holds("demo", "u1"),
+            commits("demo", 3),
+            commits_dlq("demo"),
         ] {
             assert!(key.contains("{demo}"), "{key}");
         }

@@ -11,9 +11,11 @@
 //! - [`json`]: JSON writers for bodies built straight into a reused buffer.
 //! - [`keys`]: the Redis data model (key names, the catalog projection).
 //! - [`resp`]: Redis (RESP) command encoding into a reused buffer.
+//! - [`url`]: percent-encoding and `redis://` URLs.
 
 pub mod contract;
 pub mod error_code;
 pub mod json;
 pub mod keys;
 pub mod resp;
+pub mod url;

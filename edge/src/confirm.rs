@@ -18,6 +18,7 @@ use codec::{
     error_code::ErrorCode,
     json::{write_str, write_u64},
     keys,
+    url::{percent_decode, percent_encode},
 };
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -438,33 +439,6 @@ fn deduplication_id(event: &str, user: &str, key: &str) -> String {
     fingerprint(&[event, user, key])
 }
 
-/// RFC 3986 section 2.1: everything but unreserved characters, percent-encoded.
-fn percent_encode(out: &mut Vec<u8>, s: &[u8]) {
-    for &b in s {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b);
-        } else {
-            out.extend_from_slice(format!("%{b:02X}").as_bytes());
-        }
-    }
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        out.push(match b {
-            b'%' => {
-                let hex = [bytes.next()?, bytes.next()?];
-                u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?
-            }
-            b'+' => b' ',
-            b => b,
-        });
-    }
-    String::from_utf8(out).ok()
-}
-
 /// `GET /confirm/status?idem=KEY`: this user's order, from the status record the edge
 /// (PENDING) and the worker (CONFIRMED, REJECTED) keep in Redis.
 pub(crate) async fn status(core: &Core, head: &Head<'_>, reply: &mut Reply) -> Result<(), Error> {
@@ -472,7 +446,7 @@ pub(crate) async fn status(core: &Core, head: &Head<'_>, reply: &mut Reply) -> R
         .query
         .split('&')
         .find_map(|kv| kv.strip_prefix("idem="))
-        .and_then(percent_decode)
+        .and_then(|k| percent_decode(k, true))
         .filter(|k| !k.is_empty())
         .ok_or(Error::request(
             ErrorCode::InvalidField,
@@ -499,21 +473,4 @@ pub(crate) async fn status(core: &Core, head: &Head<'_>, reply: &mut Reply) -> R
         reply.json_body().extend_from_slice(&body);
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{percent_decode, percent_encode};
-
-    #[test]
-    fn keys_survive_the_location_round_trip() {
-        for key in ["plain-key_1.2~", "with space", "a/b?c=d&e#f%", "ÿ"] {
-            let mut out = Vec::new();
-            percent_encode(&mut out, key.as_bytes());
-            assert!(out.iter().all(|b| b.is_ascii_graphic()));
-            let out = String::from_utf8(out).expect("ascii");
-            assert_eq!(percent_decode(&out).as_deref(), Some(key));
-        }
-        assert_eq!(percent_decode("%4"), None);
-    }
 }

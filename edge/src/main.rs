@@ -31,7 +31,9 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     if config.room_token_secret == edge::config::LOCAL_ROOM_TOKEN_SECRET {
-        warn!("ROOM_TOKEN_SECRET is unset: room tokens use a local-only key; set it outside a laptop");
+        warn!(
+            "ROOM_TOKEN_SECRET is unset: room tokens use a local-only key; set it outside a laptop"
+        );
     }
     // Registered before the cores start, so a signal never hits the default handler.
     let mut signals = match Signals::new([SIGTERM, SIGINT]) {

@@ -233,7 +233,7 @@ fn auth_and_select_come_from_the_url() {
             .await
             .expect("set");
         let mut other = config(&format!("redis://default:s3cret@127.0.0.1:{}", redis.port));
-        other.db = 2;
+        other.url.db = 2;
         let other = connected(other).await;
         assert_eq!(other.query(&[b"GET", b"in-db-2"]).await, Ok(bulk("yes")));
         let db0 = connected(config(&format!("redis://:s3cret@127.0.0.1:{}", redis.port))).await;

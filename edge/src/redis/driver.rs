@@ -36,15 +36,15 @@ pub(super) async fn run(inner: Rc<RefCell<Inner>>) {
     loop {
         match monoio::time::timeout(config.connect_timeout, connect(&config)).await {
             Ok(Ok(stream)) => {
-                info!(addr = %config.addr, "redis connected");
+                info!(addr = %config.url.addr, "redis connected");
                 backoff = config.backoff_min;
                 inner.borrow_mut().on_connected();
                 let error = serve(&inner, stream).await;
-                warn!(addr = %config.addr, %error, "redis connection lost");
+                warn!(addr = %config.url.addr, %error, "redis connection lost");
                 inner.borrow_mut().on_disconnected();
             }
-            Ok(Err(error)) => warn!(addr = %config.addr, %error, "redis connect failed"),
-            Err(_) => warn!(addr = %config.addr, "redis connect timed out"),
+            Ok(Err(error)) => warn!(addr = %config.url.addr, %error, "redis connect failed"),
+            Err(_) => warn!(addr = %config.url.addr, "redis connect timed out"),
         }
         // xorshift: a delay in [backoff/2, backoff], so that every core (and every
         // task of a fleet) does not reconnect in the same instant.
@@ -59,13 +59,13 @@ pub(super) async fn run(inner: Rc<RefCell<Inner>>) {
 }
 
 async fn connect(config: &RedisConfig) -> Result<TcpStream, RedisError> {
-    let mut stream = TcpStream::connect(config.addr.as_str())
+    let mut stream = TcpStream::connect(config.url.addr.as_str())
         .await
         .map_err(io_error)?;
     stream.set_nodelay(true).map_err(io_error)?;
     let mut rbuf = BytesMut::with_capacity(1024);
-    if let Some(password) = &config.password {
-        let user = config.username.as_deref().unwrap_or("default");
+    if let Some(password) = &config.url.password {
+        let user = config.url.username.as_deref().unwrap_or("default");
         handshake(
             &mut stream,
             &mut rbuf,
@@ -73,8 +73,8 @@ async fn connect(config: &RedisConfig) -> Result<TcpStream, RedisError> {
         )
         .await?;
     }
-    if config.db != 0 {
-        let db = config.db.to_string();
+    if config.url.db != 0 {
+        let db = config.url.db.to_string();
         handshake(&mut stream, &mut rbuf, &[b"SELECT", db.as_bytes()]).await?;
     }
     Ok(stream)

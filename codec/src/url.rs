@@ -1,0 +1,161 @@
+//! URL pieces both binaries need: percent-encoding (RFC 3986 section 2.1) and
+//! `redis://` connection URLs.
+
+/// Appends `s` with everything but unreserved characters percent-encoded.
+pub fn percent_encode(out: &mut Vec<u8>, s: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in s {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b);
+        } else {
+            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+        }
+    }
+}
+
+/// Decodes `%XX` escapes (and `+` as a space when `plus_is_space`, as in a query
+/// string); `None` for a broken escape or a result that is not UTF-8.
+pub fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        out.push(match b {
+            b'%' => {
+                let digit = |c: Option<u8>| (c? as char).to_digit(16);
+                (digit(bytes.next())? * 16 + digit(bytes.next())?) as u8
+            }
+            b'+' if plus_is_space => b' ',
+            b => b,
+        });
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `redis://[user[:password]@]host[:port][/db]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    /// `host:port`.
+    pub addr: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub db: u32,
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisUrl")
+            .field("addr", &self.addr)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("db", &self.db)
+            .finish()
+    }
+}
+
+impl RedisUrl {
+    pub fn parse(url: &str) -> Result<Self, &'static str> {
+        let rest = match url.split_once("://") {
+            Some(("redis", rest)) => rest,
+            Some(("rediss", _)) => return Err("rediss:// (TLS) is not supported yet"),
+            _ => return Err("expected redis://[user[:password]@]host[:port][/db]"),
+        };
+        let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((userinfo, hostport)) => (Some(userinfo), hostport),
+            None => (None, authority),
+        };
+        let decode = |s| percent_decode(s, false).ok_or("bad percent-encoding in the credentials");
+        let (username, password) = match userinfo.map(|u| u.split_once(':').unwrap_or(("", u))) {
+            None => (None, None),
+            Some((user, password)) => (
+                Some(decode(user)?).filter(|u| !u.is_empty()),
+                Some(decode(password)?),
+            ),
+        };
+        if hostport.is_empty() || hostport.starts_with(':') {
+            return Err("no host");
+        }
+        // `[::1]:7000` has a port, `[::1]` does not.
+        let has_port = hostport
+            .rfind(':')
+            .is_some_and(|i| !hostport[i..].contains(']'));
+        let addr = if has_port {
+            hostport.to_owned()
+        } else {
+            format!("{hostport}:6379")
+        };
+        let db = if db.is_empty() {
+            0
+        } else {
+            db.parse().map_err(|_| "db must be a number")?
+        };
+        Ok(Self {
+            addr,
+            username,
+            password,
+            db,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_urls_give_address_credentials_and_db() {
+        let u = RedisUrl::parse("redis://127.0.0.1:16379").expect("url");
+        assert_eq!(
+            (u.addr.as_str(), u.username, u.password, u.db),
+            ("127.0.0.1:16379", None, None, 0)
+        );
+        let u = RedisUrl::parse("redis://app:p%40ss:w@cache.local/3").expect("url");
+        assert_eq!(u.addr, "cache.local:6379");
+        assert_eq!(
+            (u.username.as_deref(), u.password.as_deref()),
+            (Some("app"), Some("p@ss:w"))
+        );
+        assert_eq!(u.db, 3);
+        let u = RedisUrl::parse("redis://:secret@[::1]:7000").expect("url");
+        assert_eq!(
+            (u.addr.as_str(), u.username.as_deref(), u.password.as_deref()),
+            ("[::1]:7000", None, Some("secret"))
+        );
+        assert_eq!(
+            RedisUrl::parse("redis://[::1]").expect("url").addr,
+            "[::1]:6379"
+        );
+        assert!(
+            !format!("{u:?}").contains("secret"),
+            "Debug hides the password"
+        );
+    }
+
+    #[test]
+    fn bad_redis_urls_are_refused() {
+        for url in [
+            "http://h",
+            "redis://",
+            "redis://:1",
+            "redis://h/x",
+            "redis://u:%zz@h",
+            "127.0.0.1:6379",
+        ] {
+            assert!(RedisUrl::parse(url).is_err(), "{url}");
+        }
+    }
+
+    #[test]
+    fn percent_encoding_round_trips() {
+        for s in ["plain-key_1.2~", "with space", "a/b?c=d&e#f%", "ÿ"] {
+            let mut out = Vec::new();
+            percent_encode(&mut out, s.as_bytes());
+            assert!(out.iter().all(|b| b.is_ascii_graphic()));
+            let out = String::from_utf8(out).expect("ascii");
+            assert_eq!(percent_decode(&out, false).as_deref(), Some(s));
+        }
+        assert_eq!(percent_decode("a+b", true).as_deref(), Some("a b"));
+        assert_eq!(percent_decode("%4", false), None);
+        assert_eq!(percent_decode("%zz", false), None);
+    }
+}
