@@ -31,11 +31,13 @@ pub fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// `redis://[user[:password]@]host[:port][/db]`.
+/// `redis://[user[:password]@]host[:port][/db]`, or `rediss://` for TLS.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisUrl {
     /// `host:port`.
     pub addr: String,
+    /// `rediss://`: TLS (ElastiCache in-transit encryption).
+    pub tls: bool,
     pub username: Option<String>,
     pub password: Option<String>,
     pub db: u32,
@@ -45,6 +47,7 @@ impl std::fmt::Debug for RedisUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisUrl")
             .field("addr", &self.addr)
+            .field("tls", &self.tls)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("db", &self.db)
@@ -54,10 +57,10 @@ impl std::fmt::Debug for RedisUrl {
 
 impl RedisUrl {
     pub fn parse(url: &str) -> Result<Self, &'static str> {
-        let rest = match url.split_once("://") {
-            Some(("redis", rest)) => rest,
-            Some(("rediss", _)) => return Err("rediss:// (TLS) is not supported yet"),
-            _ => return Err("expected redis://[user[:password]@]host[:port][/db]"),
+        let (tls, rest) = match url.split_once("://") {
+            Some(("redis", rest)) => (false, rest),
+            Some(("rediss", rest)) => (true, rest),
+            _ => return Err("expected redis[s]://[user[:password]@]host[:port][/db]"),
         };
         let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
         let (userinfo, hostport) = match authority.rsplit_once('@') {
@@ -91,6 +94,7 @@ impl RedisUrl {
         };
         Ok(Self {
             addr,
+            tls,
             username,
             password,
             db,
@@ -118,13 +122,19 @@ mod tests {
         assert_eq!(u.db, 3);
         let u = RedisUrl::parse("redis://:secret@[::1]:7000").expect("url");
         assert_eq!(
-            (u.addr.as_str(), u.username.as_deref(), u.password.as_deref()),
+            (
+                u.addr.as_str(),
+                u.username.as_deref(),
+                u.password.as_deref()
+            ),
             ("[::1]:7000", None, Some("secret"))
         );
         assert_eq!(
             RedisUrl::parse("redis://[::1]").expect("url").addr,
             "[::1]:6379"
         );
+        let u = RedisUrl::parse("rediss://cache.example:6380").expect("url");
+        assert!(u.tls && u.addr == "cache.example:6380");
         assert!(
             !format!("{u:?}").contains("secret"),
             "Debug hides the password"

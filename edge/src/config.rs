@@ -131,6 +131,9 @@ impl Config {
                 let mut redis = RedisConfig::from_url(&url)
                     .map_err(|reason| env.bad("REDIS_URL", &url, reason))?;
                 redis.timeout = env.millis("REDIS_TIMEOUT_MS", 1_000)?;
+                redis.tls_ca_file = (lookup)("REDIS_TLS_CA_FILE")
+                    .filter(|s| !s.is_empty())
+                    .map(Into::into);
                 redis.max_in_flight =
                     env.ranged("REDIS_MAX_IN_FLIGHT", 32 * 1024, 1, 1 << 20)? as usize;
                 redis

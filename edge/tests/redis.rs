@@ -248,3 +248,27 @@ fn auth_and_select_come_from_the_url() {
         );
     });
 }
+
+#[test]
+fn rediss_connects_with_a_trusted_ca_and_refuses_an_unknown_one() {
+    let redis = RedisServer::start_tls();
+    run(async {
+        let url = format!("rediss://127.0.0.1:{}", redis.port);
+        let mut trusted = config(&url);
+        trusted.tls_ca_file = Some(redis.tls_dir().join("ca.crt"));
+        let client = connected(trusted).await;
+        client
+            .query(&[b"SET", b"over-tls", b"yes"])
+            .await
+            .expect("set");
+        assert_eq!(client.query(&[b"GET", b"over-tls"]).await, Ok(bulk("yes")));
+
+        let stranger = Client::connect(config(&url));
+        let attempt =
+            monoio::time::timeout(Duration::from_millis(300), stranger.wait_connected()).await;
+        assert!(
+            attempt.is_err() && !stranger.is_connected(),
+            "a server no root vouches for is refused"
+        );
+    });
+}

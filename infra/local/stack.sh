@@ -198,6 +198,7 @@ cmd_deps() {
 	command -v redis-cli >/dev/null 2>&1 || pkgs+=(redis-tools)
 	pg_bin_dir >/dev/null || pkgs+=(postgresql)
 	command -v curl >/dev/null 2>&1 || pkgs+=(curl ca-certificates)
+	command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
 	if ! command -v python3 >/dev/null 2>&1; then
 		pkgs+=(python3 python3-venv)
 	elif ! venv_ok && ! python_has_venv; then

@@ -8,6 +8,7 @@ use std::{
     hash::{BuildHasher, Hasher},
     io,
     rc::Rc,
+    sync::Arc,
     task::Poll,
     time::Duration,
 };
@@ -15,9 +16,10 @@ use std::{
 use bytes::BytesMut;
 use monoio::{
     buf::IoBufMut,
-    io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable},
+    io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split, Splitable},
     net::TcpStream,
 };
+use monoio_rustls::{ClientTlsStream, TlsConnector};
 use redis_protocol::resp2::decode::decode_bytes_mut;
 use tracing::{info, warn};
 
@@ -26,20 +28,37 @@ use super::{Frame, Inner, RedisConfig, RedisError};
 const READ_BUF_BYTES: usize = 64 * 1024;
 const MIN_READ_BYTES: usize = 4 * 1024;
 
+/// A connection, plain or TLS (`rediss://`).
+enum Stream {
+    Plain(TcpStream),
+    Tls(ClientTlsStream<TcpStream>),
+}
+
 pub(super) async fn run(inner: Rc<RefCell<Inner>>) {
     let config = inner.borrow().config.clone();
+    let tls = match config.url.tls.then(|| tls_connector(&config)).transpose() {
+        Ok(tls) => tls,
+        Err(error) => {
+            // Bad CA file: no connection can ever be made; every command fails fast.
+            warn!(%error, "redis TLS configuration unusable");
+            return;
+        }
+    };
     let mut backoff = config.backoff_min;
     let mut jitter = std::collections::hash_map::RandomState::new()
         .build_hasher()
         .finish()
         | 1;
     loop {
-        match monoio::time::timeout(config.connect_timeout, connect(&config)).await {
+        match monoio::time::timeout(config.connect_timeout, connect(&config, tls.as_ref())).await {
             Ok(Ok(stream)) => {
-                info!(addr = %config.url.addr, "redis connected");
+                info!(addr = %config.url.addr, tls = config.url.tls, "redis connected");
                 backoff = config.backoff_min;
                 inner.borrow_mut().on_connected();
-                let error = serve(&inner, stream).await;
+                let error = match stream {
+                    Stream::Plain(s) => serve(&inner, s).await,
+                    Stream::Tls(s) => serve(&inner, s).await,
+                };
                 warn!(addr = %config.url.addr, %error, "redis connection lost");
                 inner.borrow_mut().on_disconnected();
             }
@@ -58,31 +77,76 @@ pub(super) async fn run(inner: Rc<RefCell<Inner>>) {
     }
 }
 
-async fn connect(config: &RedisConfig) -> Result<TcpStream, RedisError> {
-    let mut stream = TcpStream::connect(config.url.addr.as_str())
+/// Trusted roots: the Mozilla set (ElastiCache's certificates chain to Amazon's roots,
+/// which it holds), plus the PEM file `REDIS_TLS_CA_FILE` for a private CA.
+fn tls_connector(config: &RedisConfig) -> Result<TlsConnector, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_trust_anchors(webpki_roots::TLS_SERVER_ROOTS.iter().map(|ta| {
+        rustls::OwnedTrustAnchor::from_subject_spki_name_constraints(
+            ta.subject,
+            ta.spki,
+            ta.name_constraints,
+        )
+    }));
+    if let Some(path) = &config.tls_ca_file {
+        let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let certs = rustls_pemfile::certs(&mut pem.as_slice()).map_err(|e| e.to_string())?;
+        let (added, _) = roots.add_parsable_certificates(&certs);
+        if added == 0 {
+            return Err(format!("{}: no certificate in it", path.display()));
+        }
+    }
+    let tls = rustls::ClientConfig::builder()
+        .with_safe_defaults()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(tls)))
+}
+
+async fn connect(config: &RedisConfig, tls: Option<&TlsConnector>) -> Result<Stream, RedisError> {
+    let tcp = TcpStream::connect(config.url.addr.as_str())
         .await
         .map_err(io_error)?;
-    stream.set_nodelay(true).map_err(io_error)?;
+    tcp.set_nodelay(true).map_err(io_error)?;
+    let Some(tls) = tls else {
+        return handshake(tcp, config).await.map(Stream::Plain);
+    };
+    let host = config
+        .url
+        .addr
+        .rsplit_once(':')
+        .map_or(config.url.addr.as_str(), |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let name = rustls::ServerName::try_from(host)
+        .map_err(|_| RedisError::Protocol(format!("{host}: not a TLS server name")))?;
+    let stream = tls
+        .connect(name, tcp)
+        .await
+        .map_err(|e| RedisError::Protocol(format!("TLS: {e}")))?;
+    handshake(stream, config).await.map(Stream::Tls)
+}
+
+/// AUTH and SELECT from the URL, before the connection is handed to the driver.
+async fn handshake<S: AsyncReadRent + AsyncWriteRent>(
+    mut stream: S,
+    config: &RedisConfig,
+) -> Result<S, RedisError> {
     let mut rbuf = BytesMut::with_capacity(1024);
     if let Some(password) = &config.url.password {
         let user = config.url.username.as_deref().unwrap_or("default");
-        handshake(
-            &mut stream,
-            &mut rbuf,
-            &[b"AUTH", user.as_bytes(), password.as_bytes()],
-        )
-        .await?;
+        let auth: [&[u8]; 3] = [b"AUTH", user.as_bytes(), password.as_bytes()];
+        command(&mut stream, &mut rbuf, &auth).await?;
     }
     if config.url.db != 0 {
         let db = config.url.db.to_string();
-        handshake(&mut stream, &mut rbuf, &[b"SELECT", db.as_bytes()]).await?;
+        command(&mut stream, &mut rbuf, &[b"SELECT", db.as_bytes()]).await?;
     }
     Ok(stream)
 }
 
-/// One command and its reply, before the connection is handed to the driver.
-async fn handshake(
-    stream: &mut TcpStream,
+/// One command and its reply.
+async fn command<S: AsyncReadRent + AsyncWriteRent>(
+    stream: &mut S,
     rbuf: &mut BytesMut,
     args: &[&[u8]],
 ) -> Result<(), RedisError> {
@@ -101,7 +165,10 @@ async fn handshake(
     }
 }
 
-async fn serve(inner: &Rc<RefCell<Inner>>, stream: TcpStream) -> RedisError {
+async fn serve<S>(inner: &Rc<RefCell<Inner>>, stream: S) -> RedisError
+where
+    S: Split + AsyncReadRent + AsyncWriteRent,
+{
     let (mut reader, mut writer) = stream.into_split();
     monoio::select! {
         error = read_replies(inner, &mut reader) => error,
@@ -112,7 +179,7 @@ async fn serve(inner: &Rc<RefCell<Inner>>, stream: TcpStream) -> RedisError {
 /// Writes whatever commands are queued, all at once, until the connection fails.
 async fn write_commands(
     inner: &Rc<RefCell<Inner>>,
-    writer: &mut OwnedWriteHalf<TcpStream>,
+    writer: &mut impl AsyncWriteRent,
 ) -> RedisError {
     let mut spare = Vec::with_capacity(64 * 1024);
     loop {
@@ -146,10 +213,7 @@ async fn write_commands(
 }
 
 /// Reads replies and hands each to its command, until the connection fails.
-async fn read_replies(
-    inner: &Rc<RefCell<Inner>>,
-    reader: &mut OwnedReadHalf<TcpStream>,
-) -> RedisError {
+async fn read_replies(inner: &Rc<RefCell<Inner>>, reader: &mut impl AsyncReadRent) -> RedisError {
     let mut rbuf = BytesMut::with_capacity(READ_BUF_BYTES);
     loop {
         if let Err(e) = read_more(reader, &mut rbuf).await {

@@ -14,6 +14,8 @@ pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     args: Vec<String>,
+    /// TLS only: the folder with `ca.crt`, `server.crt`, `server.key`.
+    tls: Option<std::path::PathBuf>,
 }
 
 impl RedisServer {
@@ -27,9 +29,68 @@ impl RedisServer {
             child: None,
             port,
             args: args.iter().map(|a| (*a).to_owned()).collect(),
+            tls: None,
         };
         server.restart();
         server
+    }
+
+    /// A server that speaks only TLS, with a certificate for 127.0.0.1 signed by a CA
+    /// made for it (`openssl`); the CA is `tls_dir()/ca.crt`.
+    pub fn start_tls() -> RedisServer {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let dir = std::env::temp_dir().join(format!("edge-tls-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tls dir");
+        let openssl = |args: &str| {
+            let status = Command::new("openssl")
+                .args(args.split(' '))
+                .current_dir(&dir)
+                .stderr(Stdio::null())
+                .status();
+            assert!(
+                status.expect("openssl (make deps installs it)").success(),
+                "openssl {args}"
+            );
+        };
+        openssl("req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=test-ca");
+        openssl(
+            "req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1",
+        );
+        std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+        openssl(
+            "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt \
+             -days 1 -extfile ext.cnf",
+        );
+        let file = |name: &str| dir.join(name).display().to_string();
+        let tls_port = port.to_string();
+        let args = [
+            ("--port", "0".to_owned()),
+            ("--tls-port", tls_port),
+            ("--tls-cert-file", file("server.crt")),
+            ("--tls-key-file", file("server.key")),
+            ("--tls-ca-cert-file", file("ca.crt")),
+            ("--tls-auth-clients", "no".to_owned()),
+        ];
+        let args = args
+            .into_iter()
+            .flat_map(|(k, v)| [k.to_owned(), v])
+            .collect();
+        let mut server = RedisServer {
+            child: None,
+            port,
+            args,
+            tls: Some(dir),
+        };
+        server.restart();
+        server
+    }
+
+    pub fn tls_dir(&self) -> &std::path::Path {
+        self.tls.as_deref().expect("a TLS server")
     }
 
     /// Starts the process (again, on the same port) and waits until it answers.
@@ -57,6 +118,14 @@ impl RedisServer {
     }
 
     fn answers(&self) -> bool {
+        if let Some(dir) = &self.tls {
+            let ca = dir.join("ca.crt").display().to_string();
+            let port = self.port.to_string();
+            let ping = Command::new("redis-cli")
+                .args(["--tls", "--cacert", &ca, "-p", &port, "ping"])
+                .output();
+            return ping.is_ok_and(|out| out.stdout.starts_with(b"PONG"));
+        }
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
         };
@@ -91,5 +160,8 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+        if let Some(dir) = &self.tls {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
