@@ -31,7 +31,7 @@ const MIN_READ_BYTES: usize = 4 * 1024;
 /// A connection, plain or TLS (`rediss://`).
 enum Stream {
     Plain(TcpStream),
-    Tls(ClientTlsStream<TcpStream>),
+    Tls(Box<ClientTlsStream<TcpStream>>),
 }
 
 pub(super) async fn run(inner: Rc<RefCell<Inner>>) {
@@ -57,7 +57,7 @@ pub(super) async fn run(inner: Rc<RefCell<Inner>>) {
                 inner.borrow_mut().on_connected();
                 let error = match stream {
                     Stream::Plain(s) => serve(&inner, s).await,
-                    Stream::Tls(s) => serve(&inner, s).await,
+                    Stream::Tls(s) => serve(&inner, *s).await,
                 };
                 warn!(addr = %config.url.addr, %error, "redis connection lost");
                 inner.borrow_mut().on_disconnected();
@@ -123,7 +123,9 @@ async fn connect(config: &RedisConfig, tls: Option<&TlsConnector>) -> Result<Str
         .connect(name, tcp)
         .await
         .map_err(|e| RedisError::Protocol(format!("TLS: {e}")))?;
-    handshake(stream, config).await.map(Stream::Tls)
+    handshake(stream, config)
+        .await
+        .map(|s| Stream::Tls(Box::new(s)))
 }
 
 /// AUTH and SELECT from the URL, before the connection is handed to the driver.
