@@ -9,6 +9,8 @@
 //! - `ev:{E}:sold:{S}`: each section's sold bitmap, bit n set for seat `{S}-{n}` in
 //!   `sold_seats` (the key deleted when none is sold).
 //!
+//! A rebuild also writes the order status records again (`project::rebuild_statuses`).
+//!
 //! Seats are not rows: seat `{S}-{n}` exists for 1 <= n <= the section's size (see
 //! `migrations/0001_init.sql`), which is why a 1,000,000-seat event seeds in
 //! milliseconds.
@@ -154,6 +156,8 @@ pub struct Projection {
     pub rate: u32,
     /// Sold seats, all sections.
     pub sold: u64,
+    /// Order status records written (`rebuild_redis` only; a seed writes none).
+    pub statuses: u64,
 }
 
 impl Projection {
@@ -188,7 +192,11 @@ impl fmt::Display for Projection {
             secs if secs > 0 => write!(f, "in {secs} s")?,
             secs => write!(f, "{} s ago", -secs)?,
         }
-        write!(f, "), {} users/s", self.rate)
+        write!(f, "), {} users/s", self.rate)?;
+        if self.statuses > 0 {
+            write!(f, "; {} order statuses", self.statuses)?;
+        }
+        Ok(())
     }
 }
 
@@ -304,9 +312,9 @@ enum Admission {
 
 /// Re-projects the catalog, the admission state and the sold bitmaps of one event
 /// (`Some`) or of every event (`None`) from PostgreSQL into Redis, after Redis lost
-/// its data (a `FLUSHALL`, a failover to an empty replica). Order statuses join the
-/// projection with the commit-queue consumer, which is what writes them. Returns one
-/// [`Projection`] per event; an unknown event is [`Error::Invalid`].
+/// its data (a `FLUSHALL`, a failover to an empty replica), then the status records
+/// of the event's orders younger than `status_ttl` (`project::rebuild_statuses`).
+/// Returns one [`Projection`] per event; an unknown event is [`Error::Invalid`].
 ///
 /// Run it while no worker sells seats of the event: a seat sold after the snapshot
 /// was read and before the projection landed would lose its bit until the next run
@@ -315,6 +323,7 @@ pub async fn rebuild_redis(
     pg: &mut Client,
     redis: &mut Conn,
     event_id: Option<&str>,
+    status_ttl: std::time::Duration,
 ) -> Result<Vec<Projection>, Error> {
     let ids: Vec<String> = match event_id {
         Some(id) => vec![id.to_owned()],
@@ -328,7 +337,10 @@ pub async fn rebuild_redis(
     let mut projections = Vec::with_capacity(ids.len());
     for id in &ids {
         match project(pg, redis, id, Admission::FillMissing, &[]).await? {
-            Some(p) => projections.push(p),
+            Some(mut p) => {
+                p.statuses = crate::project::rebuild_statuses(pg, redis, id, status_ttl).await?;
+                projections.push(p);
+            }
             None => return Err(Error::Invalid(format!("no event {id} in PostgreSQL"))),
         }
     }
@@ -402,6 +414,7 @@ async fn project(
             .map_or(0, |d| d.as_millis() as u64),
         rate: rate as u32,
         sold,
+        statuses: 0,
         catalog,
     };
 

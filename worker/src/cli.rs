@@ -2,7 +2,10 @@
 
 use codec::keys::CatalogSection;
 
-use crate::catalog::{self, SeedSpec};
+use crate::{
+    bench::BenchSpec,
+    catalog::{self, SeedSpec},
+};
 
 pub const USAGE: &str = "\
 usage: worker COMMAND
@@ -19,16 +22,41 @@ usage: worker COMMAND
       --rate is new users admitted a second
   rebuild-redis [EVENT]
       re-project EVENT (default: every event) from PostgreSQL into Redis, after Redis
-      lost its data
+      lost its data: catalog, admission, sold seats and order statuses
+  run
+      drain the commit queue into PostgreSQL (PROFILE=local: the events' Redis
+      Streams; PROFILE=aws: SQS_QUEUE_URL) until SIGTERM or SIGINT
+  dlq list [EVENT]
+      print the dead letters of EVENT (default: every event) with their reasons
+  dlq redrive [EVENT]
+      put the dead letters of EVENT (default: every event) back on their streams
+  bench [--orders 50000] [--seats 1000000] [--keep]
+      fill a fresh event's streams with --orders commits for distinct seats, drain
+      them with the `run` consumers and print orders/s (then delete the event)
 
-environment: DATABASE_URL, REDIS_URL, WORKER_LOG (see README.md)";
+environment: DATABASE_URL, REDIS_URL, WORKER_LOG, PROFILE, COMMIT_SHARDS, WORKER_* (see
+README.md)";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Migrate,
     Seed(SeedSpec),
-    RebuildRedis { event_id: Option<String> },
+    RebuildRedis {
+        event_id: Option<String>,
+    },
+    Run,
+    Dlq {
+        action: DlqAction,
+        event_id: Option<String>,
+    },
+    Bench(BenchSpec),
     Help,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DlqAction {
+    List,
+    Redrive,
 }
 
 /// A command line that does not parse; `main` prints it with [`USAGE`] and exits 64.
@@ -57,6 +85,29 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
                 "rebuild-redis takes at most one event id, got {rest:?}"
             )),
         },
+        "run" => match rest {
+            [] => Ok(Command::Run),
+            _ => usage(format!("run takes no arguments, got {rest:?}")),
+        },
+        "dlq" => {
+            let action = match rest.first().map(String::as_str) {
+                Some("list") => DlqAction::List,
+                Some("redrive") => DlqAction::Redrive,
+                _ => return usage("dlq needs list or redrive".into()),
+            };
+            match &rest[1..] {
+                [] => Ok(Command::Dlq {
+                    action,
+                    event_id: None,
+                }),
+                [event] if !event.starts_with('-') => Ok(Command::Dlq {
+                    action,
+                    event_id: Some(event.clone()),
+                }),
+                other => usage(format!("dlq takes at most one event id, got {other:?}")),
+            }
+        }
+        "bench" => parse_bench(rest),
         "help" | "-h" | "--help" => Ok(Command::Help),
         other => usage(format!("unknown command {other:?}")),
     }
@@ -121,6 +172,32 @@ fn parse_seed(args: &[String]) -> Result<Command, UsageError> {
     Ok(Command::Seed(spec))
 }
 
+fn parse_bench(mut rest: &[String]) -> Result<Command, UsageError> {
+    let mut spec = BenchSpec::default();
+    while let [flag, tail @ ..] = rest {
+        if flag == "--keep" {
+            spec.keep = true;
+            rest = tail;
+            continue;
+        }
+        let Some((value, tail)) = tail.split_first() else {
+            return Err(UsageError(format!("{flag} needs a value")));
+        };
+        match flag.as_str() {
+            "--orders" => spec.orders = number(flag, value)?,
+            "--seats" => spec.seats = number(flag, value)?,
+            other => return Err(UsageError(format!("bench: unknown option {other:?}"))),
+        }
+        rest = tail;
+    }
+    if spec.orders == 0 || spec.seats < spec.orders {
+        return Err(UsageError(
+            "bench: --orders must be at least 1 and at most --seats".into(),
+        ));
+    }
+    Ok(Command::Bench(spec))
+}
+
 fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, UsageError> {
     value
         .parse()
@@ -182,9 +259,31 @@ mod tests {
             "seed e --price 1,2",
             "seed e --colour red",
             "rebuild-redis a b",
+            "run now",
+            "dlq",
+            "dlq purge",
+            "dlq list a b",
+            "bench --orders",
+            "bench --orders 10 --seats 5",
         ] {
             assert!(parse(&args(line)).is_err(), "{line:?}");
         }
+        assert_eq!(parse(&args("run")), Ok(Command::Run));
+        assert_eq!(
+            parse(&args("dlq redrive demo")),
+            Ok(Command::Dlq {
+                action: DlqAction::Redrive,
+                event_id: Some("demo".into())
+            })
+        );
+        assert_eq!(
+            parse(&args("bench --orders 10 --keep")),
+            Ok(Command::Bench(BenchSpec {
+                orders: 10,
+                seats: 1_000_000,
+                keep: true
+            }))
+        );
         assert_eq!(
             parse(&args("rebuild-redis")),
             Ok(Command::RebuildRedis { event_id: None })

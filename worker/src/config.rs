@@ -4,7 +4,7 @@
 //! bad value is a [`ConfigError`] naming the variable, and `main` exits with code 64
 //! (`EX_USAGE`).
 
-use std::str::FromStr;
+use std::{str::FromStr, time::Duration};
 
 use tracing::level_filters::LevelFilter;
 
@@ -24,7 +24,85 @@ pub struct Config {
     pub redis: RedisConfig,
     /// `WORKER_LOG`: `error`, `warn`, `info`, `debug` or `trace`.
     pub log_level: LevelFilter,
+    /// What `worker run` consumes and how.
+    pub run: RunConfig,
 }
+
+/// The commit queue: `PROFILE=local` (default) or `PROFILE=aws`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Profile {
+    /// Redis Streams `ev:{E}:commits:{0..COMMIT_SHARDS-1}` of every event in PostgreSQL
+    /// (or of `WORKER_EVENTS`), consumer group `workers`.
+    Local,
+    /// SQS FIFO `SQS_QUEUE_URL`, long polls of `SQS_WAIT_SECS`; the AWS SDK reads its
+    /// region, credentials and endpoint from the usual `AWS_*` variables.
+    Aws { queue_url: String, wait_secs: i32 },
+}
+
+/// A fault `WORKER_FAULT` injects, for tests only: never set it in a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// `exit-after-commit`: the process exits at once (no Redis projection, no ack)
+    /// right after its first PostgreSQL commit, as if killed there with SIGKILL.
+    ExitAfterCommit,
+}
+
+/// `worker run`'s settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunConfig {
+    pub profile: Profile,
+    /// `COMMIT_SHARDS`: streams per event; the edge's value.
+    pub commit_shards: u32,
+    /// `WORKER_CONCURRENCY`: consumer loops, each with its own queue connection.
+    pub concurrency: usize,
+    /// `WORKER_PG_CONNECTIONS`: the PostgreSQL pool's size (default: the concurrency).
+    pub pg_connections: usize,
+    /// `WORKER_BATCH`: most messages one receive asks for (SQS: at most 10) and one
+    /// PostgreSQL transaction holds.
+    pub batch: usize,
+    /// `WORKER_VISIBILITY_MS`: a message received and not acknowledged this long is
+    /// handed to another consumer (streams: `XAUTOCLAIM`; SQS: the receive's
+    /// VisibilityTimeout). A consumer working longer extends it.
+    pub visibility: Duration,
+    /// `WORKER_MAX_DELIVERIES`: a stream entry delivered more often than this goes to
+    /// the dead-letter stream (SQS: the queue's redrive policy decides).
+    pub max_deliveries: u32,
+    /// `WORKER_BLOCK_MS`: how long one `XREADGROUP` waits for entries.
+    pub block: Duration,
+    /// `WORKER_EVENT_REFRESH_MS`: how often the events (and their catalogs) are
+    /// re-read from PostgreSQL, so a newly seeded event is consumed.
+    pub event_refresh: Duration,
+    /// `WORKER_EVENTS`: comma-separated event ids to consume (local profile); unset,
+    /// every event in PostgreSQL.
+    pub events: Option<Vec<String>>,
+    /// `IDEMPOTENCY_TTL_MS`: lifetime of an order's status record; the edge's value.
+    pub status_ttl: Duration,
+    /// `WORKER_FAULT`: test-only fault injection.
+    pub fault: Option<Fault>,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            profile: Profile::Local,
+            commit_shards: 4,
+            concurrency: 4,
+            pg_connections: 4,
+            batch: DEFAULT_BATCH,
+            visibility: Duration::from_secs(30),
+            max_deliveries: 5,
+            block: Duration::from_millis(1000),
+            event_refresh: Duration::from_secs(5),
+            events: None,
+            status_ttl: Duration::from_millis(86_400_000),
+            fault: None,
+        }
+    }
+}
+
+/// Messages per transaction unless `WORKER_BATCH` says otherwise (see the README's
+/// worker benchmark for why).
+pub const DEFAULT_BATCH: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{var}={value:?}: {reason}")]
@@ -63,12 +141,92 @@ impl Config {
             value: log.clone(),
             reason: "expected error, warn, info, debug or trace".to_owned(),
         })?;
+        let run = run_config(&lookup)?;
         Ok(Self {
             database,
             redis,
             log_level,
+            run,
         })
     }
+}
+
+fn run_config(lookup: &impl Fn(&str) -> Option<String>) -> Result<RunConfig, ConfigError> {
+    let bad = |var: &'static str, value: &str, reason: &str| ConfigError {
+        var,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let ranged =
+        |var: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+            let Some(value) = lookup(var) else {
+                return Ok(default);
+            };
+            let n: u64 = value
+                .trim()
+                .parse()
+                .map_err(|_| bad(var, &value, "expected a whole number"))?;
+            if !(min..=max).contains(&n) {
+                return Err(bad(var, &value, &format!("expected {min} to {max}")));
+            }
+            Ok(n)
+        };
+    let millis =
+        |var, default, min| ranged(var, default, min, 24 * 3600 * 1000).map(Duration::from_millis);
+    let profile = match lookup("PROFILE").as_deref().map(str::trim) {
+        None | Some("local") => Profile::Local,
+        Some("aws") => Profile::Aws {
+            queue_url: lookup("SQS_QUEUE_URL")
+                .filter(|u| !u.trim().is_empty())
+                .ok_or_else(|| bad("SQS_QUEUE_URL", "", "required with PROFILE=aws"))?,
+            wait_secs: ranged("SQS_WAIT_SECS", 20, 0, 20)? as i32,
+        },
+        Some(other) => return Err(bad("PROFILE", other, "expected local or aws")),
+    };
+    let concurrency = ranged("WORKER_CONCURRENCY", 4, 1, 256)? as usize;
+    let events = match lookup("WORKER_EVENTS") {
+        None => None,
+        Some(list) => {
+            let ids: Vec<String> = list
+                .split(',')
+                .map(|e| e.trim().to_owned())
+                .filter(|e| !e.is_empty())
+                .collect();
+            if ids.is_empty() || !ids.iter().all(|e| codec::keys::is_id(e)) {
+                return Err(bad(
+                    "WORKER_EVENTS",
+                    &list,
+                    "expected event ids separated by commas",
+                ));
+            }
+            Some(ids)
+        }
+    };
+    let fault = match lookup("WORKER_FAULT").as_deref() {
+        None | Some("") => None,
+        Some("exit-after-commit") => Some(Fault::ExitAfterCommit),
+        Some(other) => {
+            return Err(bad(
+                "WORKER_FAULT",
+                other,
+                "expected exit-after-commit (tests only)",
+            ))
+        }
+    };
+    Ok(RunConfig {
+        profile,
+        commit_shards: ranged("COMMIT_SHARDS", 4, 1, 256)? as u32,
+        concurrency,
+        pg_connections: ranged("WORKER_PG_CONNECTIONS", concurrency as u64, 1, 256)? as usize,
+        batch: ranged("WORKER_BATCH", DEFAULT_BATCH as u64, 1, 1000)? as usize,
+        visibility: millis("WORKER_VISIBILITY_MS", 30_000, 100)?,
+        max_deliveries: ranged("WORKER_MAX_DELIVERIES", 5, 1, 1000)? as u32,
+        block: millis("WORKER_BLOCK_MS", 1000, 1)?,
+        event_refresh: millis("WORKER_EVENT_REFRESH_MS", 5000, 10)?,
+        events,
+        status_ttl: millis("IDEMPOTENCY_TTL_MS", 86_400_000, 1)?,
+        fault,
+    })
 }
 
 /// `scheme://user:secret@host` -> `scheme://user:***@host`, so an error message never
@@ -105,6 +263,32 @@ mod tests {
         assert_eq!(c.database.get_dbname(), Some("ticket"));
         assert_eq!(c.redis.addr, "127.0.0.1:16379");
         assert_eq!(c.log_level, LevelFilter::INFO);
+        assert_eq!(c.run, RunConfig::default());
+    }
+
+    #[test]
+    fn the_aws_profile_needs_its_queue() {
+        assert!(with(&[("PROFILE", "aws")]).is_err());
+        let c = with(&[
+            ("PROFILE", "aws"),
+            ("SQS_QUEUE_URL", "http://q/1/c.fifo"),
+            ("SQS_WAIT_SECS", "1"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.run.profile,
+            Profile::Aws {
+                queue_url: "http://q/1/c.fifo".into(),
+                wait_secs: 1
+            }
+        );
+        let c = with(&[
+            ("WORKER_EVENTS", "a, b"),
+            ("WORKER_FAULT", "exit-after-commit"),
+        ])
+        .expect("valid");
+        assert_eq!(c.run.events, Some(vec!["a".to_owned(), "b".to_owned()]));
+        assert_eq!(c.run.fault, Some(Fault::ExitAfterCommit));
     }
 
     #[test]
@@ -115,6 +299,13 @@ mod tests {
             ("REDIS_URL", "http://127.0.0.1"),
             ("REDIS_URL", "redis://u:sekrit@h/x"),
             ("WORKER_LOG", "loud"),
+            ("PROFILE", "gcp"),
+            ("COMMIT_SHARDS", "0"),
+            ("WORKER_CONCURRENCY", "many"),
+            ("WORKER_BATCH", "1001"),
+            ("WORKER_VISIBILITY_MS", "5"),
+            ("WORKER_EVENTS", "a{b}"),
+            ("WORKER_FAULT", "explode"),
         ] {
             let err = with(&[(var, value)]).expect_err(var);
             assert_eq!(err.var, var);

@@ -17,6 +17,12 @@ pub enum Error {
     /// The database disagrees with this binary's migrations.
     #[error("schema: {0}")]
     Schema(String),
+    /// A call that did not answer in time (its connection is not reused).
+    #[error("no answer within {0:?}")]
+    Timeout(std::time::Duration),
+    /// An SQS call failed; throttling, timeouts and lost connections are retryable.
+    #[error("sqs: {message}")]
+    Sqs { message: String, retryable: bool },
 }
 
 impl From<tokio_postgres::Error> for Error {
@@ -56,6 +62,8 @@ impl Error {
                     || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
             }
             Self::Redis(e) => e.is_retryable(),
+            Self::Sqs { retryable, .. } => *retryable,
+            Self::Timeout(_) => true,
             Self::Invalid(_) | Self::Schema(_) => false,
         }
     }
@@ -67,6 +75,8 @@ impl Error {
             Self::Redis(e) => e.kind(),
             Self::Invalid(_) => "invalid",
             Self::Schema(_) => "schema",
+            Self::Sqs { .. } => "sqs",
+            Self::Timeout(_) => "timeout",
         }
     }
 }

@@ -4,7 +4,14 @@
 use std::{io::IsTerminal, process::ExitCode, time::Instant};
 
 use anyhow::Context as _;
-use worker::{catalog, cli, cli::Command, config::Config, db, migrate, redis::Conn};
+use tokio::sync::watch;
+use worker::{
+    bench, catalog, cli,
+    cli::{Command, DlqAction},
+    config::Config,
+    db, dlq, migrate,
+    redis::Conn,
+};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -59,6 +66,49 @@ fn main() -> ExitCode {
 
 async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
     let started = Instant::now();
+    match command {
+        Command::Run => {
+            let (stop, shutdown) = watch::channel(false);
+            tokio::spawn(signals(stop));
+            worker::run::run(config.clone(), shutdown, Default::default())
+                .await
+                .context("running the consumers")?;
+            return Ok(());
+        }
+        Command::Dlq { action, event_id } => {
+            let mut redis = connect_redis(config).await?;
+            let events = match event_id {
+                Some(event) => vec![event],
+                None => event_ids(config).await?,
+            };
+            for event in &events {
+                match action {
+                    DlqAction::List => {
+                        for letter in dlq::list(&mut redis, event).await? {
+                            println!(
+                                "{event} {} deliveries={} at={} from={} {}\n  reason: {}\n  msg: {}",
+                                letter.id,
+                                letter.deliveries,
+                                letter.at_ms,
+                                letter.stream,
+                                letter.origin_id,
+                                letter.reason,
+                                String::from_utf8_lossy(&letter.msg)
+                            );
+                        }
+                    }
+                    DlqAction::Redrive => {
+                        let moved = dlq::redrive(&mut redis, event).await?;
+                        if moved > 0 || events.len() == 1 {
+                            println!("dlq redrive: {event}: {moved} moved back to their streams");
+                        }
+                    }
+                }
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
     let mut pg = db::connect(&config.database)
         .await
         .context("connecting to PostgreSQL (DATABASE_URL)")?;
@@ -97,9 +147,14 @@ async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
         }
         Command::RebuildRedis { event_id } => {
             let mut redis = connect_redis(config).await?;
-            let projections = catalog::rebuild_redis(&mut pg, &mut redis, event_id.as_deref())
-                .await
-                .context("rebuilding Redis")?;
+            let projections = catalog::rebuild_redis(
+                &mut pg,
+                &mut redis,
+                event_id.as_deref(),
+                config.run.status_ttl,
+            )
+            .await
+            .context("rebuilding Redis")?;
             for p in &projections {
                 println!("rebuild-redis: {p}");
             }
@@ -109,9 +164,65 @@ async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
                 started.elapsed().as_millis()
             );
         }
-        Command::Help => println!("{}", cli::USAGE),
+        Command::Bench(spec) => {
+            let mut redis = connect_redis(config).await?;
+            let report = bench::bench(config, &mut pg, &mut redis, &spec)
+                .await
+                .context("benchmarking")?;
+            let run = &config.run;
+            println!(
+                "bench: {} orders in {:.2} s = {:.0} orders/s (batch {}, consumers {}, PostgreSQL connections {}, {} transactions; fill {} ms; event {})",
+                report.orders,
+                report.drain.as_secs_f64(),
+                report.orders_per_sec(),
+                run.batch,
+                run.concurrency,
+                run.pg_connections,
+                report.transactions,
+                report.fill.as_millis(),
+                report.event_id
+            );
+        }
+        Command::Run | Command::Dlq { .. } | Command::Help => println!("{}", cli::USAGE),
     }
     Ok(())
+}
+
+/// Every event id in PostgreSQL.
+async fn event_ids(config: &Config) -> anyhow::Result<Vec<String>> {
+    let pg = db::connect(&config.database)
+        .await
+        .context("connecting to PostgreSQL (DATABASE_URL)")?;
+    let rows = pg
+        .query("SELECT event_id FROM events ORDER BY event_id", &[])
+        .await
+        .context("reading the events")?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The first SIGTERM or SIGINT asks the consumers to stop (finish the batch in hand,
+/// ack it, exit); a second one exits at once.
+async fn signals(stop: watch::Sender<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install the SIGTERM/SIGINT handlers");
+        return;
+    };
+    for round in 0.. {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        if round > 0 {
+            tracing::warn!("{name} again: exiting at once");
+            std::process::exit(130);
+        }
+        tracing::info!("{name}: finishing the batches in hand, then exiting");
+        let _ = stop.send(true);
+    }
 }
 
 async fn connect_redis(config: &Config) -> anyhow::Result<Conn> {

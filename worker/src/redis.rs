@@ -210,6 +210,11 @@ impl Conn {
         Ok(conn)
     }
 
+    /// True once a round trip was cut short: the connection is out of step for good.
+    pub fn is_dead(&self) -> bool {
+        self.dead
+    }
+
     /// One command and its reply; an error reply is [`RedisError::Server`].
     pub async fn query(&mut self, args: &[&[u8]]) -> Result<Frame, RedisError> {
         let mut pipeline = Pipeline::new();
@@ -224,6 +229,19 @@ impl Conn {
     /// replies are read even when one is an error (the connection stays in step); then
     /// the first error reply is returned as [`RedisError::Server`].
     pub async fn pipeline(&mut self, pipeline: &Pipeline) -> Result<Vec<Frame>, RedisError> {
+        let replies = self.pipeline_replies(pipeline).await?;
+        match replies.iter().find_map(error_reply) {
+            Some(e) => Err(e),
+            None => Ok(replies),
+        }
+    }
+
+    /// Like [`Conn::pipeline`], but error replies stay in place among the others, for
+    /// callers that expect some (`BUSYGROUP`).
+    pub async fn pipeline_replies(
+        &mut self,
+        pipeline: &Pipeline,
+    ) -> Result<Vec<Frame>, RedisError> {
         if self.dead {
             return Err(RedisError::Closed);
         }
@@ -240,10 +258,7 @@ impl Conn {
         .await
         .map_err(|_| RedisError::Timeout(ROUND_TRIP_TIMEOUT))??;
         self.dead = false;
-        match replies.iter().find_map(error_reply) {
-            Some(e) => Err(e),
-            None => Ok(replies),
-        }
+        Ok(replies)
     }
 
     /// Runs `pipeline` inside `MULTI`/`EXEC`: Redis applies all of it or none, and no
@@ -266,6 +281,51 @@ impl Conn {
             other => Err(RedisError::Protocol(format!(
                 "unexpected reply to EXEC: {other:?}"
             ))),
+        }
+    }
+}
+
+/// A Lua script run by its SHA-1 (`EVALSHA`), loaded on the first `NOSCRIPT`.
+#[derive(Debug, Clone)]
+pub struct Script {
+    source: &'static str,
+    sha: String,
+}
+
+impl Script {
+    pub fn new(source: &'static str) -> Self {
+        Self {
+            source,
+            sha: sha1_smol::Sha1::from(source).digest().to_string(),
+        }
+    }
+
+    /// Appends `EVALSHA sha numkeys keys... args...` to `pipeline`.
+    pub fn push(&self, pipeline: &mut Pipeline, keys: &[&[u8]], args: &[&[u8]]) {
+        let numkeys = keys.len().to_string();
+        let mut command: Vec<&[u8]> = Vec::with_capacity(3 + keys.len() + args.len());
+        command.extend([&b"EVALSHA"[..], self.sha.as_bytes(), numkeys.as_bytes()]);
+        command.extend_from_slice(keys);
+        command.extend_from_slice(args);
+        pipeline.push(&command);
+    }
+}
+
+impl Conn {
+    /// Runs a pipeline of `script`'s `EVALSHA`s; when Redis does not have the script
+    /// (`NOSCRIPT`: none of them ran), loads it and runs the pipeline again.
+    pub async fn run_script(
+        &mut self,
+        script: &Script,
+        pipeline: &Pipeline,
+    ) -> Result<Vec<Frame>, RedisError> {
+        match self.pipeline(pipeline).await {
+            Err(RedisError::Server(message)) if message.starts_with("NOSCRIPT") => {
+                self.query(&[b"SCRIPT", b"LOAD", script.source.as_bytes()])
+                    .await?;
+                self.pipeline(pipeline).await
+            }
+            result => result,
         }
     }
 }

@@ -1,0 +1,328 @@
+//! Commits into PostgreSQL: one short transaction for a batch of commits, set-based
+//! (arrays in, one statement for orders, sold seats and payments), so a batch of 100
+//! costs about the round trips of one.
+//!
+//! Exactly-once effect from at-least-once input:
+//! - `orders`' unique `(event_id, user_id, idem)`: a redelivered commit inserts
+//!   nothing (`ON CONFLICT DO NOTHING`) and is answered from the order it finds;
+//! - `sold_seats`' primary key `(event_id, seat_id)`: a seat already sold is not
+//!   inserted (`ON CONFLICT DO NOTHING`, so the transaction survives), and an order that
+//!   did not get all its seats is turned `REJECTED` with `SEAT_SOLD`, its other seats
+//!   freed and its payment `VOIDED`, in the same transaction. The constraint decides,
+//!   not Redis.
+//!
+//! Two commits of one batch that want the same seat go into successive rounds (one
+//! statement each, same transaction), so the batch decides exactly as one-by-one
+//! processing in arrival order would. Rows are inserted in key order, so concurrent
+//! transactions lock in the same order and do not deadlock each other.
+
+use std::collections::HashMap;
+
+use codec::contract::OrderState;
+use tokio_postgres::{Client, Statement};
+
+use crate::{
+    commit::{Commit, OrderKey},
+    db::PgConn,
+    error::Error,
+};
+
+/// The reason of an order that lost a seat race.
+pub const SEAT_SOLD: &str = "SEAT_SOLD";
+
+/// Orders, their seats and payments, for one round of commits whose seats are distinct.
+/// Parameters: parallel arrays event, user, idem, intent, seats (comma-joined), amount,
+/// currency. Returns one row per order inserted: id, event, user, idem, updatedAt ms,
+/// whether it won every seat. Payments start `CAPTURED`; [`REJECT`] voids the losers'.
+const INSERT: &str = "
+WITH m AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[])
+        AS m (event_id, user_id, idem, intent_id, seats, amount, currency)
+), o AS (
+    INSERT INTO orders (idem, user_id, event_id, intent_id, seat_ids, amount, currency, status)
+    SELECT idem, user_id, event_id, intent_id, string_to_array(seats, ','), amount, currency, 'CONFIRMED'
+      FROM m ORDER BY event_id, user_id, idem
+    ON CONFLICT (event_id, user_id, idem) DO NOTHING
+    RETURNING order_id, event_id, user_id, idem, intent_id, seat_ids, amount, currency, updated_at
+), s AS (
+    INSERT INTO sold_seats (event_id, seat_id, order_id)
+    SELECT o.event_id, seat.id, o.order_id FROM o, unnest(o.seat_ids) AS seat (id)
+     ORDER BY o.event_id, seat.id
+    ON CONFLICT (event_id, seat_id) DO NOTHING
+    RETURNING order_id
+), p AS (
+    INSERT INTO payments (order_id, status, amount, currency, intent_id)
+    SELECT order_id, 'CAPTURED', amount, currency, intent_id FROM o
+)
+SELECT o.order_id, o.event_id, o.user_id, o.idem,
+       (extract(epoch FROM o.updated_at) * 1000)::bigint,
+       cardinality(o.seat_ids) = coalesce(w.won, 0)
+  FROM o LEFT JOIN (SELECT order_id, count(*) AS won FROM s GROUP BY order_id) w USING (order_id)";
+
+/// The orders (ids) that lost a seat: seats freed, payment voided, order rejected.
+const REJECT: &str = "
+WITH lost AS (SELECT unnest($1::bigint[]) AS order_id),
+freed AS (DELETE FROM sold_seats s USING lost WHERE s.order_id = lost.order_id),
+voided AS (UPDATE payments p SET status = 'VOIDED', updated_at = now() FROM lost WHERE p.order_id = lost.order_id)
+UPDATE orders o SET status = 'REJECTED', reason = $2, updated_at = now()
+  FROM lost WHERE o.order_id = lost.order_id";
+
+/// Orders that exist already, by key (parallel arrays event, user, idem).
+const EXISTING: &str = "
+SELECT o.event_id, o.user_id, o.idem, o.order_id, o.status, o.reason,
+       (extract(epoch FROM o.updated_at) * 1000)::bigint, o.seat_ids, o.amount, o.currency::text
+  FROM unnest($1::text[], $2::text[], $3::text[]) AS k (event_id, user_id, idem)
+  JOIN orders o USING (event_id, user_id, idem)";
+
+/// [`INSERT`], [`REJECT`] and [`EXISTING`], prepared on one connection.
+pub struct Statements {
+    insert: Statement,
+    reject: Statement,
+    existing: Statement,
+}
+
+impl Statements {
+    pub async fn prepare(client: &Client) -> Result<Self, Error> {
+        let (insert, reject, existing) = tokio::try_join!(
+            client.prepare(INSERT),
+            client.prepare(REJECT),
+            client.prepare(EXISTING)
+        )?;
+        Ok(Self {
+            insert,
+            reject,
+            existing,
+        })
+    }
+}
+
+/// An order as PostgreSQL has it after a commit was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub order_id: i64,
+    /// `Confirmed` or `Rejected`.
+    pub state: OrderState,
+    /// `SEAT_SOLD` when rejected.
+    pub reason: Option<String>,
+    /// Epoch milliseconds.
+    pub updated_at_ms: u64,
+    pub seat_ids: Vec<String>,
+    pub amount: u64,
+    pub currency: String,
+    /// The order existed before this delivery, which changed nothing in PostgreSQL.
+    pub replay: bool,
+}
+
+/// Writes `commits` in one transaction and returns each one's order, in the same
+/// order (a commit that appears twice gets its order twice, the second as a replay).
+/// Nothing is written when this fails; [`Error::is_retryable`] says whether to retry.
+pub async fn store(conn: &mut PgConn, commits: &[&Commit]) -> Result<Vec<Outcome>, Error> {
+    // First occurrence of each key, and each commit's first occurrence.
+    let mut first: HashMap<OrderKey<'_>, usize> = HashMap::with_capacity(commits.len());
+    let of: Vec<usize> = commits
+        .iter()
+        .enumerate()
+        .map(|(i, c)| *first.entry(c.key()).or_insert(i))
+        .collect();
+    let rounds = rounds(commits, &of);
+
+    let PgConn { client, statements } = conn;
+    let tx = client.transaction().await?;
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; commits.len()];
+    for round in &rounds {
+        let mut lost = Vec::new();
+        let columns = Columns::of(round.iter().map(|&i| commits[i]));
+        let rows = tx
+            .query(
+                &statements.insert,
+                &[
+                    &columns.event,
+                    &columns.user,
+                    &columns.idem,
+                    &columns.intent,
+                    &columns.seats,
+                    &columns.amount,
+                    &columns.currency,
+                ],
+            )
+            .await?;
+        for row in &rows {
+            let key = OrderKey {
+                event_id: row.get(1),
+                user_id: row.get(2),
+                idem: row.get(3),
+            };
+            let Some(&i) = first.get(&key) else {
+                continue;
+            };
+            let won: bool = row.get(5);
+            let order_id: i64 = row.get(0);
+            if !won {
+                lost.push(order_id);
+            }
+            let msg = &commits[i].msg;
+            outcomes[i] = Some(Outcome {
+                order_id,
+                state: if won {
+                    OrderState::Confirmed
+                } else {
+                    OrderState::Rejected
+                },
+                reason: (!won).then(|| SEAT_SOLD.to_owned()),
+                updated_at_ms: row.get::<_, i64>(4) as u64,
+                seat_ids: msg.seat_ids.clone(),
+                amount: msg.amount,
+                currency: msg.currency.clone(),
+                replay: false,
+            });
+        }
+        // Before the next round, which may want the seats the losers free.
+        if !lost.is_empty() {
+            tx.execute(&statements.reject, &[&lost, &SEAT_SOLD]).await?;
+        }
+    }
+    // Keys that inserted nothing: their order was there before (a redelivery).
+    let replays: Vec<usize> = (0..commits.len())
+        .filter(|&i| of[i] == i && outcomes[i].is_none())
+        .collect();
+    if !replays.is_empty() {
+        let columns = Columns::of(replays.iter().map(|&i| commits[i]));
+        let rows = tx
+            .query(
+                &statements.existing,
+                &[&columns.event, &columns.user, &columns.idem],
+            )
+            .await?;
+        for row in &rows {
+            let key = OrderKey {
+                event_id: row.get(0),
+                user_id: row.get(1),
+                idem: row.get(2),
+            };
+            if let Some(&i) = first.get(&key) {
+                outcomes[i] = Some(existing(row, 3)?);
+            }
+        }
+    }
+    tx.commit().await?;
+
+    (0..commits.len())
+        .map(|i| {
+            let mut outcome = outcomes[of[i]].clone().ok_or_else(|| {
+                Error::Invalid(format!(
+                    "order {:?} neither inserted nor found",
+                    commits[i].key()
+                ))
+            })?;
+            outcome.replay |= of[i] != i;
+            Ok(outcome)
+        })
+        .collect()
+}
+
+/// An order row read back: columns order_id, status, reason, updated_at ms, seat_ids,
+/// amount, currency from `at` on.
+pub fn existing(row: &tokio_postgres::Row, at: usize) -> Result<Outcome, Error> {
+    let status: &str = row.get(at + 1);
+    let state = match status {
+        "CONFIRMED" => OrderState::Confirmed,
+        "REJECTED" => OrderState::Rejected,
+        other => return Err(Error::Schema(format!("order status {other:?}"))),
+    };
+    Ok(Outcome {
+        order_id: row.get(at),
+        state,
+        reason: row.get(at + 2),
+        updated_at_ms: row.get::<_, i64>(at + 3) as u64,
+        seat_ids: row.get(at + 4),
+        amount: row.get::<_, i64>(at + 5) as u64,
+        currency: row.get::<_, String>(at + 6).trim_end().to_owned(),
+        replay: true,
+    })
+}
+
+/// Splits the first occurrences into rounds whose seats are distinct: a commit goes
+/// one round after the last earlier commit that wants one of its seats.
+fn rounds(commits: &[&Commit], of: &[usize]) -> Vec<Vec<usize>> {
+    let mut last: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    for (i, commit) in commits.iter().enumerate() {
+        if of[i] != i {
+            continue;
+        }
+        let event = commit.msg.event_id.as_str();
+        let round = commit
+            .msg
+            .seat_ids
+            .iter()
+            .filter_map(|seat| last.get(&(event, seat.as_str())).map(|r| r + 1))
+            .max()
+            .unwrap_or(0);
+        for seat in &commit.msg.seat_ids {
+            last.insert((event, seat.as_str()), round);
+        }
+        if rounds.len() <= round {
+            rounds.resize_with(round + 1, Vec::new);
+        }
+        rounds[round].push(i);
+    }
+    rounds
+}
+
+/// The parallel arrays [`INSERT`] and [`EXISTING`] take.
+#[derive(Default)]
+struct Columns<'a> {
+    event: Vec<&'a str>,
+    user: Vec<&'a str>,
+    idem: Vec<&'a str>,
+    intent: Vec<&'a str>,
+    seats: Vec<String>,
+    amount: Vec<i64>,
+    currency: Vec<&'a str>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(commits: impl Iterator<Item = &'a Commit>) -> Self {
+        let mut c = Self::default();
+        for commit in commits {
+            let m = &commit.msg;
+            c.event.push(&m.event_id);
+            c.user.push(&m.user_id);
+            c.idem.push(&m.idem);
+            c.intent.push(&m.intent_id);
+            // Seat ids hold no commas (`codec::keys::parse_seat`).
+            c.seats.push(m.seat_ids.join(","));
+            c.amount.push(m.amount as i64);
+            c.currency.push(&m.currency);
+        }
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commit::decode;
+
+    fn commit(idem: &str, seats: &[&str]) -> Commit {
+        let holds: Vec<String> = seats.iter().map(|s| format!("h{s}")).collect();
+        let body = serde_json::json!({"v": 1, "idem": idem, "intentId": "pi", "eventId": "e",
+            "userId": "u", "seatIds": seats, "holdIds": holds, "amount": 1, "currency": "KRW",
+            "acceptedAt": 0});
+        decode(body.to_string().as_bytes()).expect("valid")
+    }
+
+    #[test]
+    fn commits_wanting_one_seat_go_into_successive_rounds() {
+        let commits = [
+            commit("a", &["A-1", "A-2"]),
+            commit("b", &["A-2", "A-3"]),
+            commit("c", &["A-4"]),
+            commit("d", &["A-3"]),
+            commit("a", &["A-1", "A-2"]),
+        ];
+        let refs: Vec<&Commit> = commits.iter().collect();
+        let of = [0, 1, 2, 3, 0];
+        assert_eq!(rounds(&refs, &of), [vec![0, 2], vec![1], vec![3]]);
+    }
+}
