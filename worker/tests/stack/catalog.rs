@@ -11,6 +11,9 @@ use worker::{
 
 use super::support::{drop_event, flush_event, integer, pg, redis, text, unique};
 
+/// Status records live this long (the edge's default `IDEMPOTENCY_TTL_MS`).
+const TTL: std::time::Duration = std::time::Duration::from_secs(86_400);
+
 fn spec(event_id: &str) -> SeedSpec {
     let mut spec = SeedSpec::new(event_id);
     spec.name = "Integration test".into();
@@ -240,7 +243,7 @@ async fn rebuild_restores_catalog_admission_and_sold_bits_after_a_flush() {
 
     flush_event(&mut redis, &event).await;
     assert_eq!(redis_catalog(&mut redis, &event).await, None, "flushed");
-    let projections = catalog::rebuild_redis(&mut pg, &mut redis, Some(&event))
+    let projections = catalog::rebuild_redis(&mut pg, &mut redis, Some(&event), TTL)
         .await
         .expect("rebuild");
     assert_eq!(projections.len(), 1);
@@ -288,13 +291,13 @@ async fn rebuild_of_every_event_keeps_an_operators_rate() {
         .query(&[b"HSET", keys::admission(&event).as_bytes(), b"rate", b"77"])
         .await
         .expect("HSET");
-    let projections = catalog::rebuild_redis(&mut pg, &mut redis, None)
+    let projections = catalog::rebuild_redis(&mut pg, &mut redis, None, TTL)
         .await
         .expect("rebuild all");
     assert!(projections.iter().any(|p| p.catalog.event_id == event));
     assert_eq!(admission(&mut redis, &event).await.1.as_deref(), Some("77"));
 
-    let err = catalog::rebuild_redis(&mut pg, &mut redis, Some(&unique("absent")))
+    let err = catalog::rebuild_redis(&mut pg, &mut redis, Some(&unique("absent")), TTL)
         .await
         .expect_err("unknown event");
     assert!(matches!(err, Error::Invalid(_)), "{err}");

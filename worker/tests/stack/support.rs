@@ -190,3 +190,217 @@ pub fn integer(frame: &Frame) -> i64 {
         other => panic!("expected an integer reply, got {other:?}"),
     }
 }
+
+/// Upper bound for anything a test waits for; a hang fails instead of blocking CI.
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Polls `$cond` (which may `.await`) every 20 ms until true; panics after [`WAIT`].
+#[macro_export]
+macro_rules! eventually {
+    ($what:expr, $cond:expr) => {{
+        let deadline = std::time::Instant::now() + $crate::support::WAIT;
+        loop {
+            if $cond {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {}",
+                $what
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }};
+}
+
+/// The worker's configuration for a test: the stack's services, only `events`, quick
+/// timings (visibility 500 ms, block 100 ms, refresh 200 ms, two consumers); `extra`
+/// overrides.
+pub fn worker_config(events: &[&str], extra: &[(&str, &str)]) -> worker::config::Config {
+    let mut vars: Vec<(String, String)> = vec![
+        ("DATABASE_URL".into(), env("DATABASE_URL")),
+        ("REDIS_URL".into(), env("REDIS_URL")),
+        ("WORKER_EVENTS".into(), events.join(",")),
+        ("WORKER_VISIBILITY_MS".into(), "500".into()),
+        ("WORKER_BLOCK_MS".into(), "100".into()),
+        ("WORKER_EVENT_REFRESH_MS".into(), "200".into()),
+        ("WORKER_CONCURRENCY".into(), "2".into()),
+    ];
+    for (k, v) in extra {
+        vars.retain(|(name, _)| name != k);
+        vars.push(((*k).to_owned(), (*v).to_owned()));
+    }
+    worker::config::Config::from_lookup(|name| {
+        vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    })
+    .expect("a valid test configuration")
+}
+
+/// `worker run`'s consumers, in this process.
+pub struct Running {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), worker::Error>>,
+    pub metrics: std::sync::Arc<worker::run::Metrics>,
+}
+
+impl Running {
+    pub fn start(config: worker::config::Config) -> Self {
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let metrics = std::sync::Arc::new(worker::run::Metrics::default());
+        let task = tokio::spawn(worker::run::run(
+            config,
+            shutdown,
+            std::sync::Arc::clone(&metrics),
+        ));
+        Self {
+            stop,
+            task,
+            metrics,
+        }
+    }
+
+    pub fn acked(&self) -> u64 {
+        worker::run::Metrics::get(&self.metrics.acked)
+    }
+
+    /// Asks the consumers to stop and waits (bounded) until they have.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("the consumers stop in time")
+            .expect("no panic")
+            .expect("run returns Ok");
+    }
+}
+
+/// A version 1 commit message, as the edge writes it.
+pub fn commit_message(event: &str, user: &str, idem: &str, seats: &[&str]) -> String {
+    let holds: Vec<String> = seats.iter().map(|s| format!("h-{user}-{s}")).collect();
+    serde_json::json!({
+        "v": 1, "idem": idem, "intentId": format!("pi-{idem}"), "eventId": event,
+        "userId": user, "seatIds": seats, "holdIds": holds, "amount": 1000 * seats.len(),
+        "currency": "USD", "acceptedAt": 1_700_000_000_000u64
+    })
+    .to_string()
+}
+
+/// Appends a message to one of the event's commit streams (field `msg`).
+pub async fn xadd(redis: &mut Conn, event: &str, shard: u32, body: &str) {
+    let key = codec::keys::commits(event, shard);
+    redis
+        .query(&[b"XADD", key.as_bytes(), b"*", b"msg", body.as_bytes()])
+        .await
+        .expect("XADD");
+}
+
+/// A hold as the edge's hold script makes it: the hold key, the section's and the
+/// user's zsets (hold id `h-{user}-{seat}`, as in [`commit_message`]).
+pub async fn hold(redis: &mut Conn, event: &str, user: &str, seat: &str) {
+    let (section, n) = codec::keys::parse_seat(seat).expect("seat id");
+    let exp = (worker::catalog::now_ms() + 60_000).to_string();
+    let mut p = worker::redis::Pipeline::new();
+    p.push(&[
+        b"SET",
+        codec::keys::hold(event, section, n).as_bytes(),
+        format!("h-{user}-{seat} {user}").as_bytes(),
+        b"PX",
+        b"60000",
+    ]);
+    p.push(&[
+        b"ZADD",
+        codec::keys::section_holds(event, section).as_bytes(),
+        exp.as_bytes(),
+        n.to_string().as_bytes(),
+    ]);
+    p.push(&[
+        b"ZADD",
+        codec::keys::user_holds(event, user).as_bytes(),
+        exp.as_bytes(),
+        seat.as_bytes(),
+    ]);
+    redis.pipeline(&p).await.expect("hold");
+}
+
+/// The order's status record, if any.
+pub async fn status(
+    redis: &mut Conn,
+    event: &str,
+    user: &str,
+    idem: &str,
+) -> Option<codec::contract::StatusResponse> {
+    let key = codec::keys::order_status(event, user, idem);
+    let reply = redis.query(&[b"GET", key.as_bytes()]).await.expect("GET");
+    text(&reply).map(|json| serde_json::from_str(&json).expect("a StatusResponse"))
+}
+
+/// The order's state in its status record, if any.
+pub async fn state(redis: &mut Conn, event: &str, user: &str, idem: &str) -> Option<String> {
+    status(redis, event, user, idem)
+        .await
+        .map(|s| format!("{:?}", s.order.status).to_uppercase())
+}
+
+/// One integer from a query with one row and column.
+pub async fn count(pg: &Client, sql: &str, event: &str) -> i64 {
+    pg.query_one(sql, &[&event])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
+/// Entries pending in the group, over the event's first `shards` streams.
+pub async fn pending(redis: &mut Conn, event: &str, shards: u32) -> i64 {
+    let mut total = 0;
+    for shard in 0..shards {
+        let key = codec::keys::commits(event, shard);
+        match redis
+            .query(&[b"XPENDING", key.as_bytes(), b"workers"])
+            .await
+        {
+            Ok(Frame::Array(parts)) => total += integer(&parts[0]),
+            Ok(other) => panic!("XPENDING {other:?}"),
+            Err(_) => {} // no group yet
+        }
+    }
+    total
+}
+
+/// Entries in the event's first `shards` streams.
+pub async fn stream_len(redis: &mut Conn, event: &str, shards: u32) -> i64 {
+    let mut total = 0;
+    for shard in 0..shards {
+        let key = codec::keys::commits(event, shard);
+        total += integer(&redis.query(&[b"XLEN", key.as_bytes()]).await.expect("XLEN"));
+    }
+    total
+}
+
+/// Seeds `event` with sections of `seats` seats each, priced 1000 USD cents.
+pub async fn seed(pg: &mut Client, redis: &mut Conn, event: &str, sections: &[(&str, u32)]) {
+    let mut spec = worker::catalog::SeedSpec::new(event);
+    spec.currency = "USD".into();
+    spec.sections = sections
+        .iter()
+        .map(|(id, seats)| codec::keys::CatalogSection {
+            id: (*id).to_owned(),
+            seats: *seats,
+            price: 1000,
+        })
+        .collect();
+    worker::catalog::seed(pg, redis, &spec).await.expect("seed");
+}
+
+pub async fn sold_bit(redis: &mut Conn, event: &str, seat: &str) -> i64 {
+    let (section, n) = codec::keys::parse_seat(seat).expect("seat id");
+    integer(
+        &redis
+            .query(&[
+                b"GETBIT",
+                codec::keys::sold(event, section).as_bytes(),
+                n.to_string().as_bytes(),
+            ])
+            .await
+            .expect("GETBIT"),
+    )
+}
