@@ -15,4 +15,29 @@
 //!   one core (`SET key:<random> val NX PX 300000`, 256 concurrent callers) against
 //!   `redis-benchmark -P 16 -c 50`, same Redis, same run; writes `results/redis.md`.
 //!
-//! The open-loop load generator (`loadgen`) lands with issue 7.
+//! - `loadgen` (`src/bin/loadgen.rs`, issue 7): the open-loop load generator. A request
+//!   is due at a time set by the offered rate, whatever the server does; latency counts
+//!   from that time when the request had to wait for a connection (coordinated omission
+//!   corrected). Modules, in the order a run uses them:
+//!   - `app`: command line, buyers entered, runs (plain, `stepup`, `max` search, the
+//!     same against nginx), audit, output files; `merge` of several machines' JSON.
+//!   - `setup`: buyers enter the waiting room before a run that needs room tokens.
+//!   - `run`: one run: monoio runtimes (one a thread), progress line every second, CPU
+//!     time sampled at stage boundaries (`cpu`).
+//!   - `schedule`: the open-loop clock and stages; `scenario`: what each slot sends and
+//!     learns; `client`: the keep-alive HTTP/1.1 client.
+//!   - `stats`: HdrHistograms per stage and endpoint, their V2 serialization;
+//!     `report`: markdown, JSON and the hand-drawn SVG chart; `audit`: statuses polled
+//!     to the end and PostgreSQL checked after a run that buys.
+//! - `bench.sh`: the standard set behind `make bench` (issue 4's figures), see its head.
+
+pub mod app;
+pub mod audit;
+pub mod client;
+pub mod cpu;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod schedule;
+pub mod setup;
+pub mod stats;

@@ -1,0 +1,659 @@
+//! `loadgen`'s command line and what it runs: buyers entered first when the scenario
+//! needs them, the runs (plain, stepup or a max search; then the same against the
+//! comparison target), the audit, and the report files.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    process::Command,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use crate::{
+    audit,
+    report::{MaxResult, Report, Trial},
+    run::{self, fmt_us, Driver, RunReport, RunSpec, Target},
+    scenario::{Accepted, Kind, Plan, User},
+    schedule::{stepup, Stage},
+    setup,
+};
+
+pub const USAGE: &str = "\
+usage: loadgen SCENARIO [options]        open-loop load, report in OUT.md/.json/.svg
+       loadgen merge OUT FILE.json...    merge runs of several machines into one report
+
+scenarios:
+  ping      GET --path (default /public/ping)
+  summary   GET /public/summary/EVENT/SECTION, random section
+  hold      POST /public/hold, random seats, buyers entered beforehand (--users)
+  mixed     of every 10 requests: 7 public reads, 2 buying steps (hold, intent, commit),
+            1 status poll; ends with the audit
+  journey   --rate buyers/s arrive; each: enter, room-status until admitted, hold,
+            payment-intent, commit, status until final; ends with the audit
+  stepup    --of SCENARIO at --from .. --to requests/s in --steps stages of --step-duration
+  max       --of SCENARIO: highest offered rate whose p99 <= --p99-ms (achieved >= 97%,
+            errors < 0.1%), then a run at --final-fraction of it
+
+target and comparison:
+  --target ADDR (127.0.0.1:8080) --name NAME (edge) --cpu NAME=PID (repeatable)
+  --compare ADDR --compare-name NAME (nginx) --compare-cpu NAME=PID
+      the same runs against a second server (nginx's static 200), ratios printed
+  --reset-cmd CMD   `sh -c CMD` before every measured run (e.g. re-seed the event)
+load:
+  --rate N (1000) --duration S (10) --warmup S (2) --connections N (64)
+  --threads N (1) --driver uring|epoll (uring) --timeout-ms N (10000)
+  --drop-after-ms N (timeout): a request still unsent this late is dropped (counted)
+  --from N --to N --steps N (5) --step-duration S (10)                      (stepup)
+  --of SCENARIO --p99-ms X (5) --start-rate N (10000) --max-rate N (400000)
+  --trial-duration S (5) --max-trials N (12) --precision F (0.03)
+  --final-fraction F (0.8) --final-duration S (10)                          (max)
+event and buyers:
+  --event ID (perf) --sections A,B,C,D,E --seats-per-section N (10000)
+  --users N (enough for the run) --enter-connections N (64) --run-id ID
+  --poll-ms N (500) --journey-timeout-s S (60)                          (journey)
+  --database-url URL (env DATABASE_URL) --audit-wait-s S (60) --no-audit
+output:
+  --out PREFIX (perf/results/loadgen-SCENARIO) --quiet (no progress lines)
+";
+
+/// HOLD_LIMIT's default in the edge: live holds per buyer.
+const HOLDS_PER_BUYER: f64 = 4.0;
+
+struct Args {
+    positional: Vec<String>,
+    opts: HashMap<String, Vec<String>>,
+    flags: Vec<String>,
+}
+
+impl Args {
+    fn parse(raw: &[String]) -> Result<Args, String> {
+        let (mut positional, mut opts, mut flags) = (Vec::new(), HashMap::new(), Vec::new());
+        let mut it = raw.iter();
+        while let Some(a) = it.next() {
+            if let Some(name) = a.strip_prefix("--") {
+                if matches!(name, "quiet" | "no-audit" | "help") {
+                    flags.push(name.to_owned());
+                    continue;
+                }
+                let value = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
+                opts.entry(name.to_owned())
+                    .or_insert_with(Vec::new)
+                    .push(value.clone());
+            } else {
+                positional.push(a.clone());
+            }
+        }
+        Ok(Args {
+            positional,
+            opts,
+            flags,
+        })
+    }
+
+    fn str(&self, name: &str, default: &str) -> String {
+        self.opts
+            .get(name)
+            .and_then(|v| v.last())
+            .cloned()
+            .unwrap_or_else(|| default.to_owned())
+    }
+
+    fn opt(&self, name: &str) -> Option<String> {
+        self.opts.get(name).and_then(|v| v.last()).cloned()
+    }
+
+    fn num<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, String> {
+        match self.opt(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("--{name}: not a number: {v}")),
+        }
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        self.flags.iter().any(|f| f == name)
+    }
+
+    fn pids(&self, name: &str) -> Result<Vec<(String, u32)>, String> {
+        self.opts
+            .get(name)
+            .map(|v| v.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| format!("--{name} {kv}: want NAME=PID"))?;
+                let pid = v.parse().map_err(|_| format!("--{name} {kv}: bad pid"))?;
+                Ok((k.to_owned(), pid))
+            })
+            .collect()
+    }
+}
+
+fn kind_of(name: &str) -> Result<Kind, String> {
+    Ok(match name {
+        "ping" => Kind::Ping,
+        "summary" => Kind::Summary,
+        "hold" => Kind::Hold,
+        "mixed" => Kind::Mixed,
+        "journey" => Kind::Journey,
+        other => return Err(format!("unknown scenario {other}")),
+    })
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+/// Entry point; the process exit code.
+pub fn main(raw: Vec<String>) -> i32 {
+    match real_main(&raw) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("loadgen: {e}\n\n{USAGE}");
+            64
+        }
+    }
+}
+
+fn real_main(raw: &[String]) -> Result<i32, String> {
+    let args = Args::parse(raw)?;
+    if args.flag("help") || args.positional.is_empty() {
+        println!("{USAGE}");
+        return Ok(0);
+    }
+    let scenario = args.positional[0].clone();
+    if scenario == "merge" {
+        return merge(&args.positional[1..]);
+    }
+    let inner = match scenario.as_str() {
+        "stepup" | "max" => args.str("of", "summary"),
+        s => s.to_owned(),
+    };
+    let kind = kind_of(&inner)?;
+    let addr: SocketAddr = args
+        .str("target", "127.0.0.1:8080")
+        .parse()
+        .map_err(|e| format!("--target: {e}"))?;
+    let target = Target {
+        name: args.str("name", "edge"),
+        addr,
+        cpu: args.pids("cpu")?,
+    };
+    let compare = match args.opt("compare") {
+        Some(a) => Some(Target {
+            name: args.str("compare-name", "nginx"),
+            addr: a.parse().map_err(|e| format!("--compare: {e}"))?,
+            cpu: args.pids("compare-cpu")?,
+        }),
+        None => None,
+    };
+    if compare.is_some() && kind.buys() {
+        return Err("--compare needs a stateless scenario (ping, summary, hold)".into());
+    }
+    let driver = match args.str("driver", "uring").as_str() {
+        "uring" => Driver::Uring,
+        "epoll" => Driver::Epoll,
+        d => return Err(format!("--driver {d}: uring or epoll")),
+    };
+    let timeout = Duration::from_millis(args.num("timeout-ms", 10_000)?);
+    let run_id = args.opt("run-id").unwrap_or_else(|| {
+        let t = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        format!("lg{}", t.as_millis() % 10_000_000_000)
+    });
+    let plan = Arc::new(Plan {
+        kind,
+        event: args.str("event", "perf"),
+        sections: args
+            .str("sections", "A,B,C,D,E")
+            .split(',')
+            .map(str::to_owned)
+            .collect(),
+        seats_per_section: args.num("seats-per-section", 10_000)?,
+        run_id: run_id.clone(),
+        ping_path: args.str("path", "/public/ping"),
+        poll: Duration::from_millis(args.num("poll-ms", 500)?),
+        journey_timeout: secs(args.num("journey-timeout-s", 60.0)?),
+    });
+    let base = RunSpec {
+        label: String::new(),
+        stages: Vec::new(),
+        connections: args.num("connections", if kind == Kind::Journey { 512 } else { 64 })?,
+        threads: args.num("threads", 1)?,
+        timeout,
+        drop_after: args
+            .opt("drop-after-ms")
+            .map(|v| v.parse().map(Duration::from_millis))
+            .transpose()
+            .map_err(|_| "--drop-after-ms: not a number".to_owned())?
+            .unwrap_or(timeout),
+        driver,
+        progress: !args.flag("quiet"),
+    };
+    let rate: f64 = args.num("rate", 1000.0)?;
+    let duration: f64 = args.num("duration", 10.0)?;
+    let warmup: f64 = args.num("warmup", 2.0)?;
+    let reset = args.opt("reset-cmd");
+
+    let stage = |name: &str, rate: f64, d: f64, measured: bool| Stage {
+        name: name.to_owned(),
+        rate,
+        duration: secs(d),
+        measured,
+    };
+    let with_warmup = |mut stages: Vec<Stage>| {
+        if warmup > 0.0 {
+            let first = stages.first().map(|s| s.rate).unwrap_or(rate);
+            stages.insert(0, stage("warm-up", first, warmup, false));
+        }
+        stages
+    };
+
+    // The most requests one run sends: how many buyers a run needs.
+    let (max_rate, trial_s): (f64, f64) = (
+        args.num("max-rate", 400_000.0)?,
+        args.num("trial-duration", 5.0)?,
+    );
+    let stepup_stages = stepup(
+        args.num("from", rate / 5.0)?,
+        args.num("to", rate)?,
+        args.num("steps", 5)?,
+        secs(args.num("step-duration", 10.0)?),
+    );
+    let slots_per_run = match scenario.as_str() {
+        "stepup" => {
+            stepup_stages
+                .iter()
+                .map(|s| s.rate * s.duration.as_secs_f64())
+                .sum::<f64>()
+                + warmup * stepup_stages.first().map(|s| s.rate).unwrap_or(0.0)
+        }
+        "max" => max_rate * (trial_s + warmup).max(args.num("final-duration", 10.0)? + warmup),
+        _ => rate * (duration + warmup),
+    };
+    let mut notes = Vec::new();
+    let users: Vec<Arc<Vec<User>>> = if kind.needs_users() {
+        let auto = match kind {
+            Kind::Hold => slots_per_run / HOLDS_PER_BUYER,
+            _ => slots_per_run * 0.2 / 2.0,
+        }
+        .ceil() as usize
+            + 16;
+        let count = args.num("users", auto)?;
+        let entry = setup::enter_users(
+            addr,
+            &plan.event,
+            &run_id,
+            count,
+            args.num("enter-connections", 64)?,
+            driver,
+        );
+        let line = format!(
+            "setup: {} buyers entered the waiting room of `{}` in {:.1} s ({:.0}/s), {} failed",
+            entry.users.len(),
+            plan.event,
+            entry.seconds,
+            entry.users.len() as f64 / entry.seconds.max(1e-9),
+            entry.failed
+        );
+        eprintln!("loadgen: {line}");
+        notes.push(line);
+        if entry.users.is_empty() {
+            return Err(format!(
+                "no buyer could enter event {} at {addr}",
+                plan.event
+            ));
+        }
+        // Thread t takes every threads-th buyer.
+        let threads = base.threads.max(1);
+        (0..threads)
+            .map(|t| {
+                Arc::new(
+                    entry
+                        .users
+                        .iter()
+                        .skip(t)
+                        .step_by(threads)
+                        .cloned()
+                        .collect(),
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+
+    let reset_now = || -> Result<(), String> {
+        if let Some(cmd) = &reset {
+            let status = Command::new("sh")
+                .args(["-c", cmd])
+                .status()
+                .map_err(|e| format!("--reset-cmd: {e}"))?;
+            if !status.success() {
+                return Err(format!("--reset-cmd failed: {status}"));
+            }
+        }
+        Ok(())
+    };
+
+    let mut runs: Vec<RunReport> = Vec::new();
+    let mut maxes = Vec::new();
+    let mut accepted: Vec<Accepted> = Vec::new();
+    let targets: Vec<&Target> = std::iter::once(&target).chain(compare.as_ref()).collect();
+    for t in &targets {
+        match scenario.as_str() {
+            "max" => {
+                let m = max_search(
+                    &args, t, &plan, &base, &users, warmup, &reset_now, &mut runs,
+                )?;
+                maxes.push(m);
+            }
+            _ => {
+                let stages = if scenario == "stepup" {
+                    with_warmup(stepup_stages.clone())
+                } else {
+                    with_warmup(vec![stage(&format!("{rate:.0}/s"), rate, duration, true)])
+                };
+                reset_now()?;
+                let spec = RunSpec {
+                    label: scenario.clone(),
+                    stages,
+                    ..base.clone()
+                };
+                let outcome = run::run(t, &plan, &spec, &users);
+                runs.push(outcome.report);
+                if std::ptr::eq(*t, &target) {
+                    accepted = outcome.accepted;
+                }
+            }
+        }
+    }
+
+    let audit = if kind.buys() && !args.flag("no-audit") {
+        let url = args
+            .opt("database-url")
+            .or_else(|| std::env::var("DATABASE_URL").ok());
+        eprintln!(
+            "loadgen: audit of {} accepted commits (waiting up to {} s for final statuses)",
+            accepted.len(),
+            args.num("audit-wait-s", 60.0)?
+        );
+        Some(audit::audit(
+            addr,
+            &plan,
+            &mut accepted,
+            secs(args.num("audit-wait-s", 60.0)?),
+            url.as_deref(),
+            driver,
+        ))
+    } else {
+        None
+    };
+
+    let report = Report {
+        scenario: scenario.clone(),
+        command: std::iter::once("loadgen".to_owned())
+            .chain(raw.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" "),
+        date: httpdate::fmt_http_date(SystemTime::now()),
+        machine: machine(),
+        notes,
+        runs,
+        max: maxes,
+        audit,
+    };
+    let out = args.str("out", &format!("perf/results/loadgen-{scenario}"));
+    write_outputs(&report, &out)?;
+    Ok(match &report.audit {
+        Some(a) if !a.passed => 1,
+        _ => 0,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn max_search(
+    args: &Args,
+    target: &Target,
+    plan: &Arc<Plan>,
+    base: &RunSpec,
+    users: &[Arc<Vec<User>>],
+    warmup: f64,
+    reset_now: &dyn Fn() -> Result<(), String>,
+    runs: &mut Vec<RunReport>,
+) -> Result<MaxResult, String> {
+    let p99_target_us = (args.num("p99-ms", 5.0)? * 1000.0) as u64;
+    let max_rate: f64 = args.num("max-rate", 400_000.0)?;
+    let trial_s: f64 = args.num("trial-duration", 5.0)?;
+    let precision: f64 = args.num("precision", 0.03)?;
+    let fraction: f64 = args.num("final-fraction", 0.8)?;
+    let final_s: f64 = args.num("final-duration", 10.0)?;
+    let mut rate: f64 = args.num("start-rate", 10_000.0)?;
+    let (mut lo, mut hi): (f64, Option<f64>) = (0.0, None);
+    let mut top_achieved = 0.0;
+    let mut trials = Vec::new();
+    for _ in 0..args.num("max-trials", 12usize)? {
+        reset_now()?;
+        let spec = RunSpec {
+            label: format!("trial {:.0}/s", rate),
+            stages: vec![
+                Stage {
+                    name: "warm-up".into(),
+                    rate,
+                    duration: secs(warmup.min(trial_s)),
+                    measured: false,
+                },
+                Stage {
+                    name: format!("{rate:.0}/s"),
+                    rate,
+                    duration: secs(trial_s),
+                    measured: true,
+                },
+            ],
+            progress: false,
+            ..base.clone()
+        };
+        let outcome = run::run(target, plan, &spec, users);
+        let m = outcome
+            .report
+            .measured()
+            .ok_or("a trial without a measured stage")?;
+        let p99 = m.overall_latency().value_at_quantile(0.99);
+        let error_rate = m.errors as f64 / m.answered.max(1) as f64;
+        let why = if m.achieved_rate < 0.97 * rate {
+            format!("achieved {:.0}/s < 97%", m.achieved_rate)
+        } else if error_rate >= 0.001 {
+            format!("{} errors", m.errors)
+        } else if p99 > p99_target_us {
+            format!("p99 {}", fmt_us(p99))
+        } else {
+            String::new()
+        };
+        let passed = why.is_empty();
+        eprintln!(
+            "loadgen [{}] max: trial {:.0}/s -> achieved {:.0}/s p99 {} errors {}: {}",
+            target.name,
+            rate,
+            m.achieved_rate,
+            fmt_us(p99),
+            m.errors,
+            if passed { "pass" } else { &why }
+        );
+        trials.push(Trial {
+            offered: rate,
+            achieved: m.achieved_rate,
+            p99_us: p99,
+            errors: m.errors,
+            passed,
+            why,
+        });
+        runs.push(outcome.report);
+        if passed {
+            lo = rate;
+            top_achieved = m.achieved_rate;
+        } else {
+            hi = Some(rate);
+        }
+        let next = match hi {
+            None => (rate * 2.0).min(max_rate),
+            Some(h) => (lo + h) / 2.0,
+        };
+        if hi.is_some_and(|h| h - lo <= precision * h) || (hi.is_none() && rate >= max_rate) {
+            break;
+        }
+        rate = next.round();
+    }
+    if lo > 0.0 {
+        reset_now()?;
+        let final_rate = (lo * fraction).round();
+        let spec = RunSpec {
+            label: format!("{:.0}% of max", fraction * 100.0),
+            stages: vec![
+                Stage {
+                    name: "warm-up".into(),
+                    rate: final_rate,
+                    duration: secs(warmup),
+                    measured: false,
+                },
+                Stage {
+                    name: format!("{final_rate:.0}/s"),
+                    rate: final_rate,
+                    duration: secs(final_s),
+                    measured: true,
+                },
+            ],
+            ..base.clone()
+        };
+        runs.push(run::run(target, plan, &spec, users).report);
+    }
+    Ok(MaxResult {
+        target: target.name.clone(),
+        p99_target_us,
+        top_rate: lo,
+        top_achieved,
+        final_fraction: fraction,
+        trials,
+    })
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpus} CPUs ({model}), kernel {}", kernel.trim())
+}
+
+fn write_outputs(report: &Report, out: &str) -> Result<(), String> {
+    let path = std::path::Path::new(out);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let svg_name = path
+        .file_name()
+        .map(|f| format!("{}.svg", f.to_string_lossy()))
+        .unwrap_or_default();
+    let write = |ext: &str, body: &str| {
+        let p = format!("{out}.{ext}");
+        std::fs::write(&p, body).map_err(|e| format!("{p}: {e}"))
+    };
+    let json = serde_json::to_string_pretty(report).map_err(|e| format!("JSON: {e}"))?;
+    write("json", &json)?;
+    write("svg", &report.svg())?;
+    let md = report.markdown(Some(&svg_name));
+    write("md", &md)?;
+    for r in report.ratios() {
+        println!("{r}");
+    }
+    if let Some(a) = &report.audit {
+        println!(
+            "audit: {} ({} accepted, {} never final, {} seats in two CONFIRMED orders)",
+            if a.passed { "passed" } else { "FAILED" },
+            a.accepted,
+            a.never_final,
+            a.double_sold_seats
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "?".into())
+        );
+        for p in &a.problems {
+            println!("audit problem: {p}");
+        }
+    }
+    println!("loadgen: wrote {out}.md, {out}.json, {out}.svg");
+    Ok(())
+}
+
+/// `loadgen merge OUT A.json B.json ...`: the same plan run on several machines at once,
+/// added up run by run and stage by stage (histograms merged exactly).
+fn merge(files: &[String]) -> Result<i32, String> {
+    let (out, inputs) = files
+        .split_first()
+        .ok_or("merge needs OUT and at least one JSON file")?;
+    let mut reports = Vec::new();
+    for f in inputs {
+        let text = std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?;
+        let r: Report = serde_json::from_str(&text).map_err(|e| format!("{f}: {e}"))?;
+        reports.push(r);
+    }
+    let mut merged = reports.first().cloned().ok_or("no input files")?;
+    for r in &reports[1..] {
+        for theirs in &r.runs {
+            match merged
+                .runs
+                .iter_mut()
+                .find(|m| m.label == theirs.label && m.target == theirs.target)
+            {
+                Some(mine) => merge_run(mine, theirs)?,
+                None => merged.runs.push(theirs.clone()),
+            }
+        }
+        if let (Some(a), Some(b)) = (merged.audit.as_mut(), r.audit.as_ref()) {
+            a.accepted += b.accepted;
+            a.confirmed += b.confirmed;
+            a.rejected += b.rejected;
+            a.never_final += b.never_final;
+            a.passed &= b.passed;
+            a.problems.extend(b.problems.iter().cloned());
+        }
+    }
+    merged.command = format!("loadgen merge {}", files.join(" "));
+    merged.notes.push(format!(
+        "merged from {} reports: rates, counts and histograms are added; per-second p50/p99 in \
+         the chart are the worst of the machines; CPU figures stay per machine",
+        reports.len()
+    ));
+    write_outputs(&merged, out)?;
+    Ok(0)
+}
+
+fn merge_run(mine: &mut RunReport, theirs: &RunReport) -> Result<(), String> {
+    for (a, b) in mine.stages.iter_mut().zip(&theirs.stages) {
+        a.merge(b)?;
+    }
+    for (a, b) in mine.timeline.iter_mut().zip(&theirs.timeline) {
+        a.offered_rate += b.offered_rate;
+        a.done += b.done;
+        a.errors += b.errors;
+        a.p50_us = a.p50_us.max(b.p50_us);
+        a.p99_us = a.p99_us.max(b.p99_us);
+        a.max_us = a.max_us.max(b.max_us);
+    }
+    mine.connections += theirs.connections;
+    mine.threads += theirs.threads;
+    mine.connects += theirs.connects;
+    Ok(())
+}

@@ -1,0 +1,422 @@
+//! What a run measures, per stage and endpoint: latency from the due time (coordinated
+//! omission corrected) and service time from the send, both HdrHistograms in
+//! microseconds; answers counted by status; the clock's send lag; a per-second timeline.
+//! The serializable forms (`StageReport`, `EndpointReport`) carry the histograms in
+//! HdrHistogram's V2 encoding (base64), so runs from several machines merge exactly.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use hdrhistogram::{
+    serialization::{Deserializer, Serializer, V2Serializer},
+    Histogram,
+};
+use serde::{Deserialize, Serialize};
+
+/// Histograms track 1 µs to 100 s with 3 significant digits.
+const HIGHEST_US: u64 = 100_000_000;
+const SIGFIG: u8 = 3;
+
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIGHEST_US, SIGFIG).expect("static histogram bounds")
+}
+
+pub fn encode(h: &Histogram<u64>) -> String {
+    let mut out = Vec::new();
+    // Serializing into a Vec cannot fail on I/O; an error would be a bug in the bounds.
+    V2Serializer::new()
+        .serialize(h, &mut out)
+        .expect("V2 serialization into memory");
+    base64::engine::general_purpose::STANDARD.encode(out)
+}
+
+pub fn decode(s: &str) -> Result<Histogram<u64>, String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(|e| format!("histogram base64: {e}"))?;
+    let h: Histogram<u64> = Deserializer::new()
+        .deserialize(&mut std::io::Cursor::new(bytes))
+        .map_err(|e| format!("histogram V2: {e:?}"))?;
+    // Widen to the common bounds so histograms of any origin add up.
+    let mut out = histogram();
+    out.add(&h)
+        .map_err(|e| format!("histogram bounds: {e:?}"))?;
+    Ok(out)
+}
+
+/// The endpoints a scenario calls, plus `Journey` (a whole buyer, enter to final status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Endpoint {
+    Ping,
+    Summary,
+    Seats,
+    Enter,
+    RoomStatus,
+    Hold,
+    Intent,
+    Commit,
+    Status,
+    Journey,
+}
+
+pub const ENDPOINTS: usize = 10;
+
+impl Endpoint {
+    pub const ALL: [Endpoint; ENDPOINTS] = [
+        Endpoint::Ping,
+        Endpoint::Summary,
+        Endpoint::Seats,
+        Endpoint::Enter,
+        Endpoint::RoomStatus,
+        Endpoint::Hold,
+        Endpoint::Intent,
+        Endpoint::Commit,
+        Endpoint::Status,
+        Endpoint::Journey,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Ping => "ping",
+            Endpoint::Summary => "summary",
+            Endpoint::Seats => "seats",
+            Endpoint::Enter => "enter",
+            Endpoint::RoomStatus => "room-status",
+            Endpoint::Hold => "hold",
+            Endpoint::Intent => "payment-intent",
+            Endpoint::Commit => "commit",
+            Endpoint::Status => "status",
+            Endpoint::Journey => "journey",
+        }
+    }
+
+    /// Whether an answer is a success for the load test. A 409 on hold (seat taken by
+    /// someone else) is the normal outcome of buyers racing, not a server error.
+    pub fn ok(self, status: u16) -> bool {
+        (200..400).contains(&status) || (self == Endpoint::Hold && status == 409)
+    }
+}
+
+/// Pseudo status of a slot dropped because no connection was free for too long.
+pub const DROPPED: u16 = 5;
+/// Pseudo status of a hold refused with 409 `HOLD_LIMIT`: the run had too few buyers.
+pub const HOLD_LIMIT: u16 = 6;
+
+#[derive(Clone)]
+pub struct EndpointStats {
+    /// From the due time when the slot waited, from the send otherwise.
+    pub latency: Histogram<u64>,
+    /// From the send: what a closed-loop tool would report.
+    pub service: Histogram<u64>,
+    pub statuses: BTreeMap<u16, u64>,
+}
+
+impl EndpointStats {
+    fn new() -> Self {
+        EndpointStats {
+            latency: histogram(),
+            service: histogram(),
+            statuses: BTreeMap::new(),
+        }
+    }
+}
+
+/// One stage's measurements on one thread.
+#[derive(Clone)]
+pub struct StageStats {
+    pub endpoints: Vec<Option<Box<EndpointStats>>>,
+    /// How late the clock woke a free connection (the tool's own timer slack).
+    pub send_lag: Histogram<u64>,
+    /// Answers that arrived within the stage's window (any slot), for the achieved rate.
+    pub completed_in_window: u64,
+}
+
+impl StageStats {
+    pub fn new() -> Self {
+        StageStats {
+            endpoints: (0..ENDPOINTS).map(|_| None).collect(),
+            send_lag: histogram(),
+            completed_in_window: 0,
+        }
+    }
+
+    pub fn record(&mut self, endpoint: Endpoint, status: u16, latency_us: u64, service_us: u64) {
+        let e =
+            self.endpoints[endpoint as usize].get_or_insert_with(|| Box::new(EndpointStats::new()));
+        e.latency.saturating_record(latency_us.max(1));
+        e.service.saturating_record(service_us.max(1));
+        *e.statuses.entry(status).or_default() += 1;
+    }
+
+    pub fn merge(&mut self, other: &StageStats) {
+        for (mine, theirs) in self.endpoints.iter_mut().zip(&other.endpoints) {
+            if let Some(t) = theirs {
+                let m = mine.get_or_insert_with(|| Box::new(EndpointStats::new()));
+                // Same bounds on both sides: add cannot fail.
+                let _ = m.latency.add(&t.latency);
+                let _ = m.service.add(&t.service);
+                for (s, n) in &t.statuses {
+                    *m.statuses.entry(*s).or_default() += n;
+                }
+            }
+        }
+        let _ = self.send_lag.add(&other.send_lag);
+        self.completed_in_window += other.completed_in_window;
+    }
+}
+
+impl Default for StageStats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Answers of one second on one thread (all endpoints but `Journey`).
+#[derive(Clone)]
+pub struct Interval {
+    pub done: u64,
+    pub errors: u64,
+    pub latency: Histogram<u64>,
+}
+
+impl Interval {
+    pub fn new() -> Self {
+        Interval {
+            done: 0,
+            errors: 0,
+            latency: histogram(),
+        }
+    }
+}
+
+impl Default for Interval {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One second of the timeline.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Tick {
+    /// Seconds since the run's start (end of the interval).
+    pub t: f64,
+    pub offered_rate: f64,
+    pub done: u64,
+    pub errors: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+/// Latency percentiles of one histogram, µs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: u64,
+    pub p95: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+    pub mean: f64,
+}
+
+impl Percentiles {
+    pub fn of(h: &Histogram<u64>) -> Self {
+        Percentiles {
+            count: h.len(),
+            p50: h.value_at_quantile(0.5),
+            p95: h.value_at_quantile(0.95),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+            mean: h.mean(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EndpointReport {
+    pub endpoint: String,
+    pub count: u64,
+    pub errors: u64,
+    /// Status (or pseudo status: 1 connect, 2 I/O, 3 timeout, 4 bad response, 5
+    /// dropped, 6 hold refused for HOLD_LIMIT) -> answers.
+    pub statuses: BTreeMap<String, u64>,
+    pub latency: Percentiles,
+    pub service: Percentiles,
+    /// HdrHistogram V2, base64, µs.
+    pub latency_hist: String,
+    pub service_hist: String,
+}
+
+/// CPU time of a process (and its direct children) over a stage.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CpuReport {
+    pub name: String,
+    pub cpu_s: f64,
+    /// CPU-µs per answered request of the stage.
+    pub us_per_request: f64,
+    /// CPU time over the stage's wall time, in % of one core.
+    pub busy_pct: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StageReport {
+    pub name: String,
+    pub offered_rate: f64,
+    pub duration_s: f64,
+    pub measured: bool,
+    /// Answers (any status) to the stage's slots.
+    pub answered: u64,
+    pub errors: u64,
+    /// Answers that arrived within the stage's window, per second of it.
+    pub achieved_rate: f64,
+    pub endpoints: Vec<EndpointReport>,
+    /// The tool's timer slack on free connections, µs.
+    pub send_lag: Percentiles,
+    pub send_lag_hist: String,
+    pub cpu: Vec<CpuReport>,
+    /// Other processes' busy time on the machine during the stage, % of one core.
+    pub others_busy_pct: f64,
+}
+
+impl StageReport {
+    pub fn build(
+        name: &str,
+        offered_rate: f64,
+        duration_s: f64,
+        measured: bool,
+        stats: &StageStats,
+    ) -> StageReport {
+        let mut endpoints = Vec::new();
+        let (mut answered, mut errors) = (0, 0);
+        for endpoint in Endpoint::ALL {
+            let Some(e) = &stats.endpoints[endpoint as usize] else {
+                continue;
+            };
+            let count: u64 = e.statuses.values().sum();
+            let errs: u64 = e
+                .statuses
+                .iter()
+                .filter(|(s, _)| !endpoint.ok(**s))
+                .map(|(_, n)| n)
+                .sum();
+            if endpoint != Endpoint::Journey {
+                answered += count;
+                errors += errs;
+            }
+            endpoints.push(EndpointReport {
+                endpoint: endpoint.name().to_owned(),
+                count,
+                errors: errs,
+                statuses: e
+                    .statuses
+                    .iter()
+                    .map(|(s, n)| (s.to_string(), *n))
+                    .collect(),
+                latency: Percentiles::of(&e.latency),
+                service: Percentiles::of(&e.service),
+                latency_hist: encode(&e.latency),
+                service_hist: encode(&e.service),
+            });
+        }
+        StageReport {
+            name: name.to_owned(),
+            offered_rate,
+            duration_s,
+            measured,
+            answered,
+            errors,
+            achieved_rate: stats.completed_in_window as f64 / duration_s.max(1e-9),
+            endpoints,
+            send_lag: Percentiles::of(&stats.send_lag),
+            send_lag_hist: encode(&stats.send_lag),
+            cpu: Vec::new(),
+            others_busy_pct: 0.0,
+        }
+    }
+
+    /// All endpoints but `Journey` in one histogram.
+    pub fn overall_latency(&self) -> Histogram<u64> {
+        let mut all = histogram();
+        for e in self.endpoints.iter().filter(|e| e.endpoint != "journey") {
+            if let Ok(h) = decode(&e.latency_hist) {
+                let _ = all.add(&h);
+            }
+        }
+        all
+    }
+
+    /// Adds a stage of the same plan run elsewhere (same time, another machine).
+    pub fn merge(&mut self, other: &StageReport) -> Result<(), String> {
+        self.offered_rate += other.offered_rate;
+        self.duration_s = self.duration_s.max(other.duration_s);
+        self.answered += other.answered;
+        self.errors += other.errors;
+        self.achieved_rate += other.achieved_rate;
+        for theirs in &other.endpoints {
+            match self
+                .endpoints
+                .iter_mut()
+                .find(|e| e.endpoint == theirs.endpoint)
+            {
+                Some(mine) => {
+                    let mut lat = decode(&mine.latency_hist)?;
+                    lat.add(decode(&theirs.latency_hist)?)
+                        .map_err(|e| format!("{e:?}"))?;
+                    let mut svc = decode(&mine.service_hist)?;
+                    svc.add(decode(&theirs.service_hist)?)
+                        .map_err(|e| format!("{e:?}"))?;
+                    mine.count += theirs.count;
+                    mine.errors += theirs.errors;
+                    for (s, n) in &theirs.statuses {
+                        *mine.statuses.entry(s.clone()).or_default() += n;
+                    }
+                    mine.latency = Percentiles::of(&lat);
+                    mine.service = Percentiles::of(&svc);
+                    mine.latency_hist = encode(&lat);
+                    mine.service_hist = encode(&svc);
+                }
+                None => self.endpoints.push(theirs.clone()),
+            }
+        }
+        let mut lag = decode(&self.send_lag_hist)?;
+        lag.add(decode(&other.send_lag_hist)?)
+            .map_err(|e| format!("{e:?}"))?;
+        self.send_lag = Percentiles::of(&lag);
+        self.send_lag_hist = encode(&lag);
+        // CPU figures stay per machine: keep both lists, names tell them apart.
+        self.cpu.extend(other.cpu.iter().cloned());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_round_trip_and_merge() {
+        let mut a = StageStats::new();
+        let mut b = StageStats::new();
+        for v in 1..=1000 {
+            a.record(Endpoint::Summary, 200, v, v);
+            b.record(Endpoint::Summary, 200, 1_000_000, 10);
+        }
+        b.record(Endpoint::Hold, 409, 5, 5);
+        let mut ra = StageReport::build("s", 100.0, 10.0, true, &a);
+        let rb = StageReport::build("s", 100.0, 10.0, true, &b);
+        assert_eq!(
+            decode(&ra.endpoints[0].latency_hist).expect("decode").len(),
+            1000
+        );
+        ra.merge(&rb).expect("merge");
+        let summary = &ra.endpoints[0];
+        assert_eq!((summary.count, summary.errors), (2000, 0));
+        assert!(summary.latency.p99 >= 999_000, "{:?}", summary.latency);
+        assert!(summary.service.p99 <= 1000, "{:?}", summary.service);
+        assert_eq!(ra.offered_rate, 200.0);
+        assert_eq!(ra.endpoints.len(), 2);
+        assert_eq!(ra.errors, 0, "a hold 409 is no error");
+    }
+}
