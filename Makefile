@@ -17,6 +17,7 @@ SCHEMATHESIS_ARGS ?=
 
 STACK := infra/local/stack.sh
 EDGE := infra/local/edge.sh
+WORKER := infra/local/worker.sh
 # Local service URLs, for recipes: $(WITH_ENV) cmd...
 WITH_ENV := eval "$$($(STACK) env)"; export EDGE_ADDR='$(EDGE_ADDR)';
 
@@ -24,7 +25,7 @@ export CARGO_BUILD_JOBS := $(JOBS)
 export OPENAPI_ADDR OPENAPI_SPEC SCHEMATHESIS_OPS SCHEMATHESIS_MAX_EXAMPLES SCHEMATHESIS_ARGS
 
 .PHONY: help deps services services-stop services-status build build-edge run start stop \
-	test test-rust openapi-test fmt lint lint-sh clean-data bench
+	test test-rust openapi-test fmt lint lint-sh clean-data bench bench-worker
 
 help: ## list the targets
 	@echo "make TARGET   (variables: CARGO=$(CARGO) EDGE_ADDR=$(EDGE_ADDR) JOBS=$(JOBS) SCHEMATHESIS_OPS='$(SCHEMATHESIS_OPS)')"
@@ -39,9 +40,10 @@ services: deps ## start Redis (127.0.0.1:16379) and PostgreSQL (127.0.0.1:15432)
 services-stop: ## stop Redis and PostgreSQL
 	$(STACK) down
 
-services-status: ## show whether Redis, PostgreSQL and a `make start` edge run
+services-status: ## show whether Redis, PostgreSQL and a `make start` edge and worker run
 	@$(STACK) status || true
 	@$(EDGE) status || true
+	@$(WORKER) status || true
 
 build: ## cargo build --release of every binary
 	$(CARGO) build --release -j$(JOBS) --workspace --bins
@@ -49,15 +51,17 @@ build: ## cargo build --release of every binary
 build-edge: ## cargo build --release of the edge and the worker (which migrates and seeds before the edge starts)
 	$(CARGO) build --release -j$(JOBS) -p edge --bin edge -p worker --bin worker
 
-run: deps build ## services, migrations, demo event, edge in the foreground on EDGE_ADDR; Ctrl-C stops it all
+run: deps build ## services, migrations, demo event, edge and worker in the foreground on EDGE_ADDR; Ctrl-C stops it all
 	EDGE_ADDR='$(EDGE_ADDR)' infra/local/run.sh
 
-start: services build ## services, migrations, demo event, edge in the background (.run/edge.pid, .run/edge.log), waits for health
+start: services build ## services, migrations, demo event, edge and worker in the background (.run/{edge,worker}.{pid,log}), waits for health
 	$(WITH_ENV) $(EDGE) start --addr '$(EDGE_ADDR)' --pidfile .run/edge.pid --log .run/edge.log
+	$(WITH_ENV) $(WORKER) start --pidfile .run/worker.pid --log .run/worker.log
 	@echo "edge: http://$(EDGE_ADDR)   try: curl -s http://$(EDGE_ADDR)/public/ping   stop: make stop"
 
-stop: ## stop the background edge and the services
+stop: ## stop the background edge, worker and services
 	$(EDGE) stop --pidfile .run/edge.pid
+	$(WORKER) stop --pidfile .run/worker.pid
 	$(STACK) down
 
 test: services ## test-rust then openapi-test (both run; fails if either fails); what CI runs
@@ -82,11 +86,12 @@ lint: ## rustfmt check + clippy -D warnings
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -j$(JOBS) -- -D warnings
 
-lint-sh: ## shellcheck the shell scripts (infra/local, .ci/run)
-	shellcheck -x infra/local/*.sh .ci/run
+lint-sh: ## shellcheck the shell scripts (infra/local, .ci/run, worker/bench.sh)
+	shellcheck -x infra/local/*.sh .ci/run worker/bench.sh
 
 clean-data: ## stop the services and delete their data (.run/ except the venv)
 	$(EDGE) stop --pidfile .run/edge.pid
+	$(WORKER) stop --pidfile .run/worker.pid
 	$(EDGE) stop --pidfile .run/edge-openapi.pid
 	$(STACK) clean
 
@@ -96,3 +101,6 @@ bench: ## run perf/bench.sh (when it exists)
 	else \
 		echo "perf/bench.sh does not exist yet"; \
 	fi
+
+bench-worker: services ## worker/bench.sh: orders/s into PostgreSQL from a pre-filled stream, per WORKER_BATCH
+	worker/bench.sh

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make run`: the local services, the schema and the demo event (infra/local/seed.sh:
-# worker migrate, worker seed demo), then the edge in the foreground. Ctrl-C (or SIGTERM)
+# worker migrate, worker seed demo), then the edge and `worker run` in the foreground. Ctrl-C (or SIGTERM)
 # stops every process started here and then the services, unless they were already
 # running before (then they are left running, as found). If one process exits on its
 # own, the others are stopped too and its exit status is returned.
@@ -81,12 +81,14 @@ export REDIS_URL DATABASE_URL
 
 WORKER_BIN="$BIN_DIR/worker" "$ROOT/infra/local/seed.sh"
 
-# One line per process; the worker joins with its queue consumer (`worker run`).
+# One line per process.
 start_proc edge "$BIN_DIR/edge"
+start_proc worker "$BIN_DIR/worker" run
 
 cat >&2 <<EOF
 
   edge:      http://$EDGE_ADDR
+  worker:    draining the commit streams into PostgreSQL (worker run)
   try:       curl -s http://$EDGE_ADDR/public/ping
   redis:     $REDIS_URL
   postgres:  $DATABASE_URL
