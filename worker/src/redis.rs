@@ -79,70 +79,20 @@ impl std::fmt::Debug for RedisConfig {
 }
 
 impl RedisConfig {
+    /// Parses with `codec::url` (shared with the edge); `rediss://` is refused: the
+    /// worker's connection has no TLS yet.
     pub fn from_url(url: &str) -> Result<Self, &'static str> {
-        let rest = match url.split_once("://") {
-            Some(("redis", rest)) => rest,
-            Some(("rediss", _)) => return Err("rediss:// (TLS) is not supported yet"),
-            _ => return Err("expected redis://[user[:password]@]host[:port][/db]"),
-        };
-        let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
-            Some((userinfo, hostport)) => (Some(userinfo), hostport),
-            None => (None, authority),
-        };
-        let (username, password) = match userinfo {
-            None => (None, None),
-            Some(userinfo) => {
-                let (user, password) = userinfo.split_once(':').unwrap_or(("", userinfo));
-                let user = percent_decode(user)?;
-                (
-                    Some(user).filter(|u| !u.is_empty()),
-                    Some(percent_decode(password)?),
-                )
-            }
-        };
-        if hostport.is_empty() || hostport.starts_with(':') {
-            return Err("no host");
+        let url = codec::url::RedisUrl::parse(url)?;
+        if url.tls {
+            return Err("rediss:// (TLS) is not supported by the worker yet");
         }
-        // `[::1]:7000` has a port, `[::1]` does not.
-        let has_port = hostport
-            .rfind(':')
-            .is_some_and(|i| !hostport[i..].contains(']'));
-        let addr = if has_port {
-            hostport.to_owned()
-        } else {
-            format!("{hostport}:6379")
-        };
-        let db = if db.is_empty() {
-            0
-        } else {
-            db.parse().map_err(|_| "db must be a number")?
-        };
         Ok(Self {
-            addr,
-            username,
-            password,
-            db,
+            addr: url.addr,
+            username: url.username,
+            password: url.password,
+            db: url.db,
         })
     }
-}
-
-fn percent_decode(s: &str) -> Result<String, &'static str> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        if b != b'%' {
-            out.push(b);
-            continue;
-        }
-        let hex = |c: Option<u8>| {
-            c.and_then(|c| (c as char).to_digit(16))
-                .ok_or("bad percent-encoding")
-        };
-        let (hi, lo) = (hex(bytes.next())?, hex(bytes.next())?);
-        out.push((hi * 16 + lo) as u8);
-    }
-    String::from_utf8(out).map_err(|_| "credentials must be UTF-8")
 }
 
 /// Commands to send with one write; their replies come back in the same order.
