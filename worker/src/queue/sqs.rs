@@ -57,8 +57,8 @@ impl SqsConsumer {
             client,
             queue_url,
             wait_secs,
-            // SQS counts visibility in whole seconds, at least 1... and 0 means
-            // "visible at once", which a receive must never ask for.
+            // Whole seconds, 12 h at most (SQS limits); never 0, which would make a
+            // received message visible again at once.
             visibility_secs: visibility.as_secs().clamp(1, 12 * 3600) as i32,
             max_messages: batch.clamp(1, MAX_BATCH) as i32,
             shutdown,
