@@ -356,10 +356,14 @@ pub(crate) async fn release(
     reply: &mut Reply,
 ) -> Result<(), Error> {
     let req: SeatBody<'_> = parse(body)?;
-    let Some(hold_id) = req.hold_id.as_deref() else {
+    let hold_id = req
+        .hold_id
+        .as_deref()
+        .filter(|h| (1..=128).contains(&h.len()) && h.bytes().all(|b| b.is_ascii_graphic()));
+    let Some(hold_id) = hold_id else {
         return Err(Error::request(
             ErrorCode::InvalidField,
-            "holdId is required",
+            "holdId is required: 1 to 128 visible characters",
         ));
     };
     let mut scratch = [0u8; token::SCRATCH_BYTES];
