@@ -99,7 +99,7 @@ impl Report {
             let service = m
                 .endpoints
                 .iter()
-                .filter(|e| e.endpoint != "journey")
+                .filter(|e| e.endpoint != "journey" && e.endpoint != "commit-to-final")
                 .map(|e| e.service.p99)
                 .max()
                 .unwrap_or(0);

@@ -112,7 +112,7 @@ impl ThreadCtx {
         {
             stages[i].completed_in_window += 1;
         }
-        if endpoint != Endpoint::Journey {
+        if !endpoint.is_span() {
             let mut iv = self.interval.borrow_mut();
             iv.done += 1;
             if !endpoint.ok(status) {
@@ -237,7 +237,7 @@ async fn exchange(
     from: Option<Instant>,
 ) -> u16 {
     let sent = Instant::now();
-    if from.is_none() && endpoint != Endpoint::Journey {
+    if from.is_none() {
         let lag = sent.saturating_duration_since(slot.due).as_micros() as u64;
         ctx.stages.borrow_mut()[slot.stage]
             .send_lag
@@ -624,6 +624,7 @@ async fn journey_steps(
     if status != 202 {
         return Err(status);
     }
+    let accepted_at = Instant::now();
     let index = {
         let mut accepted = ctx.accepted.borrow_mut();
         accepted.push(Accepted {
@@ -642,6 +643,7 @@ async fn journey_steps(
         let status = exchange(ctx, conn, slot, Endpoint::Status, None).await;
         if let Some(o) = outcome(conn.body()).filter(|_| status == 200) {
             ctx.accepted.borrow_mut()[index].outcome = Some(o);
+            ctx.record(slot, Endpoint::Settle, 200, accepted_at, accepted_at);
             return Ok(o);
         }
         if Instant::now() > deadline {

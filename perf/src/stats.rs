@@ -44,7 +44,8 @@ pub fn decode(s: &str) -> Result<Histogram<u64>, String> {
     Ok(out)
 }
 
-/// The endpoints a scenario calls, plus `Journey` (a whole buyer, enter to final status).
+/// The endpoints a scenario calls, plus `Settle` and `Journey` (spans of several
+/// requests: not requests themselves, left out of rates and overall percentiles).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Endpoint {
     Ping,
@@ -56,10 +57,12 @@ pub enum Endpoint {
     Intent,
     Commit,
     Status,
+    /// From a commit's 202 to the first status poll that saw it final.
+    Settle,
     Journey,
 }
 
-pub const ENDPOINTS: usize = 10;
+pub const ENDPOINTS: usize = 11;
 
 impl Endpoint {
     pub const ALL: [Endpoint; ENDPOINTS] = [
@@ -72,6 +75,7 @@ impl Endpoint {
         Endpoint::Intent,
         Endpoint::Commit,
         Endpoint::Status,
+        Endpoint::Settle,
         Endpoint::Journey,
     ];
 
@@ -86,12 +90,18 @@ impl Endpoint {
             Endpoint::Intent => "payment-intent",
             Endpoint::Commit => "commit",
             Endpoint::Status => "status",
+            Endpoint::Settle => "commit-to-final",
             Endpoint::Journey => "journey",
         }
     }
 
     /// Whether an answer is a success for the load test. A 409 on hold (seat taken by
     /// someone else) is the normal outcome of buyers racing, not a server error.
+    /// A span of several requests rather than one request.
+    pub fn is_span(self) -> bool {
+        matches!(self, Endpoint::Settle | Endpoint::Journey)
+    }
+
     pub fn ok(self, status: u16) -> bool {
         (200..400).contains(&status) || (self == Endpoint::Hold && status == 409)
     }
@@ -301,7 +311,7 @@ impl StageReport {
                 .filter(|(s, _)| !endpoint.ok(**s))
                 .map(|(_, n)| n)
                 .sum();
-            if endpoint != Endpoint::Journey {
+            if !endpoint.is_span() {
                 answered += count;
                 errors += errs;
             }
@@ -336,10 +346,15 @@ impl StageReport {
         }
     }
 
-    /// All endpoints but `Journey` in one histogram.
+    /// All endpoints but the spans in one histogram.
     pub fn overall_latency(&self) -> Histogram<u64> {
         let mut all = histogram();
-        for e in self.endpoints.iter().filter(|e| e.endpoint != "journey") {
+        let spans = [Endpoint::Settle.name(), Endpoint::Journey.name()];
+        for e in self
+            .endpoints
+            .iter()
+            .filter(|e| !spans.contains(&e.endpoint.as_str()))
+        {
             if let Ok(h) = decode(&e.latency_hist) {
                 let _ = all.add(&h);
             }

@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# perf/bench.sh: the standard benchmark set (`make bench`), with loadgen (open loop,
+# latency corrected for coordinated omission). Writes perf/results/bench.md (an index)
+# and one report per run (markdown + JSON with the histograms + SVG):
+#
+#   summary-DRIVER, hold-DRIVER   issue 4: cached GET /public/summary and POST
+#       /public/hold (random seats of the 1,000,000-seat event `perf`, room tokens from
+#       /public/enter first), edge on io_uring and on epoll, one thread pinned to
+#       SERVER_CPU, loadgen pinned to LOAD_CPU, nginx's static 200
+#       (perf/nginx/static200.conf, one worker, SERVER_CPU) measured in the same run.
+#       `loadgen max`: highest offered rate whose p99 <= P99_MS, then RUN_S at 80% of it.
+#       The hold runs start each trial on an empty event (FLUSHALL of the private Redis
+#       and a re-seed: RESET below), so the figure is not that of a sold-out event.
+#   stepup    summary from STEPUP_FROM to STEPUP_TO requests/s in 5 stages.
+#   mixed, journey   the seed's mix and whole buyers, with `worker run` draining the
+#       commits into PostgreSQL; both end with the audit (0 oversold, 0 lost).
+#
+# Redis: a private redis-server (no persistence) pinned to SERVER_CPU, so the edge's
+# core and its Redis share one CPU, as the edge's Redis share of the cost is part of
+# the hold path; loadgen reports edge and Redis CPU-µs per request separately.
+# PostgreSQL: the local stack's (infra/local/stack.sh up).
+#
+# Environment (defaults): SERVER_CPU=0 LOAD_CPU=1 DRIVERS="uring epoll"
+#   SCENARIOS="summary hold stepup mixed journey" P99_MS=5 TRIAL_S=5 RUN_S=10
+#   CONNECTIONS=64 SEATS_PER_SECTION=200000 MIXED_RATE=4000 JOURNEY_RATE=100
+#   STEPUP_FROM=10000 STEPUP_TO=60000 BUILD=1 OUT_DIR=perf/results
+#   QUIET_PCT=30 QUIET_MAX_WAIT_S=120: before each loadgen run, wait (up to the limit)
+#   until other processes use less than QUIET_PCT% of the two CPUs; each report shows
+#   what others used during every stage either way ("others busy").
+set -euo pipefail
+# Thousands of connections (journey): more than the usual 1024 descriptors.
+ulimit -n 65536 2>/dev/null || true
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+DRIVERS=${DRIVERS:-uring epoll}
+SCENARIOS=${SCENARIOS:-summary hold stepup mixed journey}
+P99_MS=${P99_MS:-5}
+TRIAL_S=${TRIAL_S:-5}
+RUN_S=${RUN_S:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+SECTIONS=A,B,C,D,E
+SEATS_PER_SECTION=${SEATS_PER_SECTION:-200000}
+MIXED_RATE=${MIXED_RATE:-4000}
+JOURNEY_RATE=${JOURNEY_RATE:-100}
+STEPUP_FROM=${STEPUP_FROM:-10000}
+STEPUP_TO=${STEPUP_TO:-60000}
+BUILD=${BUILD:-1}
+OUT_DIR=${OUT_DIR:-perf/results}
+QUIET_PCT=${QUIET_PCT:-30}
+QUIET_MAX_WAIT_S=${QUIET_MAX_WAIT_S:-120}
+REDIS_PORT=${REDIS_PORT:-16479}
+EDGE_PORT=${EDGE_PORT:-18380}
+NGINX_PORT=${NGINX_PORT:-18381}
+# A hold run's buyers are entered once; each holds at most HOLD_LIMIT (4) seats.
+HOLD_MAX_RATE=${HOLD_MAX_RATE:-160000}
+SUMMARY_MAX_RATE=${SUMMARY_MAX_RATE:-400000}
+
+log() { echo "bench: $*" >&2; }
+die() {
+    log "$*"
+    exit 1
+}
+
+# ---- processes we started, stopped by PID on every exit path ----------------------
+PIDS=()
+SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX")
+stop_pid() {
+    local pid=$1 i
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < 200; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == Z ]] && break
+            sleep 0.05
+        done
+        kill -0 "$pid" 2>/dev/null && [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] &&
+            kill -KILL "$pid" 2>/dev/null
+    fi
+    wait "$pid" 2>/dev/null || true
+    local kept=() p
+    for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || kept+=("$p"); done
+    PIDS=("${kept[@]}")
+}
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    rm -rf "$SCRATCH"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+need() { # need COMMAND DEBIAN_PACKAGE
+    command -v "$1" >/dev/null 2>&1 && return
+    log "$1 missing: apt-get install $2"
+    local sudo=()
+    [[ $(id -u) == 0 ]] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+}
+need nginx nginx
+need redis-server redis-server
+need taskset util-linux
+need curl curl
+need python3 python3
+
+# ---- build; every run uses these copies (others rebuild target/ meanwhile) ---------
+if [[ $BUILD == 1 ]]; then
+    nice -n 10 cargo build --release -j2 -p edge --bin edge -p worker --bin worker -p perf --bin loadgen
+fi
+mkdir -p "$SCRATCH/bin"
+cp target/release/edge target/release/worker target/release/loadgen "$SCRATCH/bin/"
+EDGE=$SCRATCH/bin/edge
+WORKER=$SCRATCH/bin/worker
+LOADGEN=$SCRATCH/bin/loadgen
+
+infra/local/stack.sh up >/dev/null
+eval "$(infra/local/stack.sh env)"
+export DATABASE_URL
+export REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+
+wait_port() { # wait_port PORT PID NAME
+    local i
+    for ((i = 0; i < 200; i++)); do
+        kill -0 "$2" 2>/dev/null || die "$3 exited during start-up"
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return
+        sleep 0.05
+    done
+    die "$3 does not listen on $1"
+}
+
+curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$EDGE_PORT/" && die "port $EDGE_PORT is taken"
+taskset -c "$SERVER_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
+    --appendonly no --dir "$SCRATCH" >"$SCRATCH/redis.log" 2>&1 &
+REDIS_PID=$!
+PIDS+=("$REDIS_PID")
+wait_port "$REDIS_PORT" "$REDIS_PID" redis-server
+
+"$WORKER" migrate >/dev/null
+SEED=("$WORKER" seed perf --sections "$SECTIONS" --seats-per-section "$SEATS_PER_SECTION"
+    --open-in-secs -3600 --rate 1000000)
+"${SEED[@]}" >/dev/null
+# Before every hold trial: an empty event again (holds gone, catalog re-projected).
+RESET="redis-cli -p $REDIS_PORT flushall >/dev/null && ${SEED[*]} >/dev/null"
+
+NGINX_PREFIX=$SCRATCH/nginx
+mkdir -p "$NGINX_PREFIX"
+sed -e "s#__PORT__#$NGINX_PORT#g" -e "s#__PREFIX__#$NGINX_PREFIX#g" perf/nginx/static200.conf \
+    >"$NGINX_PREFIX/nginx.conf"
+taskset -c "$SERVER_CPU" nginx -p "$NGINX_PREFIX" -c "$NGINX_PREFIX/nginx.conf" -e stderr \
+    >"$SCRATCH/nginx.log" 2>&1 &
+NGINX_PID=$!
+PIDS+=("$NGINX_PID")
+wait_port "$NGINX_PORT" "$NGINX_PID" nginx
+
+EDGE_PID=
+start_edge() { # start_edge DRIVER
+    EDGE_ADDR=127.0.0.1:$EDGE_PORT EDGE_THREADS=1 EDGE_DRIVER=$1 EDGE_LOG=warn \
+        EDGE_SHUTDOWN_GRACE_MS=2000 taskset -c "$SERVER_CPU" "$EDGE" >"$SCRATCH/edge-$1.log" 2>&1 &
+    EDGE_PID=$!
+    PIDS+=("$EDGE_PID")
+    wait_port "$EDGE_PORT" "$EDGE_PID" edge
+}
+
+CLK_TCK=$(getconf CLK_TCK)
+busy_ticks() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+wait_quiet() {
+    local waited=0 b0 b1 pct
+    while :; do
+        b0=$(busy_ticks)
+        sleep 1
+        b1=$(busy_ticks)
+        pct=$(((b1 - b0) * 100 / CLK_TCK))
+        ((pct < QUIET_PCT)) && return
+        waited=$((waited + 1))
+        ((waited >= QUIET_MAX_WAIT_S)) && {
+            log "others still use ${pct}% of the CPUs after ${waited}s: measuring anyway"
+            return
+        }
+        ((waited % 30 == 1)) && log "others use ${pct}% of the CPUs: waiting (up to ${QUIET_MAX_WAIT_S}s)"
+    done
+}
+
+loadgen() { # loadgen ARGS...: pinned to LOAD_CPU, in the background (signals reach us)
+    wait_quiet
+    taskset -c "$LOAD_CPU" "$LOADGEN" "$@" &
+    local pid=$!
+    PIDS+=("$pid")
+    local rc=0
+    wait "$pid" || rc=$?
+    local kept=() p
+    for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || kept+=("$p"); done
+    PIDS=("${kept[@]}")
+    ((rc == 0)) || log "loadgen $1 exited with $rc"
+    return 0
+}
+
+has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+mkdir -p "$OUT_DIR"
+COMMON=(--target "127.0.0.1:$EDGE_PORT" --event perf --sections "$SECTIONS"
+    --seats-per-section "$SEATS_PER_SECTION" --connections "$CONNECTIONS" --quiet)
+for driver in $DRIVERS; do
+    start_edge "$driver"
+    CPUS=(--name "edge-$driver" --cpu "edge=$EDGE_PID" --cpu "redis=$REDIS_PID"
+        --compare "127.0.0.1:$NGINX_PORT" --compare-name nginx --compare-cpu "nginx=$NGINX_PID"
+        --driver "$driver")
+    if has summary; then
+        log "summary, edge on $driver, vs nginx"
+        loadgen max --of summary "${COMMON[@]}" "${CPUS[@]}" --p99-ms "$P99_MS" \
+            --trial-duration "$TRIAL_S" --final-duration "$RUN_S" --max-rate "$SUMMARY_MAX_RATE" \
+            --out "$OUT_DIR/summary-$driver"
+    fi
+    if has hold; then
+        log "hold, edge on $driver, vs nginx"
+        loadgen max --of hold "${COMMON[@]}" "${CPUS[@]}" --p99-ms "$P99_MS" \
+            --trial-duration "$TRIAL_S" --final-duration "$RUN_S" --max-rate "$HOLD_MAX_RATE" \
+            --reset-cmd "$RESET" --out "$OUT_DIR/hold-$driver"
+    fi
+    stop_pid "$EDGE_PID"
+done
+
+if has stepup || has mixed || has journey; then
+    start_edge uring
+    if has stepup; then
+        log "stepup summary $STEPUP_FROM..$STEPUP_TO/s"
+        loadgen stepup --of summary "${COMMON[@]}" --name edge-uring --cpu "edge=$EDGE_PID" \
+            --cpu "redis=$REDIS_PID" --from "$STEPUP_FROM" --to "$STEPUP_TO" --steps 5 \
+            --step-duration 6 --out "$OUT_DIR/stepup"
+    fi
+    BUY_EVENT=buy-$(date +%s)
+    "$WORKER" seed "$BUY_EVENT" --seats-per-section 10000 --open-in-secs -3600 --rate 1000000 >/dev/null
+    # The worker finds newly seeded events when it re-reads them (5 s by default).
+    WORKER_EVENT_REFRESH_MS=500 WORKER_LOG=warn taskset -c "$SERVER_CPU" "$WORKER" run >"$SCRATCH/worker.log" 2>&1 &
+    WORKER_PID=$!
+    PIDS+=("$WORKER_PID")
+    BUY=(--target "127.0.0.1:$EDGE_PORT" --name edge-uring --cpu "edge=$EDGE_PID"
+        --cpu "redis=$REDIS_PID" --cpu "worker=$WORKER_PID" --event "$BUY_EVENT"
+        --sections "$SECTIONS" --seats-per-section 10000 --quiet)
+    if has mixed; then
+        log "mixed at $MIXED_RATE/s on $BUY_EVENT, worker draining"
+        loadgen mixed "${BUY[@]}" --rate "$MIXED_RATE" --duration 20 --out "$OUT_DIR/mixed"
+    fi
+    if has journey; then
+        # Admission slower than arrivals, so buyers really wait in the room.
+        JOURNEY_EVENT=journey-$(date +%s)
+        "$WORKER" seed "$JOURNEY_EVENT" --seats-per-section 10000 --open-in-secs 0 \
+            --rate $((JOURNEY_RATE * 4 / 5)) >/dev/null
+        log "journey at $JOURNEY_RATE buyers/s on $JOURNEY_EVENT (admission $((JOURNEY_RATE * 4 / 5))/s)"
+        loadgen journey "${BUY[@]}" --event "$JOURNEY_EVENT" --rate "$JOURNEY_RATE" --duration 20 \
+            --warmup 0 --connections 2048 --poll-ms 200 --out "$OUT_DIR/journey"
+    fi
+    stop_pid "$WORKER_PID"
+    stop_pid "$EDGE_PID"
+fi
+
+python3 perf/bench-index.py "$OUT_DIR" >"$OUT_DIR/bench.md"
+cat "$OUT_DIR/bench.md"
+log "index written to $OUT_DIR/bench.md"
