@@ -456,6 +456,11 @@ fn max_search(
                 },
             ],
             progress: false,
+            // A request this late has failed the trial already; dropping it keeps an
+            // overloaded trial from running on for the whole timeout.
+            drop_after: base
+                .drop_after
+                .min(Duration::from_micros(p99_target_us * 20).max(Duration::from_secs(1))),
             ..base.clone()
         };
         let outcome = run::run(target, plan, &spec, users);

@@ -288,7 +288,7 @@ fn fill(ctx: &ThreadCtx, conn: &mut Conn, st: &mut ConnState, slot: &Slot) -> En
                 }
                 None => summary_request(conn, st, plan),
             },
-            _ if slot.index % 4 == 0 => match ctx.next_user() {
+            _ if slot.index.is_multiple_of(4) => match ctx.next_user() {
                 Some(u) => {
                     let header = format!("x-room-token: {}\r\n", u.token);
                     write_request(
@@ -539,7 +539,7 @@ async fn journey(
     let user_id = format!("{}-t{}-j{}", plan.run_id, ctx.thread, slot.index);
     let result = journey_steps(ctx, conn, st, slot, from, &user_id).await;
     let status = match result {
-        Ok(outcome) if outcome == "CONFIRMED" => 200,
+        Ok("CONFIRMED") => 200,
         Ok(_) => 409,
         Err(code) => code,
     };
