@@ -1,7 +1,11 @@
 //! `worker COMMAND`: reads its configuration from the environment and runs one command
 //! of [`worker::cli`] (see `worker help`).
 
-use std::{io::IsTerminal, process::ExitCode, time::Instant};
+use std::{
+    io::IsTerminal,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use tokio::sync::watch;
@@ -201,7 +205,9 @@ async fn event_ids(config: &Config) -> anyhow::Result<Vec<String>> {
 }
 
 /// The first SIGTERM or SIGINT asks the consumers to stop (finish the batch in hand,
-/// ack it, exit); a second one exits at once.
+/// ack it, exit); another one a second or more later exits at once. (One within the
+/// second is the same request: Ctrl-C reaches the whole process group, and a supervisor
+/// like `infra/local/run.sh` forwards a SIGTERM right after.)
 async fn signals(stop: watch::Sender<bool>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
@@ -211,17 +217,24 @@ async fn signals(stop: watch::Sender<bool>) {
         tracing::error!("cannot install the SIGTERM/SIGINT handlers");
         return;
     };
-    for round in 0.. {
+    let mut first: Option<Instant> = None;
+    loop {
         let name = tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
-        if round > 0 {
-            tracing::warn!("{name} again: exiting at once");
-            std::process::exit(130);
+        match first {
+            Some(at) if at.elapsed() >= Duration::from_secs(1) => {
+                tracing::warn!("{name} again: exiting at once");
+                std::process::exit(130);
+            }
+            Some(_) => {}
+            None => {
+                tracing::info!("{name}: finishing the batches in hand, then exiting");
+                first = Some(Instant::now());
+                let _ = stop.send(true);
+            }
         }
-        tracing::info!("{name}: finishing the batches in hand, then exiting");
-        let _ = stop.send(true);
     }
 }
 
