@@ -95,7 +95,7 @@ clean-data: ## stop the services and delete their data (.run/ except the venv)
 	$(EDGE) stop --pidfile .run/edge-openapi.pid
 	$(STACK) clean
 
-bench: ## run perf/bench.sh (when it exists)
+bench: ## perf/bench.sh: loadgen max searches (summary, hold; each driver; nginx in the same run), stepup, mixed + journey with audits -> perf/results/
 	@if [ -f perf/bench.sh ]; then \
 		bash perf/bench.sh; \
 	else \
@@ -104,3 +104,10 @@ bench: ## run perf/bench.sh (when it exists)
 
 bench-worker: services ## worker/bench.sh: orders/s into PostgreSQL from a pre-filled stream, per WORKER_BATCH
 	worker/bench.sh
+
+.PHONY: profile callgrind
+profile: ## perf/profile.sh: flamegraph of the edge under loadgen (perf record -e cpu-clock, inferno) -> perf/results/flamegraph-*.svg
+	bash perf/profile.sh
+
+callgrind: ## perf/callgrind.sh: edge instructions per request for a fixed batch (valgrind) -> perf/results/callgrind-*.md
+	bash perf/callgrind.sh

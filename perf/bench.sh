@@ -8,7 +8,10 @@
 #       /public/enter first), edge on io_uring and on epoll, one thread pinned to
 #       SERVER_CPU, loadgen pinned to LOAD_CPU, nginx's static 200
 #       (perf/nginx/static200.conf, one worker, SERVER_CPU) measured in the same run.
-#       `loadgen max`: highest offered rate whose p99 <= P99_MS, then RUN_S at 80% of it.
+#       `loadgen max`: the highest offered rate served (>= 97% achieved, < 0.1% errors)
+#       with p99 <= P99_MS (50 ms: the queue does not grow; the throughput ceiling, which
+#       wrk would report, without wrk's blindness to stalls), then RUN_S at 80% of it,
+#       where issue 4 wants p99 under 5 ms.
 #       The hold runs start each trial on an empty event (FLUSHALL of the private Redis
 #       and a re-seed: RESET below), so the figure is not that of a sold-out event.
 #   stepup    summary from STEPUP_FROM to STEPUP_TO requests/s in 5 stages.
@@ -21,10 +24,10 @@
 # PostgreSQL: the local stack's (infra/local/stack.sh up).
 #
 # Environment (defaults): SERVER_CPU=0 LOAD_CPU=1 DRIVERS="uring epoll"
-#   SCENARIOS="summary hold stepup mixed journey" P99_MS=5 TRIAL_S=5 RUN_S=10
+#   SCENARIOS="summary hold stepup mixed journey" P99_MS=50 TRIAL_S=5 RUN_S=10
 #   CONNECTIONS=64 SEATS_PER_SECTION=200000 MIXED_RATE=4000 JOURNEY_RATE=100
 #   STEPUP_FROM=10000 STEPUP_TO=60000 BUILD=1 OUT_DIR=perf/results
-#   QUIET_PCT=30 QUIET_MAX_WAIT_S=120: before each loadgen run, wait (up to the limit)
+#   QUIET_PCT=30 QUIET_MAX_WAIT_S=300: before each loadgen run, wait (up to the limit)
 #   until other processes use less than QUIET_PCT% of the two CPUs; each report shows
 #   what others used during every stage either way ("others busy").
 set -euo pipefail
@@ -38,7 +41,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 DRIVERS=${DRIVERS:-uring epoll}
 SCENARIOS=${SCENARIOS:-summary hold stepup mixed journey}
-P99_MS=${P99_MS:-5}
+P99_MS=${P99_MS:-50}
 TRIAL_S=${TRIAL_S:-5}
 RUN_S=${RUN_S:-10}
 CONNECTIONS=${CONNECTIONS:-64}
@@ -51,7 +54,7 @@ STEPUP_TO=${STEPUP_TO:-60000}
 BUILD=${BUILD:-1}
 OUT_DIR=${OUT_DIR:-perf/results}
 QUIET_PCT=${QUIET_PCT:-30}
-QUIET_MAX_WAIT_S=${QUIET_MAX_WAIT_S:-120}
+QUIET_MAX_WAIT_S=${QUIET_MAX_WAIT_S:-300}
 REDIS_PORT=${REDIS_PORT:-16479}
 EDGE_PORT=${EDGE_PORT:-18380}
 NGINX_PORT=${NGINX_PORT:-18381}

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# perf/callgrind.sh: instructions per request of the edge for a fixed batch of requests
+# (`make callgrind`): repeatable on a noisy machine where time is not.
+#
+# The edge (one thread, epoll: valgrind does not run io_uring) under
+# `valgrind --tool=callgrind --collect-atstart=no` with a private Redis; collection is
+# switched on (callgrind_control -i on) just before loadgen sends REQUESTS requests of
+# SCENARIO (summary, ping or hold; hold's batch includes entering its buyers) at RATE/s,
+# and off right after. Writes OUT_DIR/callgrind-SCENARIO.md: instructions (Ir) per
+# request and the functions that spend them.
+#
+#   SCENARIO=summary REQUESTS=5000 RATE=500 perf/callgrind.sh
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+SCENARIO=${SCENARIO:-summary}
+REQUESTS=${REQUESTS:-5000}
+RATE=${RATE:-500}
+OUT_DIR=${OUT_DIR:-perf/results}
+REDIS_PORT=${REDIS_PORT:-16482}
+EDGE_PORT=${EDGE_PORT:-18383}
+BUILD=${BUILD:-1}
+
+log() { echo "callgrind: $*" >&2; }
+die() {
+    log "$*"
+    exit 1
+}
+command -v valgrind >/dev/null || {
+    log "valgrind missing: apt-get install valgrind"
+    apt-get install -y -qq valgrind >/dev/null
+}
+command -v redis-server >/dev/null || die "redis-server missing: make deps"
+
+PIDS=()
+SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/callgrind.XXXXXX")
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$SCRATCH"
+}
+trap cleanup EXIT
+
+[[ $BUILD == 1 ]] && nice -n 10 cargo build --release -j2 -p edge --bin edge -p worker --bin worker -p perf --bin loadgen
+cp target/release/edge target/release/worker target/release/loadgen "$SCRATCH/"
+
+infra/local/stack.sh up >/dev/null
+eval "$(infra/local/stack.sh env)"
+export DATABASE_URL REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+
+wait_port() {
+    local i
+    for ((i = 0; i < 600; i++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return
+        sleep 0.1
+    done
+    die "nothing listens on $1"
+}
+
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$SCRATCH" \
+    >"$SCRATCH/redis.log" 2>&1 &
+PIDS+=($!)
+wait_port "$REDIS_PORT"
+"$SCRATCH/worker" migrate >/dev/null
+"$SCRATCH/worker" seed perf --seats-per-section 200000 --open-in-secs -3600 --rate 1000000 >/dev/null
+
+EDGE_ADDR=127.0.0.1:$EDGE_PORT EDGE_THREADS=1 EDGE_DRIVER=epoll EDGE_LOG=warn EDGE_SHUTDOWN_GRACE_MS=2000 \
+    valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$SCRATCH/callgrind.out" \
+    "$SCRATCH/edge" >"$SCRATCH/edge.log" 2>&1 &
+EDGE_PID=$!
+PIDS+=("$EDGE_PID")
+wait_port "$EDGE_PORT"
+
+duration=$(awk -v n="$REQUESTS" -v r="$RATE" 'BEGIN{printf "%.3f", n / r}')
+callgrind_control -i on "$EDGE_PID" >/dev/null
+"$SCRATCH/loadgen" "$SCENARIO" --target "127.0.0.1:$EDGE_PORT" --event perf --seats-per-section 200000 \
+    --rate "$RATE" --duration "$duration" --warmup 0 --connections 16 --quiet --out "$SCRATCH/load" \
+    >"$SCRATCH/loadgen.log" 2>&1
+callgrind_control -i off "$EDGE_PID" >/dev/null
+kill -TERM "$EDGE_PID"
+wait "$EDGE_PID" || true
+
+answered=$(python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(sum(s["answered"] for run in r["runs"] for s in run["stages"]))' "$SCRATCH/load.json")
+entered=$(sed -n 's/.*setup: \([0-9]*\) buyers entered.*/\1/p' "$SCRATCH/loadgen.log")
+entered=${entered:-0}
+total=$((answered + entered))
+callgrind_annotate --inclusive=no "$SCRATCH/callgrind.out" 2>/dev/null >"$SCRATCH/annotate.txt"
+ir=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}' "$SCRATCH/annotate.txt")
+[[ -n $ir && $total -gt 0 ]] || die "no totals (answered $total): $(tail -5 "$SCRATCH/edge.log")"
+
+mkdir -p "$OUT_DIR"
+out=$OUT_DIR/callgrind-$SCENARIO.md
+{
+    echo "# Instructions per request: edge, \`$SCENARIO\` (callgrind)"
+    echo
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); $(valgrind --version); kernel $(uname -r)"
+    echo "- command: \`SCENARIO=$SCENARIO REQUESTS=$REQUESTS RATE=$RATE perf/callgrind.sh\`"
+    echo "- edge: one thread, epoll, under callgrind with collection on only while loadgen ran"
+    echo "- requests answered: $answered $SCENARIO + $entered enter (setup) = $total"
+    echo
+    echo "**$(awk -v i="$ir" -v n="$total" 'BEGIN{printf "%.0f", i / n}') instructions per request** ($ir in all)"
+    echo
+    echo "Instruction counts do not depend on the machine's load, so this is the figure to"
+    echo "compare commits by; it ignores cache misses and syscall time in the kernel."
+    echo
+    echo "## Functions by instructions (self)"
+    echo
+    echo '```'
+    awk '/^Ir/ {on = 1} on' "$SCRATCH/annotate.txt" | head -n 40 | cut -c1-160
+    echo '```'
+} >"$out"
+cat "$out"

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# perf/profile.sh: where the edge's CPU goes under load (`make profile`).
+#
+# A private Redis and the edge (one thread, DRIVER) pinned to SERVER_CPU, loadgen on
+# LOAD_CPU offering RATE requests/s of SCENARIO (summary or hold, on the 1,000,000-seat
+# event `perf`) for SECONDS; meanwhile `perf record -e cpu-clock` samples the edge
+# (call graphs: CALL_GRAPH, `dwarf` by default, since release builds keep no frame
+# pointers; `fp` for `-g`). The stacks are folded and drawn with inferno
+# (`cargo install inferno` when missing) into OUT_DIR/flamegraph-SCENARIO-DRIVER.svg;
+# the folded stacks stay beside it (.folded) for diffing.
+#
+#   SCENARIO=summary RATE=30000 SECONDS=5 DRIVER=uring SERVER_CPU=0 LOAD_CPU=1 perf/profile.sh
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+SCENARIO=${SCENARIO:-summary}
+RATE=${RATE:-30000}
+SECONDS_=${SECONDS:-5}
+DRIVER=${DRIVER:-uring}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+CALL_GRAPH=${CALL_GRAPH:-dwarf}
+FREQ=${FREQ:-499}
+OUT_DIR=${OUT_DIR:-perf/results}
+REDIS_PORT=${REDIS_PORT:-16481}
+EDGE_PORT=${EDGE_PORT:-18382}
+BUILD=${BUILD:-1}
+
+log() { echo "profile: $*" >&2; }
+die() {
+    log "$*"
+    exit 1
+}
+command -v perf >/dev/null || die "perf missing: apt-get install linux-perf"
+command -v redis-server >/dev/null || die "redis-server missing: make deps"
+if ! command -v inferno-flamegraph >/dev/null; then
+    export PATH=$HOME/.cargo/bin:$PATH
+    command -v inferno-flamegraph >/dev/null || {
+        log "inferno missing: cargo install inferno"
+        nice cargo install --locked -j2 inferno
+    }
+fi
+
+PIDS=()
+SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/profile.XXXXXX")
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$SCRATCH"
+}
+trap cleanup EXIT
+
+[[ $BUILD == 1 ]] && nice -n 10 cargo build --release -j2 -p edge --bin edge -p worker --bin worker -p perf --bin loadgen
+cp target/release/edge target/release/worker target/release/loadgen "$SCRATCH/"
+
+infra/local/stack.sh up >/dev/null
+eval "$(infra/local/stack.sh env)"
+export DATABASE_URL REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+
+wait_port() {
+    local i
+    for ((i = 0; i < 200; i++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return
+        sleep 0.05
+    done
+    die "nothing listens on $1"
+}
+
+taskset -c "$SERVER_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    --dir "$SCRATCH" >"$SCRATCH/redis.log" 2>&1 &
+PIDS+=($!)
+wait_port "$REDIS_PORT"
+"$SCRATCH/worker" migrate >/dev/null
+"$SCRATCH/worker" seed perf --seats-per-section 200000 --open-in-secs -3600 --rate 1000000 >/dev/null
+
+EDGE_ADDR=127.0.0.1:$EDGE_PORT EDGE_THREADS=1 EDGE_DRIVER=$DRIVER EDGE_LOG=warn \
+    taskset -c "$SERVER_CPU" "$SCRATCH/edge" >"$SCRATCH/edge.log" 2>&1 &
+EDGE_PID=$!
+PIDS+=("$EDGE_PID")
+wait_port "$EDGE_PORT"
+
+taskset -c "$LOAD_CPU" "$SCRATCH/loadgen" "$SCENARIO" --target "127.0.0.1:$EDGE_PORT" --event perf \
+    --seats-per-section 200000 --rate "$RATE" --duration "$((SECONDS_ + 2))" --warmup 1 \
+    --cpu "edge=$EDGE_PID" --out "$SCRATCH/load" >"$SCRATCH/loadgen.log" 2>&1 &
+LOAD_PID=$!
+PIDS+=("$LOAD_PID")
+# Sample once buyers have entered and the measured stage runs (its first progress line).
+for ((i = 0; i < 1200; i++)); do
+    grep -q "stage 2/2" "$SCRATCH/loadgen.log" && break
+    kill -0 "$LOAD_PID" 2>/dev/null || die "loadgen exited: $(tail -3 "$SCRATCH/loadgen.log")"
+    sleep 0.1
+done
+log "sampling edge pid $EDGE_PID for ${SECONDS_}s at ${FREQ} Hz ($CALL_GRAPH call graphs) under $SCENARIO at $RATE/s"
+perf record -e cpu-clock -F "$FREQ" --call-graph "$CALL_GRAPH" -p "$EDGE_PID" -o "$SCRATCH/perf.data" \
+    -- sleep "$SECONDS_" 2>"$SCRATCH/perf.log" >/dev/null
+wait "$LOAD_PID" || true
+mkdir -p "$OUT_DIR"
+name=flamegraph-$SCENARIO-$DRIVER
+perf script -i "$SCRATCH/perf.data" 2>/dev/null | inferno-collapse-perf >"$OUT_DIR/$name.folded"
+inferno-flamegraph --title "edge ($DRIVER), $SCENARIO at $RATE req/s, cpu-clock" \
+    <"$OUT_DIR/$name.folded" >"$OUT_DIR/$name.svg"
+grep -E "^\| $SCENARIO" "$SCRATCH/load.md" | head -1 >&2 || true
+log "wrote $OUT_DIR/$name.svg ($(wc -l <"$OUT_DIR/$name.folded") distinct stacks)"
