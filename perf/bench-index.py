@@ -4,6 +4,7 @@ from the loadgen JSON reports in OUT_DIR: headline figures and a link to each re
 
 import json
 import os
+import subprocess
 import sys
 
 
@@ -53,7 +54,12 @@ def main():
     print("nginx's static 200 on the edge's CPU, measured in the same invocation.\n")
     first = next(iter(reports.values()), None)
     if first:
-        print(f'- date: {first["date"]}; machine: {first["machine"]}\n')
+        print(f'- date: {first["date"]}; machine: {first["machine"]}')
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "edge", "codec", "worker"],
+                           capture_output=True, text=True).stdout.split("\n")
+    dirty = [d for d in dirty if d.strip()]
+    print(f"- workspace: {rev or 'unknown'}, {len(dirty)} uncommitted paths under edge/ codec/ worker/ when the index was written\n")
 
     rows = []
     for name, r in reports.items():
