@@ -25,7 +25,7 @@
 #
 # Environment (defaults): SERVER_CPU=0 LOAD_CPU=1 DRIVERS="uring epoll"
 #   SCENARIOS="summary hold stepup mixed journey" P99_MS=50 TRIAL_S=5 RUN_S=10
-#   CONNECTIONS=64 SEATS_PER_SECTION=200000 MIXED_RATE=4000 JOURNEY_RATE=100
+#   CONNECTIONS=256 SEATS_PER_SECTION=200000 MIXED_RATE=4000 JOURNEY_RATE=100
 #   STEPUP_FROM=10000 STEPUP_TO=60000 BUILD=1 OUT_DIR=perf/results
 #   QUIET_PCT=30 QUIET_MAX_WAIT_S=300: before each loadgen run, wait (up to the limit)
 #   until other processes use less than QUIET_PCT% of the two CPUs; each report shows
@@ -44,7 +44,7 @@ SCENARIOS=${SCENARIOS:-summary hold stepup mixed journey}
 P99_MS=${P99_MS:-50}
 TRIAL_S=${TRIAL_S:-5}
 RUN_S=${RUN_S:-10}
-CONNECTIONS=${CONNECTIONS:-64}
+CONNECTIONS=${CONNECTIONS:-256}
 SECTIONS=A,B,C,D,E
 SEATS_PER_SECTION=${SEATS_PER_SECTION:-200000}
 MIXED_RATE=${MIXED_RATE:-4000}

@@ -105,16 +105,22 @@ impl ThreadCtx {
         let service = done.saturating_duration_since(sent).as_micros() as u64;
         let mut stages = self.stages.borrow_mut();
         stages[slot.stage].record(endpoint, status, latency, service);
+        if endpoint.is_span() {
+            return;
+        }
+        // Achieved rates count HTTP answers only, not failures or dropped slots.
+        let answered = status >= 100;
         if let Some(i) = self
             .windows
             .iter()
             .position(|(a, b)| *a <= done && done < *b)
+            .filter(|_| answered)
         {
             stages[i].completed_in_window += 1;
         }
-        if !endpoint.is_span() {
+        {
             let mut iv = self.interval.borrow_mut();
-            iv.done += 1;
+            iv.done += u64::from(answered);
             if !endpoint.ok(status) {
                 iv.errors += 1;
             }

@@ -2,13 +2,14 @@
 //! omission corrected) and service time from the send, both HdrHistograms in
 //! microseconds; answers counted by status; the clock's send lag; a per-second timeline.
 //! The serializable forms (`StageReport`, `EndpointReport`) carry the histograms in
-//! HdrHistogram's V2 encoding (base64), so runs from several machines merge exactly.
+//! HdrHistogram's V2 encoding, DEFLATE-compressed, base64 (as HdrHistogram's Java and C
+//! libraries log them), so runs from several machines merge exactly.
 
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use hdrhistogram::{
-    serialization::{Deserializer, Serializer, V2Serializer},
+    serialization::{Deserializer, Serializer, V2DeflateSerializer},
     Histogram,
 };
 use serde::{Deserialize, Serialize};
@@ -24,7 +25,7 @@ pub fn histogram() -> Histogram<u64> {
 pub fn encode(h: &Histogram<u64>) -> String {
     let mut out = Vec::new();
     // Serializing into a Vec cannot fail on I/O; an error would be a bug in the bounds.
-    V2Serializer::new()
+    V2DeflateSerializer::new()
         .serialize(h, &mut out)
         .expect("V2 serialization into memory");
     base64::engine::general_purpose::STANDARD.encode(out)
@@ -254,7 +255,7 @@ pub struct EndpointReport {
     pub statuses: BTreeMap<String, u64>,
     pub latency: Percentiles,
     pub service: Percentiles,
-    /// HdrHistogram V2, base64, µs.
+    /// HdrHistogram V2 + DEFLATE, base64, µs.
     pub latency_hist: String,
     pub service_hist: String,
 }
