@@ -347,32 +347,27 @@ fn real_main(raw: &[String]) -> Result<i32, String> {
     let mut maxes = Vec::new();
     let mut accepted: Vec<Accepted> = Vec::new();
     let targets: Vec<&Target> = std::iter::once(&target).chain(compare.as_ref()).collect();
-    for t in &targets {
-        match scenario.as_str() {
-            "max" => {
-                let m = max_search(
-                    &args, t, &plan, &base, &users, warmup, &reset_now, &mut runs,
-                )?;
-                maxes.push(m);
-            }
-            _ => {
-                let stages = if scenario == "stepup" {
-                    with_warmup(stepup_stages.clone())
-                } else {
-                    with_warmup(vec![stage(&format!("{rate:.0}/s"), rate, duration, true)])
-                };
-                reset_now()?;
-                let spec = RunSpec {
-                    label: scenario.clone(),
-                    stages,
-                    ..base.clone()
-                };
-                let outcome = run::run(t, &plan, &spec, &users);
-                runs.push(outcome.report);
-                if std::ptr::eq(*t, &target) {
-                    accepted = outcome.accepted;
-                }
-            }
+    if scenario == "max" {
+        maxes = max_searches(
+            &args, &targets, &plan, &base, &users, warmup, &reset_now, &mut runs,
+        )?;
+    }
+    for t in targets.iter().filter(|_| scenario != "max") {
+        let stages = if scenario == "stepup" {
+            with_warmup(stepup_stages.clone())
+        } else {
+            with_warmup(vec![stage(&format!("{rate:.0}/s"), rate, duration, true)])
+        };
+        reset_now()?;
+        let spec = RunSpec {
+            label: scenario.clone(),
+            stages,
+            ..base.clone()
+        };
+        let outcome = run::run(t, &plan, &spec, &users);
+        runs.push(outcome.report);
+        if std::ptr::eq(*t, &target) {
+            accepted = outcome.accepted;
         }
     }
 
@@ -418,120 +413,152 @@ fn real_main(raw: &[String]) -> Result<i32, String> {
     })
 }
 
+/// One target's `max` search: doubling until a trial fails, then bisecting.
+struct Search<'a> {
+    target: &'a Target,
+    rate: f64,
+    lo: f64,
+    hi: Option<f64>,
+    top_achieved: f64,
+    trials: Vec<Trial>,
+    retried: usize,
+    done: bool,
+}
+
+/// `max` against every target in lockstep: each round runs one trial per target still
+/// searching, one after the other, so a noisy minute on a shared machine hits them all
+/// rather than one; then the runs at `--final-fraction` of each top rate, likewise.
 #[allow(clippy::too_many_arguments)]
-fn max_search(
+fn max_searches(
     args: &Args,
-    target: &Target,
+    targets: &[&Target],
     plan: &Arc<Plan>,
     base: &RunSpec,
     users: &[Arc<Vec<User>>],
     warmup: f64,
     reset_now: &dyn Fn() -> Result<(), String>,
     runs: &mut Vec<RunReport>,
-) -> Result<MaxResult, String> {
+) -> Result<Vec<MaxResult>, String> {
     let p99_target_us = (args.num("p99-ms", 5.0)? * 1000.0) as u64;
     let max_rate: f64 = args.num("max-rate", 400_000.0)?;
     let trial_s: f64 = args.num("trial-duration", 5.0)?;
     let precision: f64 = args.num("precision", 0.03)?;
     let fraction: f64 = args.num("final-fraction", 0.8)?;
     let final_s: f64 = args.num("final-duration", 10.0)?;
-    let mut rate: f64 = args.num("start-rate", 10_000.0)?;
-    let (mut lo, mut hi): (f64, Option<f64>) = (0.0, None);
-    let mut top_achieved = 0.0;
-    let mut trials = Vec::new();
+    let max_trials: usize = args.num("max-trials", 12)?;
     let retries: usize = args.num("retries", 2)?;
     let others_limit: f64 = args.num("others-pct", 25.0)?;
-    let mut retried = 0;
-    for _ in 0..args.num("max-trials", 12usize)? + retries {
-        reset_now()?;
-        let spec = RunSpec {
-            label: format!("trial {:.0}/s", rate),
-            stages: vec![
-                Stage {
-                    name: "warm-up".into(),
-                    rate,
-                    duration: secs(warmup.min(trial_s)),
-                    measured: false,
-                },
-                Stage {
-                    name: format!("{rate:.0}/s"),
-                    rate,
-                    duration: secs(trial_s),
-                    measured: true,
-                },
-            ],
-            progress: false,
-            // A request this late has failed the trial already; dropping it keeps an
-            // overloaded trial from running on for the whole timeout.
-            drop_after: base
-                .drop_after
-                .min(Duration::from_micros(p99_target_us * 20).max(Duration::from_secs(1))),
-            ..base.clone()
-        };
-        let outcome = run::run(target, plan, &spec, users);
-        let m = outcome
-            .report
-            .measured()
-            .ok_or("a trial without a measured stage")?;
-        let p99 = m.overall_latency().value_at_quantile(0.99);
-        let error_rate = m.errors as f64 / m.answered.max(1) as f64;
-        let why = if m.achieved_rate < 0.97 * rate {
-            format!("achieved {:.0}/s < 97%", m.achieved_rate)
-        } else if error_rate >= 0.001 {
-            format!("{} errors", m.errors)
-        } else if p99 > p99_target_us {
-            format!("p99 {}", fmt_us(p99))
-        } else {
-            String::new()
-        };
-        let passed = why.is_empty();
-        // Other tenants of a shared machine can fail a trial on their own: a failed trial
-        // during which they were busy is run again (up to --retries times a search).
-        let disturbed = !passed && m.others_busy_pct > others_limit && retried < retries;
-        eprintln!(
-            "loadgen [{}] max: trial {:.0}/s -> achieved {:.0}/s p99 {} errors {}: {}",
-            target.name,
-            rate,
-            m.achieved_rate,
-            fmt_us(p99),
-            m.errors,
-            if passed { "pass" } else { &why }
-        );
-        trials.push(Trial {
-            offered: rate,
-            achieved: m.achieved_rate,
-            p99_us: p99,
-            errors: m.errors,
-            passed,
-            why: if disturbed {
-                format!("{why}; others busy {:.0}%: run again", m.others_busy_pct)
+    let start_rate: f64 = args.num("start-rate", 10_000.0)?;
+    let mut searches: Vec<Search<'_>> = targets
+        .iter()
+        .map(|t| Search {
+            target: t,
+            rate: start_rate,
+            lo: 0.0,
+            hi: None,
+            top_achieved: 0.0,
+            trials: Vec::new(),
+            retried: 0,
+            done: false,
+        })
+        .collect();
+    while searches.iter().any(|s| !s.done) {
+        for search in searches.iter_mut().filter(|s| !s.done) {
+            let rate = search.rate;
+            reset_now()?;
+            let spec = RunSpec {
+                label: format!("trial {rate:.0}/s"),
+                stages: vec![
+                    Stage {
+                        name: "warm-up".into(),
+                        rate,
+                        duration: secs(warmup.min(trial_s)),
+                        measured: false,
+                    },
+                    Stage {
+                        name: format!("{rate:.0}/s"),
+                        rate,
+                        duration: secs(trial_s),
+                        measured: true,
+                    },
+                ],
+                progress: false,
+                // A request this late has failed the trial already; dropping it keeps an
+                // overloaded trial from running on for the whole timeout.
+                drop_after: base
+                    .drop_after
+                    .min(Duration::from_micros(p99_target_us * 20).max(Duration::from_secs(1))),
+                ..base.clone()
+            };
+            let outcome = run::run(search.target, plan, &spec, users);
+            let m = outcome
+                .report
+                .measured()
+                .ok_or("a trial without a measured stage")?;
+            let p99 = m.overall_latency().value_at_quantile(0.99);
+            let error_rate = m.errors as f64 / m.answered.max(1) as f64;
+            let why = if m.achieved_rate < 0.97 * rate {
+                format!("achieved {:.0}/s < 97%", m.achieved_rate)
+            } else if error_rate >= 0.001 {
+                format!("{} errors", m.errors)
+            } else if p99 > p99_target_us {
+                format!("p99 {}", fmt_us(p99))
             } else {
-                why
-            },
-        });
-        runs.push(outcome.report);
-        if disturbed {
-            retried += 1;
-            continue;
+                String::new()
+            };
+            let passed = why.is_empty();
+            // Other tenants of a shared machine can fail a trial on their own: a failed
+            // trial during which they were busy is run again (up to --retries a search).
+            let disturbed = !passed && m.others_busy_pct > others_limit && search.retried < retries;
+            eprintln!(
+                "loadgen [{}] max: trial {:.0}/s -> achieved {:.0}/s p99 {} errors {}, others busy {:.0}%: {}",
+                search.target.name,
+                rate,
+                m.achieved_rate,
+                fmt_us(p99),
+                m.errors,
+                m.others_busy_pct,
+                if passed { "pass" } else { &why }
+            );
+            search.trials.push(Trial {
+                offered: rate,
+                achieved: m.achieved_rate,
+                p99_us: p99,
+                errors: m.errors,
+                passed,
+                why: if disturbed {
+                    format!("{why}; others busy {:.0}%: run again", m.others_busy_pct)
+                } else {
+                    why
+                },
+            });
+            runs.push(outcome.report);
+            if disturbed {
+                search.retried += 1;
+                continue;
+            }
+            if passed {
+                search.lo = rate;
+                search.top_achieved = m.achieved_rate;
+            } else {
+                search.hi = Some(rate);
+            }
+            let converged = match search.hi {
+                Some(h) => h - search.lo <= precision * h,
+                None => rate >= max_rate,
+            };
+            if converged || search.trials.len() >= max_trials + search.retried {
+                search.done = true;
+            }
+            search.rate = match search.hi {
+                None => (rate * 2.0).min(max_rate),
+                Some(h) => ((search.lo + h) / 2.0).round(),
+            };
         }
-        if passed {
-            lo = rate;
-            top_achieved = m.achieved_rate;
-        } else {
-            hi = Some(rate);
-        }
-        let next = match hi {
-            None => (rate * 2.0).min(max_rate),
-            Some(h) => (lo + h) / 2.0,
-        };
-        if hi.is_some_and(|h| h - lo <= precision * h) || (hi.is_none() && rate >= max_rate) {
-            break;
-        }
-        rate = next.round();
     }
-    if lo > 0.0 {
+    for search in searches.iter().filter(|s| s.lo > 0.0) {
         reset_now()?;
-        let final_rate = (lo * fraction).round();
+        let final_rate = (search.lo * fraction).round();
         let spec = RunSpec {
             label: format!("{:.0}% of max", fraction * 100.0),
             stages: vec![
@@ -550,16 +577,19 @@ fn max_search(
             ],
             ..base.clone()
         };
-        runs.push(run::run(target, plan, &spec, users).report);
+        runs.push(run::run(search.target, plan, &spec, users).report);
     }
-    Ok(MaxResult {
-        target: target.name.clone(),
-        p99_target_us,
-        top_rate: lo,
-        top_achieved,
-        final_fraction: fraction,
-        trials,
-    })
+    Ok(searches
+        .into_iter()
+        .map(|s| MaxResult {
+            target: s.target.name.clone(),
+            p99_target_us,
+            top_rate: s.lo,
+            top_achieved: s.top_achieved,
+            final_fraction: fraction,
+            trials: s.trials,
+        })
+        .collect())
 }
 
 fn machine() -> String {

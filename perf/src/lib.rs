@@ -29,7 +29,13 @@
 //!   - `stats`: HdrHistograms per stage and endpoint, their V2 serialization;
 //!     `report`: markdown, JSON and the hand-drawn SVG chart; `audit`: statuses polled
 //!     to the end and PostgreSQL checked after a run that buys.
-//! - `bench.sh`: the standard set behind `make bench` (issue 4's figures), see its head.
+//! - `bench.sh` (`make bench`): the standard set (issue 4's figures: `max` searches of
+//!   cached summary and hold, each edge driver, nginx's static 200 in the same run;
+//!   stepup; mixed and journey with the worker, audited), each report in `results/`;
+//!   `bench-index.py` writes `results/bench.md` from their JSON.
+//! - `profile.sh` (`make profile`): flamegraph of the edge under loadgen (`perf record
+//!   -e cpu-clock`, inferno); `callgrind.sh` (`make callgrind`): the edge's instructions
+//!   per request for a fixed batch (valgrind), repeatable on a noisy machine.
 
 pub mod app;
 pub mod audit;
