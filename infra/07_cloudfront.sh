@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# 07: a CloudFront distribution in front of this region's ALB (CloudFront is global;
+# each region gets its own distribution, found again by its comment "$PROJECT <region>").
+#
+#   /public/*  managed cache policy UseOriginCacheControlHeaders-QueryStrings: the edge's
+#              Cache-Control decides (summary and seat maps carry a short s-maxage, the
+#              rest no-store), query strings in the cache key; compression (gzip, brotli)
+#   default    (/confirm/* and the rest) managed cache policy CachingDisabled
+#   both       managed origin request policy AllViewerExceptHostHeader (x-room-token,
+#              Idempotency-Key, query strings reach the edge); all methods allowed; HTTPS
+#              to viewers (HTTP redirected); HTTP/2 and HTTP/3
+#   errors     500, 502, 503, 504 cached for 0 s (CloudFront's default is 10 s, which
+#              would repeat a 503 + Retry-After to every buyer for 10 s)
+#   origin     the ALB over HTTP (HTTPS with ALB_CERT_ARN), keep-alive 50 s, below the
+#              ALB's 60 s idle timeout
+#
+# Managed policies are referenced by their fixed ids (no cache-policy API calls, which
+# moto's server lacks). Creating or changing a distribution takes CloudFront 5-15 minutes
+# to deploy; this step does not wait for it. Writes infra/out/<region>/cloudfront.json.
+#
+# Environment: CF_PRICE_CLASS (PriceClass_200: includes Japan and Korea).
+set -euo pipefail
+# shellcheck source=infra/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+CF_PRICE_CLASS="${CF_PRICE_CLASS:-PriceClass_200}"
+# Managed policy ids (the same in every account).
+CACHE_USE_ORIGIN_HEADERS_QS=4cc15a8a-d715-48a4-82b8-cc0b614638fe # UseOriginCacheControlHeaders-QueryStrings
+CACHE_DISABLED=4135ea2d-6df8-44a3-9df3-4b5a84be39ad              # CachingDisabled
+ORIGIN_ALL_VIEWER_EXCEPT_HOST=b689b0a8-53d0-40ab-baf2-68738e2966ac # AllViewerExceptHostHeader
+
+alb_dns="$(state_get alb albDns)"
+origin_protocol=http-only
+[[ "$(state_get network listenerPort)" == 443 ]] && origin_protocol=https-only
+comment="$PROJECT $REGION"
+
+desired="$(jq -cn --arg ref "$PROJECT-$REGION" --arg comment "$comment" --arg dns "$alb_dns" \
+	--arg proto "$origin_protocol" --arg price "$CF_PRICE_CLASS" --arg public "$CACHE_USE_ORIGIN_HEADERS_QS" \
+	--arg disabled "$CACHE_DISABLED" --arg orp "$ORIGIN_ALL_VIEWER_EXCEPT_HOST" '
+def behaviour($cache): {
+  TargetOriginId: "alb",
+  ViewerProtocolPolicy: "redirect-to-https",
+  AllowedMethods: {Quantity: 7, Items: ["GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DELETE"],
+                   CachedMethods: {Quantity: 2, Items: ["GET", "HEAD"]}},
+  Compress: true,
+  CachePolicyId: $cache,
+  OriginRequestPolicyId: $orp,
+  SmoothStreaming: false,
+  FieldLevelEncryptionId: "",
+  LambdaFunctionAssociations: {Quantity: 0},
+  FunctionAssociations: {Quantity: 0}
+};
+{
+  CallerReference: $ref,
+  Comment: $comment,
+  Enabled: true,
+  HttpVersion: "http2and3",
+  IsIPV6Enabled: true,
+  PriceClass: $price,
+  DefaultRootObject: "",
+  Aliases: {Quantity: 0},
+  Origins: {Quantity: 1, Items: [{
+    Id: "alb",
+    DomainName: $dns,
+    OriginPath: "",
+    CustomHeaders: {Quantity: 0},
+    CustomOriginConfig: {
+      HTTPPort: 80, HTTPSPort: 443, OriginProtocolPolicy: $proto,
+      OriginSslProtocols: {Quantity: 1, Items: ["TLSv1.2"]},
+      OriginReadTimeout: 30, OriginKeepaliveTimeout: 50
+    },
+    ConnectionAttempts: 3,
+    ConnectionTimeout: 10
+  }]},
+  DefaultCacheBehavior: behaviour($disabled),
+  CacheBehaviors: {Quantity: 1, Items: [behaviour($public) + {PathPattern: "/public/*"}]},
+  CustomErrorResponses: {Quantity: 4, Items: [500, 502, 503, 504 | {ErrorCode: ., ErrorCachingMinTTL: 0}]},
+  Restrictions: {GeoRestriction: {RestrictionType: "none", Quantity: 0}},
+  ViewerCertificate: {CloudFrontDefaultCertificate: true}
+}')"
+
+# Every field we set, with the value we set (the service adds defaults of its own).
+# shellcheck disable=SC2016 # jq, not shell
+JQ_COVERS='def covers($want): . as $have
+  | if ($want | type) == "object" then all($want | keys[]; . as $k | $have[$k] | covers($want[$k]))
+    elif ($want | type) == "array" then ($have | length) == ($want | length)
+      and all(range($want | length); . as $i | $have[$i] | covers($want[$i]))
+    else . == $want end;'
+
+dist_id="$(awscli cloudfront list-distributions |
+	jq -r --arg c "$comment" '.DistributionList.Items[]? | select(.Comment == $c) | .Id' | head -n1)"
+if [[ -z "$dist_id" ]]; then
+	dist="$(awscli cloudfront create-distribution-with-tags --distribution-config-with-tags \
+		"$(jq -cn --argjson d "$desired" --argjson t "$(tags_kv "$PROJECT-$REGION")" '{DistributionConfig: $d, Tags: {Items: $t}}')" |
+		jq -c .Distribution)"
+	dist_id="$(jq -r .Id <<<"$dist")"
+	created "cloudfront distribution $dist_id ($comment -> $alb_dns)"
+else
+	current="$(awscli cloudfront get-distribution-config --id "$dist_id")"
+	if jq -e --argjson want "$desired" "$JQ_COVERS"' .DistributionConfig | covers($want)' <<<"$current" >/dev/null; then
+		exists "cloudfront distribution $dist_id ($comment)"
+	else
+		awscli cloudfront update-distribution --id "$dist_id" --if-match "$(jq -r .ETag <<<"$current")" \
+			--distribution-config "$desired" >/dev/null
+		updated "cloudfront distribution $dist_id ($comment): configuration converged"
+	fi
+	dist="$(awscli cloudfront get-distribution --id "$dist_id" | jq -c .Distribution)"
+fi
+domain="$(jq -r .DomainName <<<"$dist")"
+state_set cloudfront distributionId "$dist_id"
+state_set cloudfront domainName "$domain"
+env_set CLOUDFRONT_DOMAIN "$domain"
+log "done: https://$domain -> $alb_dns (status $(jq -r .Status <<<"$dist"); deployment takes CloudFront 5-15 minutes) -> $(state_path cloudfront)"
