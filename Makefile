@@ -64,8 +64,8 @@ stop: ## stop the background edge, worker and services
 	$(WORKER) stop --pidfile .run/worker.pid
 	$(STACK) down
 
-test: services ## test-rust then openapi-test (both run; fails if either fails); what CI runs
-	$(MAKE) --no-print-directory -k test-rust openapi-test
+test: services ## test-rust, openapi-test and infra-test (all run; fails if any fails); what CI runs
+	$(MAKE) --no-print-directory -k test-rust openapi-test infra-test
 
 test-rust: services ## cargo nextest (or cargo test) of the workspace against the local services
 	$(WITH_ENV) \
@@ -86,8 +86,9 @@ lint: ## rustfmt check + clippy -D warnings
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -j$(JOBS) -- -D warnings
 
-lint-sh: ## shellcheck the shell scripts (infra/local, .ci/run, worker/bench.sh)
-	shellcheck -x infra/local/*.sh .ci/run worker/bench.sh
+lint-sh: ## shellcheck the shell scripts (infra, infra/local, infra/docker, .ci/run, worker/bench.sh)
+	@command -v shellcheck >/dev/null 2>&1 || infra/install-shellcheck.sh
+	shellcheck -x infra/local/*.sh infra/*.sh infra/docker/*.sh .ci/run worker/bench.sh
 
 clean-data: ## stop the services and delete their data (.run/ except the venv)
 	$(EDGE) stop --pidfile .run/edge.pid
@@ -111,3 +112,37 @@ profile: ## perf/profile.sh: flamegraph of the edge under loadgen (perf record -
 
 callgrind: ## perf/callgrind.sh: edge instructions per request for a fixed batch (valgrind) -> perf/results/callgrind-*.md
 	bash perf/callgrind.sh
+
+# ----------------------------------------------------------------------------- AWS (infra/)
+# The seed's Quick Start: one numbered step each, re-runnable, in the region of
+# AWS_REGION (or AWS_DEFAULT_REGION). infra/README.md says what each makes and costs.
+INFRA_STEPS := 00-network 01-ecr 02-cluster 03-dataplane 04-taskdefs 05-services 06-autoscaling 07-cloudfront 08-db-init
+.PHONY: $(INFRA_STEPS) all teardown infra-test
+
+00-network: ## AWS: VPC over two AZs, subnets, IGW, NAT, gateway endpoints, security groups
+	infra/00_network_bootstrap.sh
+01-ecr: ## AWS: ECR repositories; image build and push where a Docker engine answers
+	infra/01_ecr_build_push.sh
+02-cluster: ## AWS: ECS cluster, least-privilege task and execution roles, log groups
+	infra/02_cluster_and_roles.sh
+03-dataplane: ## AWS: SQS FIFO + DLQ, DynamoDB seat locks, secrets, ElastiCache Redis, Aurora Serverless v2
+	infra/03_data_plane.sh
+04-taskdefs: ## AWS: edge and worker task definitions
+	infra/04_task_defs.sh
+05-services: ## AWS: ALB, target group, listener, edge and worker services
+	infra/05_alb_services.sh
+06-autoscaling: ## AWS: edge CPU / requests / p95 scaling, worker queue scaling, alarms
+	infra/06_autoscaling.sh
+07-cloudfront: ## AWS: CloudFront, /public/* cached by the edge's Cache-Control
+	infra/07_cloudfront.sh
+08-db-init: ## AWS: worker migrate (and DB_SEED) as one-off Fargate tasks
+	infra/08_db_init.sh
+
+all: ## AWS: 00-network .. 08-db-init in order (AWS_REGION=ap-northeast-1 make all)
+	for step in $(INFRA_STEPS); do $(MAKE) --no-print-directory "$$step"; done
+
+teardown: ## AWS: delete everything 00..08 made in AWS_REGION (asks first, or CONFIRM=yes)
+	infra/99_teardown.sh
+
+infra-test: ## infra/ against moto's server on loopback: 00..08 twice, settings checked, teardown
+	infra/infra-test.sh

@@ -1,0 +1,380 @@
+#!/usr/bin/env bash
+# `make infra-test`: the deploy scripts against moto's server on loopback.
+#
+#   1. installs what is missing (infra/local/stack.sh deps: moto and awscli in .run/venv;
+#      jq and shellcheck from Debian), shellchecks infra/, starts moto_server on a free
+#      127.0.0.1 port
+#   2. runs 00..08 (with DB_SEED=demo), then 00..08 again. The second run must ask moto
+#      to create nothing (read from moto's request recorder, so nothing can hide behind
+#      the scripts' own output; 08's one-off tasks aside), print no "created" line and
+#      find the very ids the first one wrote to infra/out/<region>/*.json
+#   3. checks with aws describe/get calls that every resource has the settings the
+#      steps promise
+#   4. runs 99_teardown.sh and checks that nothing of the project is left, save what moto
+#      cannot delete (listed)
+#
+# Everything it writes goes to a temporary directory (INFRA_TEST_KEEP=1 keeps it);
+# moto_server is stopped by its pid on every exit. Ends with "infra-test: N passed,
+# M failed"; exits non-zero on any failure.
+# shellcheck disable=SC2016 # the single-quoted programs are jq's, not the shell's
+set -euo pipefail
+shopt -s inherit_errexit
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+VENV="$ROOT/.run/venv"
+REGION=ap-northeast-1
+start_s=$SECONDS
+
+say() { printf 'infra-test: %s\n' "$*"; }
+die() {
+	say "error: $*"
+	exit 1
+}
+
+# ----------------------------------------------------------------------------- deps
+"$ROOT/infra/local/stack.sh" deps
+if ! command -v jq >/dev/null 2>&1; then
+	say "installing jq (apt)"
+	as_root=()
+	[[ "$(id -u)" -eq 0 ]] || as_root=(sudo)
+	"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+	"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends jq >/dev/null
+fi
+[[ -x "$VENV/bin/moto_server" && -x "$VENV/bin/aws" ]] || die "moto_server or aws missing from $VENV (infra/local/requirements.txt)"
+command -v curl >/dev/null 2>&1 || die "curl missing (infra/local/stack.sh deps installs it)"
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/infra-test.XXXXXX")"
+MOTO_PID=""
+cleanup() {
+	local rc=$?
+	if [[ -n "$MOTO_PID" ]] && kill -0 "$MOTO_PID" 2>/dev/null; then
+		kill "$MOTO_PID" 2>/dev/null || true
+		wait "$MOTO_PID" 2>/dev/null || true
+	fi
+	if [[ -n "${INFRA_TEST_KEEP:-}" ]]; then
+		say "kept $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+
+# ----------------------------------------------------------------------------- moto
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+MOTO_RECORDER_FILEPATH="$WORK/recording.jsonl" "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$WORK/moto.log" 2>&1 &
+MOTO_PID=$!
+endpoint="http://127.0.0.1:$port"
+for _ in $(seq 1 100); do
+	curl -fsS -o /dev/null "$endpoint/moto-api/" 2>/dev/null && break
+	kill -0 "$MOTO_PID" 2>/dev/null || {
+		tail -n 20 "$WORK/moto.log"
+		die "moto_server exited"
+	}
+	sleep 0.2
+done
+curl -fsS -o /dev/null "$endpoint/moto-api/" || die "moto_server did not answer on $endpoint"
+say "moto_server pid $MOTO_PID on $endpoint"
+
+# The steps' environment: moto, test credentials, nothing from the user's AWS config.
+unset AWS_PROFILE AWS_SESSION_TOKEN AWS_DEFAULT_PROFILE AWS_ENDPOINT_URL_SQS AWS_ENDPOINT_URL_RDS
+export AWS_ENDPOINT_URL="$endpoint" AWS_REGION="$REGION" AWS_DEFAULT_REGION="$REGION"
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true
+export AWS_MAX_ATTEMPTS=2 AWS_CLI="$VENV/bin/aws" INFRA_OUT_DIR="$WORK/out" IMAGE_TAG=infra-test DB_SEED=demo
+OUT="$WORK/out/$REGION"
+
+# (awscli prints nothing at all for some empty answers: those become {}.)
+aws_() {
+	local out
+	out="$("$AWS_CLI" --endpoint-url "$endpoint" --region "$REGION" --output json "$@")"
+	printf '%s\n' "${out:-{\}}"
+}
+
+# Every request moto receives, as "Service.Operation" lines (its recorder: JSON-protocol
+# services name the operation in X-Amz-Target, query-protocol ones in Action=, CloudFront
+# is REST); so what a pass did is read from moto's side, not from the scripts' output.
+recorder() { curl -fsS -X POST -o /dev/null "$endpoint/moto-api/recorder/$1"; }
+operations() {
+	jq -r '
+		(.headers["X-Amz-Target"] // .headers["x-amz-target"] // "") as $target
+		| (if .body_encoded then (.body // "" | @base64d) else (.body // "") end) as $body
+		| if $target != "" then ($target | split(".") | last)
+		  elif ($body | test("(^|&)Action=")) then ($body | capture("(^|&)Action=(?<a>[A-Za-z]+)").a)
+		  else "\(.method):\(.url | sub("^https?://[^/]+"; "") | sub("\\?.*$"; ""))" end' "$WORK/recording.jsonl"
+}
+# Calls that make something: a second pass must send none (08's RunTask aside).
+CREATES='^(Create|Register|Allocate|Associate|Attach|Authorize|Import|Copy|Run)[A-Z]|^POST:/2020-05-31/distribution$'
+
+STEPS=(00_network_bootstrap 01_ecr_build_push 02_cluster_and_roles 03_data_plane 04_task_defs
+	05_alb_services 06_autoscaling 07_cloudfront 08_db_init)
+run_pass() { # N
+	local step t0
+	say "---- pass $1: 00..08"
+	for step in "${STEPS[@]}"; do
+		t0=$SECONDS
+		if ! "$ROOT/infra/$step.sh" >>"$WORK/pass$1.log" 2>&1; then
+			tail -n 30 "$WORK/pass$1.log"
+			die "pass $1: $step failed (moto log: $(tail -n 3 "$WORK/moto.log" | tr '\n' ' '))"
+		fi
+		say "pass $1: $step ok ($((SECONDS - t0))s)"
+	done
+}
+
+passed=0 failed=0
+ok() {
+	passed=$((passed + 1))
+	say "ok    $*"
+}
+fail() {
+	failed=$((failed + 1))
+	say "FAIL  $*"
+}
+# check DESCRIPTION JSON JQ_FILTER: the filter must yield true, and nothing else (jq 1.6
+# -e calls an empty input a success, so the output is compared instead).
+check() {
+	if [[ "$(jq -c "$3" <<<"$2" 2>/dev/null)" == true ]]; then
+		ok "$1"
+	else
+		fail "$1 (jq: $3; got: $(jq -c . <<<"$2" 2>/dev/null | cut -c1-300))"
+	fi
+}
+
+# ----------------------------------------------------------------------------- lint
+"$ROOT/infra/install-shellcheck.sh"
+if shellcheck_out="$(cd "$ROOT" && shellcheck -x infra/*.sh infra/docker/*.sh 2>&1)"; then
+	ok "shellcheck: infra/*.sh infra/docker/*.sh clean"
+else
+	fail "shellcheck: $shellcheck_out"
+fi
+
+# ----------------------------------------------------------------------------- two passes
+recorder reset-recording
+recorder start-recording
+run_pass 1
+operations >"$WORK/ops1.txt"
+mkdir -p "$WORK/state1"
+cp "$OUT"/*.json "$WORK/state1/"
+recorder reset-recording
+run_pass 2
+operations >"$WORK/ops2.txt"
+recorder stop-recording
+
+say "pass 1 sent $(wc -l <"$WORK/ops1.txt") requests; what made things: $(grep -E "$CREATES" "$WORK/ops1.txt" | sort | uniq -c | awk '{printf "%s %s, ", $2, $1}')"
+say "pass 2 sent $(wc -l <"$WORK/ops2.txt") requests; writes: $(grep -vE '^(Describe|Get|List|GET:)' "$WORK/ops2.txt" | sort | uniq -c | awk '{printf "%s %s, ", $2, $1}')"
+check "pass 1 made the resources (moto saw creates)" "$(grep -cE "$CREATES" "$WORK/ops1.txt" || true)" '. > 50'
+check "pass 2 asked moto to create nothing (RunTask of 08 aside)" \
+	"$(grep -E "$CREATES" "$WORK/ops2.txt" | grep -vx RunTask | jq -Rn '[inputs]')" '. == []'
+check "pass 2 ran 08's one-off tasks again (migrate, seed demo)" "$(grep -cx RunTask "$WORK/ops2.txt" || true)" '. == 2'
+created_again="$(grep -E '\] created ' "$WORK/pass2.log" || true)"
+check "pass 2 printed no 'created' line" "$(jq -Rn --arg s "$created_again" '$s')" '. == ""'
+same_ids=yes
+for f in "$WORK"/state1/*.json; do
+	cmp -s "$f" "$OUT/$(basename "$f")" || {
+		same_ids=no
+		say "ids differ in $(basename "$f"): $(diff <(jq -S . "$f") <(jq -S . "$OUT/$(basename "$f")") | head -n 6 | tr '\n' ' ')"
+	}
+done
+check "pass 2 found the same ids as pass 1 (infra/out/<region>/*.json unchanged)" "\"$same_ids\"" '. == "yes"'
+
+# ----------------------------------------------------------------------------- settings
+net="$(cat "$OUT/network.json")"
+sg() { jq -r --arg r "$1" '.["sg_" + $r]' <<<"$net"; }
+sgs="$(aws_ ec2 describe-security-groups --group-ids "$(sg alb)" "$(sg edge)" "$(sg worker)" "$(sg redis)" "$(sg db)")"
+rules() { # ROLE FIELD -> sorted "proto/port<-source" strings
+	jq -c --arg id "$(sg "$1")" --arg f "$2" '[.SecurityGroups[] | select(.GroupId == $id) | .[$f][]
+		| . as $p | ((.UserIdGroupPairs // []) | map(.GroupId)) + ((.IpRanges // []) | map(.CidrIp))
+		+ ((.PrefixListIds // []) | map(.PrefixListId)) | .[] | "\($p.IpProtocol)/\($p.FromPort // "all")<-\(.)"] | sort' <<<"$sgs"
+}
+check "vpc over two AZs, 2 public + 2 private subnets, 2 NAT gateways" "$net" \
+	'(.azs | length == 2) and (.publicSubnets | length == 2) and (.privateSubnets | length == 2) and (.natGateways | length == 2)'
+check "alb: in only tcp/80 from CloudFront's prefix list; out only to edge:8080" \
+	"$(jq -n --argjson i "$(rules alb IpPermissions)" --argjson o "$(rules alb IpPermissionsEgress)" '{i: $i, o: $o}')" \
+	"(.i | length == 1 and (.[0] | startswith(\"tcp/80<-pl-\"))) and .o == [\"tcp/8080<-$(sg edge)\"]"
+check "edge: in only from the alb on 8080; out 443 and redis:6379" "$(jq -n --argjson i "$(rules edge IpPermissions)" --argjson o "$(rules edge IpPermissionsEgress)" '{i: $i, o: $o}')" \
+	".i == [\"tcp/8080<-$(sg alb)\"] and .o == ([\"tcp/443<-0.0.0.0/0\", \"tcp/6379<-$(sg redis)\"] | sort)"
+check "worker: no inbound; out 443, redis:6379, db:5432 only" \
+	"$(jq -n --argjson i "$(rules worker IpPermissions)" --argjson o "$(rules worker IpPermissionsEgress)" '{i: $i, o: $o}')" \
+	".i == [] and .o == ([\"tcp/443<-0.0.0.0/0\", \"tcp/6379<-$(sg redis)\", \"tcp/5432<-$(sg db)\"] | sort)"
+check "redis: in 6379 from edge and worker only; no outbound" \
+	"$(jq -n --argjson i "$(rules redis IpPermissions)" --argjson o "$(rules redis IpPermissionsEgress)" '{i: $i, o: $o}')" \
+	".i == ([\"tcp/6379<-$(sg edge)\", \"tcp/6379<-$(sg worker)\"] | sort) and .o == []"
+check "db: in 5432 from worker only; no outbound" \
+	"$(jq -n --argjson i "$(rules db IpPermissions)" --argjson o "$(rules db IpPermissionsEgress)" '{i: $i, o: $o}')" \
+	".i == [\"tcp/5432<-$(sg worker)\"] and .o == []"
+
+check "ecr: edge and worker repositories, scan on push, immutable tags" \
+	"$(aws_ ecr describe-repositories --repository-names max-tps-ecs/edge max-tps-ecs/worker)" \
+	'[.repositories[] | .imageScanningConfiguration.scanOnPush and .imageTagMutability == "IMMUTABLE"] == [true, true]'
+check "log groups with 30-day retention" "$(aws_ logs describe-log-groups --log-group-name-prefix /ecs/max-tps-ecs/)" \
+	'[.logGroups[].retentionInDays] == [30, 30]'
+check "edge task role: sqs:SendMessage on the queue, dynamodb:BatchWriteItem on the table, nothing else" \
+	"$(aws_ iam get-role-policy --role-name "max-tps-ecs-$REGION-edge-task" --policy-name least-privilege)" \
+	'[.PolicyDocument.Statement[] | {a: .Action, r: .Resource}] == [
+	   {a: "sqs:SendMessage", r: "arn:aws:sqs:'"$REGION"':123456789012:max-tps-ecs-commits.fifo"},
+	   {a: "dynamodb:BatchWriteItem", r: "arn:aws:dynamodb:'"$REGION"':123456789012:table/max-tps-ecs-holds"}]'
+check "worker task role: receive, delete, change visibility on the queue only" \
+	"$(aws_ iam get-role-policy --role-name "max-tps-ecs-$REGION-worker-task" --policy-name least-privilege)" \
+	'[.PolicyDocument.Statement[] | .Action, .Resource] == [["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"],
+	   "arn:aws:sqs:'"$REGION"':123456789012:max-tps-ecs-commits.fifo"]'
+check "worker execution role: reads only the database and Redis secrets" \
+	"$(aws_ iam get-role-policy --role-name "max-tps-ecs-$REGION-worker-exec" --policy-name least-privilege)" \
+	'[.PolicyDocument.Statement[] | select(.Sid == "InjectSecrets") | .Resource[] | test("secret:max-tps-ecs/(database|redis)-\\?{6}$")] == [true, true]'
+
+queue_url="$(jq -r .queueUrl "$OUT/data.json")"
+check "queue: FIFO, high throughput, no content dedup, long polling, SSE, redrive to the DLQ after 5" \
+	"$(aws_ sqs get-queue-attributes --queue-url "$queue_url" --attribute-names All)" \
+	'.Attributes | .FifoQueue == "true" and .FifoThroughputLimit == "perMessageGroupId" and .DeduplicationScope == "messageGroup"
+	 and .ContentBasedDeduplication == "false" and .ReceiveMessageWaitTimeSeconds == "20" and .SqsManagedSseEnabled == "true"
+	 and (.RedrivePolicy | fromjson | (.deadLetterTargetArn | endswith(":max-tps-ecs-commits-dlq.fifo")) and (.maxReceiveCount | tostring) == "5")'
+check "dlq: FIFO, 14-day retention" \
+	"$(aws_ sqs get-queue-attributes --queue-url "$(jq -r .dlqUrl "$OUT/data.json")" --attribute-names All)" \
+	'.Attributes | .FifoQueue == "true" and .MessageRetentionPeriod == "1209600"'
+check "seat-lock table: pk string hash key, on demand" "$(aws_ dynamodb describe-table --table-name max-tps-ecs-holds)" \
+	'.Table | .KeySchema == [{AttributeName: "pk", KeyType: "HASH"}] and .AttributeDefinitions == [{AttributeName: "pk", AttributeType: "S"}]
+	 and .BillingModeSummary.BillingMode == "PAY_PER_REQUEST"'
+check "seat-lock table: TTL on exp" "$(aws_ dynamodb describe-time-to-live --table-name max-tps-ecs-holds)" \
+	'.TimeToLiveDescription == {TimeToLiveStatus: "ENABLED", AttributeName: "exp"}'
+check "secrets: room token, redis (rediss:// url), database (postgres:// url)" \
+	"$(jq -n --arg r "$(aws_ secretsmanager get-secret-value --secret-id max-tps-ecs/room-token | jq -r .SecretString)" \
+		--argjson redis "$(aws_ secretsmanager get-secret-value --secret-id max-tps-ecs/redis | jq -r .SecretString)" \
+		--argjson db "$(aws_ secretsmanager get-secret-value --secret-id max-tps-ecs/database | jq -r .SecretString)" \
+		'{r: ($r | length), redis: $redis.url, db: $db.url}')" \
+	'.r == 64 and (.redis | startswith("rediss://:")) and (.db | startswith("postgres://ticket:"))'
+check "redis: in-transit and at-rest encryption, AUTH, failover, one replica" \
+	"$(aws_ elasticache describe-replication-groups --replication-group-id max-tps-ecs-redis)" \
+	'.ReplicationGroups[0] | .TransitEncryptionEnabled and .AtRestEncryptionEnabled and .AuthTokenEnabled
+	 and .AutomaticFailover == "enabled" and (.MemberClusters | length == 2)'
+check "aurora: PostgreSQL Serverless v2 0.5-16 ACU, encrypted, 2 db.serverless instances" \
+	"$(jq -n --argjson c "$(aws_ rds describe-db-clusters --db-cluster-identifier max-tps-ecs-db)" \
+		--argjson i "$(aws_ rds describe-db-instances --filters Name=db-cluster-id,Values=max-tps-ecs-db)" '{c: $c.DBClusters[0], i: $i.DBInstances}')" \
+	'(.c.Engine == "aurora-postgresql") and .c.StorageEncrypted and .c.ServerlessV2ScalingConfiguration.MinCapacity == 0.5
+	 and .c.ServerlessV2ScalingConfiguration.MaxCapacity == 16 and ([.i[].DBInstanceClass] == ["db.serverless", "db.serverless"])'
+
+edge_td="$(aws_ ecs describe-task-definition --task-definition max-tps-ecs-edge)"
+check "edge task definition: stopTimeout 30 s covers the 20 s drain (<= 120)" "$edge_td" \
+	'.taskDefinition.containerDefinitions[0].stopTimeout == 30'
+check "edge task definition: nofile ulimit 1048576" "$edge_td" \
+	'.taskDefinition.containerDefinitions[0].ulimits == [{name: "nofile", softLimit: 1048576, hardLimit: 1048576}]'
+check "edge task definition: health check GET /public/health" "$edge_td" \
+	'.taskDefinition.containerDefinitions[0].healthCheck.command == ["CMD", "/usr/local/bin/edge-health", "/public/health"]'
+check "edge task definition: PROFILE=aws, keep-alive 75 s, drain 20 s, the queue and table" "$edge_td" \
+	'(.taskDefinition.containerDefinitions[0].environment | from_entries) as $e | $e.PROFILE == "aws"
+	 and $e.EDGE_KEEPALIVE_MS == "75000" and $e.EDGE_SHUTDOWN_GRACE_MS == "20000" and $e.EDGE_DRIVER == "auto"
+	 and $e.SQS_QUEUE_URL == "'"$queue_url"'" and $e.HOLD_MIRROR_TABLE == "max-tps-ecs-holds"'
+check "edge task definition: ROOM_TOKEN_SECRET and REDIS_URL from Secrets Manager" "$edge_td" \
+	'[.taskDefinition.containerDefinitions[0].secrets[].name] == ["ROOM_TOKEN_SECRET", "REDIS_URL"]'
+check "edge task definition: Fargate, awsvpc, 2 vCPU, read-only root, non-blocking logs" "$edge_td" \
+	'.taskDefinition | .requiresCompatibilities == ["FARGATE"] and .networkMode == "awsvpc" and .cpu == "2048"
+	 and .containerDefinitions[0].readonlyRootFilesystem and .containerDefinitions[0].logConfiguration.options.mode == "non-blocking"'
+check "worker task definition: DATABASE_URL and REDIS_URL secrets, PROFILE=aws, stopTimeout 60" \
+	"$(aws_ ecs describe-task-definition --task-definition max-tps-ecs-worker)" \
+	'.taskDefinition.containerDefinitions[0] | ([.secrets[].name] == ["DATABASE_URL", "REDIS_URL"])
+	 and ((.environment | from_entries).PROFILE == "aws") and .stopTimeout == 60'
+
+alb="$(cat "$OUT/alb.json")"
+tg_arn="$(jq -r .targetGroupArn <<<"$alb")"
+check "target group: /public/health on 8080, IP targets, 200 only" \
+	"$(aws_ elbv2 describe-target-groups --target-group-arns "$tg_arn")" \
+	'.TargetGroups[0] | .HealthCheckPath == "/public/health" and .Port == 8080 and .TargetType == "ip" and .Matcher.HttpCode == "200"'
+check "target group: deregistration delay 25 s, below the edge's 30 s stopTimeout" \
+	"$(aws_ elbv2 describe-target-group-attributes --target-group-arn "$tg_arn")" \
+	'[.Attributes[] | {(.Key): .Value}] | add | .["deregistration_delay.timeout_seconds"] == "25"'
+check "load balancer: idle timeout 60 s, below the edge's 75 s keep-alive" \
+	"$(aws_ elbv2 describe-load-balancer-attributes --load-balancer-arn "$(jq -r .albArn <<<"$alb")")" \
+	'[.Attributes[] | {(.Key): .Value}] | add | .["idle_timeout.timeout_seconds"] == "60"'
+check "listener: port 80 forwards to the edge group" \
+	"$(aws_ elbv2 describe-listeners --load-balancer-arn "$(jq -r .albArn <<<"$alb")")" \
+	'.Listeners | length == 1 and .[0].Port == 80 and .[0].DefaultActions[0].TargetGroupArn == "'"$tg_arn"'"'
+check "services: edge behind the group and worker, Fargate, private, no public IP" \
+	"$(aws_ ecs describe-services --cluster max-tps-ecs --services edge worker)" \
+	'[.services[] | .status == "ACTIVE" and .launchType == "FARGATE"
+	   and .networkConfiguration.awsvpcConfiguration.assignPublicIp == "DISABLED"] == [true, true]
+	 and .services[0].loadBalancers[0].targetGroupArn == "'"$tg_arn"'" and .services[0].loadBalancers[0].containerPort == 8080'
+
+check "scalable targets: edge 2..40, worker 1..20" \
+	"$(aws_ application-autoscaling describe-scalable-targets --service-namespace ecs)" \
+	'[.ScalableTargets[] | "\(.ResourceId) \(.MinCapacity)..\(.MaxCapacity)"] | sort == ["service/max-tps-ecs/edge 2..40", "service/max-tps-ecs/worker 1..20"]'
+policies="$(aws_ application-autoscaling describe-scaling-policies --service-namespace ecs)"
+check "edge: CPU 60% target tracking" "$policies" \
+	'any(.ScalingPolicies[]; .PolicyName == "edge-cpu-target" and .TargetTrackingScalingPolicyConfiguration.TargetValue == 60
+	   and .TargetTrackingScalingPolicyConfiguration.PredefinedMetricSpecification.PredefinedMetricType == "ECSServiceAverageCPUUtilization")'
+check "edge: ALBRequestCountPerTarget target tracking on the group" "$policies" \
+	'any(.ScalingPolicies[]; .PolicyName == "edge-requests-target"
+	   and .TargetTrackingScalingPolicyConfiguration.PredefinedMetricSpecification.PredefinedMetricType == "ALBRequestCountPerTarget"
+	   and (.TargetTrackingScalingPolicyConfiguration.PredefinedMetricSpecification.ResourceLabel | test("^app/max-tps-ecs-alb/.+/targetgroup/max-tps-ecs-edge/")))'
+check "edge: p95 step scaling +20%; worker: backlog out, age out, backlog in" "$policies" \
+	'[.ScalingPolicies[] | select(.PolicyType == "StepScaling") | .PolicyName] | sort == ["edge-p95-step", "worker-age-out", "worker-backlog-in", "worker-backlog-out"]'
+alarms="$(aws_ cloudwatch describe-alarms --alarm-name-prefix max-tps-ecs-)"
+p95_arn="$(jq -r '.ScalingPolicies[] | select(.PolicyName == "edge-p95-step") | .PolicyARN' <<<"$policies")"
+check "alarm: target group p95 TargetResponseTime > 0.2 s triggers the step policy" "$alarms" \
+	'any(.MetricAlarms[]; .AlarmName == "max-tps-ecs-edge-p95-over-200ms" and .ExtendedStatistic == "p95"
+	   and .MetricName == "TargetResponseTime" and .Threshold == 0.2 and .ComparisonOperator == "GreaterThanThreshold"
+	   and .AlarmActions == ["'"$p95_arn"'"])'
+check "alarms: queue depth high/low and oldest-message age on the commit queue" "$alarms" \
+	'[.MetricAlarms[] | select(.Namespace == "AWS/SQS") | "\(.MetricName) \(.Dimensions[0].Value)"] | sort ==
+	 ["ApproximateAgeOfOldestMessage max-tps-ecs-commits.fifo", "ApproximateNumberOfMessagesVisible max-tps-ecs-commits.fifo",
+	  "ApproximateNumberOfMessagesVisible max-tps-ecs-commits.fifo"]'
+
+cf="$(aws_ cloudfront get-distribution-config --id "$(jq -r .distributionId "$OUT/cloudfront.json")")"
+check "cloudfront /public/*: UseOriginCacheControlHeaders-QueryStrings, compressed, to the ALB" "$cf" \
+	'.DistributionConfig | .CacheBehaviors.Items[0].PathPattern == "/public/*"
+	 and .CacheBehaviors.Items[0].CachePolicyId == "4cc15a8a-d715-48a4-82b8-cc0b614638fe"
+	 and .CacheBehaviors.Items[0].Compress and (.Origins.Items[0].DomainName | test("elb"))'
+check "cloudfront default behaviour: CachingDisabled, all viewer headers but Host" "$cf" \
+	'.DistributionConfig.DefaultCacheBehavior | .CachePolicyId == "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
+	 and .OriginRequestPolicyId == "b689b0a8-53d0-40ab-baf2-68738e2966ac" and .AllowedMethods.Quantity == 7'
+check "cloudfront: 500/502/503/504 cached 0 s" "$cf" \
+	'[.DistributionConfig.CustomErrorResponses.Items[] | "\(.ErrorCode):\(.ErrorCachingMinTTL)"] == ["500:0", "502:0", "503:0", "504:0"]'
+
+mapfile -t one_off < <(aws_ ecs list-tasks --cluster max-tps-ecs --started-by 08_db_init | jq -r '.taskArns[]')
+check "08: worker migrate and seed demo ran as one-off tasks of the worker definition" \
+	"$(aws_ ecs describe-tasks --cluster max-tps-ecs --tasks "${one_off[@]}")" \
+	'[.tasks[].overrides.containerOverrides[0].command | join(" ")] | unique == ["migrate", "seed demo"]'
+check "infra/out/.env.generated: queue, table, ALB, CloudFront; no secret values" \
+	"$(jq -Rn '[inputs | select(test("^[A-Z_]+=")) | capture("^(?<key>[^=]+)=(?<value>.*)$")] | from_entries' <"$WORK/out/.env.generated")" \
+	'.SQS_QUEUE_URL and .HOLD_MIRROR_TABLE and .ALB_DNS and .CLOUDFRONT_DOMAIN and .AWS_REGION == "'"$REGION"'"
+	 and (to_entries | all(.value | test("rediss?://|postgres://") | not))'
+say "skipped on the local endpoint (moto gaps):"
+sort -u "$OUT/skipped.txt" | sed 's/^/infra-test:   /'
+
+# ----------------------------------------------------------------------------- teardown
+say "---- teardown"
+if ! "$ROOT/infra/99_teardown.sh" >"$WORK/teardown.log" 2>&1; then
+	tail -n 30 "$WORK/teardown.log"
+	die "99_teardown failed"
+fi
+left="$(jq -n \
+	--argjson vpc "$(aws_ ec2 describe-vpcs --filters Name=tag:Project,Values=max-tps-ecs)" \
+	--argjson eip "$(aws_ ec2 describe-addresses --filters Name=tag:Project,Values=max-tps-ecs)" \
+	--argjson nat "$(aws_ ec2 describe-nat-gateways --filter Name=tag:Project,Values=max-tps-ecs Name=state,Values=pending,available)" \
+	--argjson ecr "$(aws_ ecr describe-repositories)" \
+	--argjson ecs "$(aws_ ecs describe-clusters --clusters max-tps-ecs)" \
+	--argjson td "$(aws_ ecs list-task-definitions --status ACTIVE)" \
+	--argjson logs "$(aws_ logs describe-log-groups --log-group-name-prefix /ecs/max-tps-ecs/)" \
+	--argjson iam "$(aws_ iam list-roles --path-prefix /max-tps-ecs/)" \
+	--argjson sqs "$(aws_ sqs list-queues --queue-name-prefix max-tps-ecs)" \
+	--argjson ddb "$(aws_ dynamodb list-tables)" \
+	--argjson sec "$(aws_ secretsmanager list-secrets)" \
+	--argjson rds "$(aws_ rds describe-db-clusters)" \
+	--argjson lb "$(aws_ elbv2 describe-load-balancers)" \
+	--argjson tg "$(aws_ elbv2 describe-target-groups)" \
+	--argjson aas "$(aws_ application-autoscaling describe-scalable-targets --service-namespace ecs)" \
+	--argjson cw "$(aws_ cloudwatch describe-alarms --alarm-name-prefix max-tps-ecs-)" \
+	--argjson cf "$(aws_ cloudfront list-distributions)" \
+	'{vpc: ($vpc.Vpcs | length), eip: ($eip.Addresses | length), nat: ($nat.NatGateways | length),
+	  ecr: ($ecr.repositories | length), cluster: ([$ecs.clusters[] | select(.status == "ACTIVE")] | length),
+	  taskdefs: ($td.taskDefinitionArns | length), logs: ($logs.logGroups | length), roles: ($iam.Roles | length),
+	  queues: ($sqs.QueueUrls // [] | length), tables: ($ddb.TableNames | length), secrets: ($sec.SecretList | length),
+	  aurora: ($rds.DBClusters | length), albs: ($lb.LoadBalancers | length), tgs: ($tg.TargetGroups | length),
+	  scaling: ($aas.ScalableTargets | length), alarms: ($cw.MetricAlarms | length),
+	  distributions: ($cf.DistributionList.Items // [] | length)}')"
+check "teardown left none of: vpc, eips, nats, repos, cluster, task definitions, log groups, roles, queues, tables, secrets, aurora, albs, target groups, scaling, alarms, distributions" \
+	"$left" '[.[]] | all(. == 0)'
+check "teardown: redis is being deleted (moto never finishes)" \
+	"$(aws_ elasticache describe-replication-groups)" '[.ReplicationGroups[] | .Status] | all(. == "deleting")'
+if [[ -e "$OUT" ]]; then fail "teardown left $OUT"; else ok "teardown removed infra/out/$REGION"; fi
+
+say "took $((SECONDS - start_s))s"
+say "$passed passed, $failed failed"
+((failed == 0))
