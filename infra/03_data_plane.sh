@@ -231,7 +231,7 @@ else
 	rg="$(awscli elasticache create-replication-group --replication-group-id "$NAME_REDIS" \
 		--replication-group-description "$PROJECT holds, waiting room, seat maps" \
 		--engine redis --engine-version "$REDIS_ENGINE_VERSION" --cache-node-type "$REDIS_NODE_TYPE" \
-		--num-node-groups 1 --replicas-per-node-group "$REDIS_REPLICAS" "${failover[@]}" \
+		--num-cache-clusters "$((REDIS_REPLICAS + 1))" "${failover[@]}" \
 		--transit-encryption-enabled --at-rest-encryption-enabled --auth-token "$auth_token" \
 		--cache-subnet-group-name "$subnet_group" --security-group-ids "$sg_redis" --port 6379 \
 		--preferred-cache-cluster-a-zs "${azs[@]:0:$((REDIS_REPLICAS + 1))}" \

@@ -64,7 +64,7 @@ retry_delete() {
 			absent "$what"
 			return 0
 		fi
-		[[ "$(aws_error_code)" =~ DependencyViolation|InUse|InvalidState|InvalidParameterValue|ResourceInUse ]] ||
+		[[ "$(aws_error_code)" =~ DependencyViolation|InUse|Invalid[A-Za-z]*State|InvalidParameterValue|ClusterContains ]] ||
 			die "deleting $what: $(aws_error)"
 		((SECONDS < deadline)) || die "deleting $what: still in use after ${TEARDOWN_TIMEOUT}s: $(aws_error)"
 		log "waiting   $what is still in use ($(aws_error_code)); retrying in ${poll}s"
@@ -197,7 +197,7 @@ if cluster="$(aws_try rds describe-db-clusters --db-cluster-identifier "$NAME_DB
 		updated "aurora cluster $NAME_DB: deletion protection off"
 	fi
 	for id in $(jq -r '.DBClusters[0].DBClusterMembers[]?.DBInstanceIdentifier' <<<"$cluster"); do
-		try_delete "aurora instance $id" rds delete-db-instance --db-instance-identifier "$id"
+		retry_delete "aurora instance $id" rds delete-db-instance --db-instance-identifier "$id"
 	done
 	for id in $(jq -r '.DBClusters[0].DBClusterMembers[]?.DBInstanceIdentifier' <<<"$cluster"); do
 		wait_gone "aurora instance $id" rds describe-db-instances --db-instance-identifier "$id"
@@ -206,7 +206,7 @@ if cluster="$(aws_try rds describe-db-clusters --db-cluster-identifier "$NAME_DB
 	if [[ "$SKIP_FINAL_SNAPSHOT" != yes ]]; then
 		snapshot=(--final-db-snapshot-identifier "$PROJECT-final-$(date -u +%Y%m%d%H%M%S)")
 	fi
-	try_delete "aurora cluster $NAME_DB (${snapshot[*]})" rds delete-db-cluster --db-cluster-identifier "$NAME_DB" "${snapshot[@]}"
+	retry_delete "aurora cluster $NAME_DB (${snapshot[*]})" rds delete-db-cluster --db-cluster-identifier "$NAME_DB" "${snapshot[@]}"
 	wait_gone "aurora cluster $NAME_DB" rds describe-db-clusters --db-cluster-identifier "$NAME_DB"
 else
 	absent "aurora cluster $NAME_DB"
@@ -278,9 +278,10 @@ if [[ -n "$vpc_id" ]]; then
 		awscli ec2 wait nat-gateway-deleted --nat-gateway-ids "${nat_list[@]}"
 	fi
 	for igw in $(awscli ec2 describe-internet-gateways --filters "Name=attachment.vpc-id,Values=$vpc_id" | jq -r '.InternetGateways[].InternetGatewayId'); do
-		awscli ec2 detach-internet-gateway --internet-gateway-id "$igw" --vpc-id "$vpc_id"
-		awscli ec2 delete-internet-gateway --internet-gateway-id "$igw"
-		deleted "internet gateway $igw"
+		# Fails while deleted load balancers' addresses are still mapped: retried.
+		retry_delete "internet gateway $igw attachment" ec2 detach-internet-gateway \
+			--internet-gateway-id "$igw" --vpc-id "$vpc_id"
+		try_delete "internet gateway $igw" ec2 delete-internet-gateway --internet-gateway-id "$igw"
 	done
 	rts="$(awscli ec2 describe-route-tables --filters "Name=vpc-id,Values=$vpc_id")"
 	for assoc in $(jq -r '.RouteTables[].Associations[]? | select(.Main | not) | .RouteTableAssociationId' <<<"$rts"); do

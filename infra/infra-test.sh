@@ -10,8 +10,9 @@
 #      find the very ids the first one wrote to infra/out/<region>/*.json
 #   3. checks with aws describe/get calls that every resource has the settings the
 #      steps promise
-#   4. runs 99_teardown.sh and checks that nothing of the project is left, save what moto
-#      cannot delete (listed)
+#   4. deploys 00 and 02 to a second region (ap-northeast-2, from AWS_DEFAULT_REGION) and
+#      tears that partial deployment down
+#   5. runs 99_teardown.sh and checks that nothing of the project is left
 #
 # Everything it writes goes to a temporary directory (INFRA_TEST_KEEP=1 keeps it);
 # moto_server is stopped by its pid on every exit. Ends with "infra-test: N passed,
@@ -117,13 +118,18 @@ aws_() {
 # services name the operation in X-Amz-Target, query-protocol ones in Action=, CloudFront
 # is REST); so what a pass did is read from moto's side, not from the scripts' output.
 recorder() { curl -fsS -X POST -o /dev/null "$endpoint/moto-api/recorder/$1"; }
-operations() {
+operations() { # RECORDING
 	jq -r '
 		(.headers["X-Amz-Target"] // .headers["x-amz-target"] // "") as $target
 		| (if .body_encoded then (.body // "" | @base64d) else (.body // "") end) as $body
 		| if $target != "" then ($target | split(".") | last)
 		  elif ($body | test("(^|&)Action=")) then ($body | capture("(^|&)Action=(?<a>[A-Za-z]+)").a)
-		  else "\(.method):\(.url | sub("^https?://[^/]+"; "") | sub("\\?.*$"; ""))" end' "$WORK/recording.jsonl"
+		  else "\(.method):\(.url | sub("^https?://[^/]+"; "") | sub("\\?.*$"; ""))" end' "$1"
+}
+# request_bodies RECORDING ACTION: the decoded bodies of the query-protocol calls ACTION.
+request_bodies() {
+	jq -r --arg a "$2" '(if .body_encoded then (.body // "" | @base64d) else (.body // "") end)
+		| select(test("(^|&)Action=" + $a + "(&|$)"))' "$1"
 }
 # Calls that make something: a second pass must send none (08's RunTask aside).
 CREATES='^(Create|Register|Allocate|Associate|Attach|Authorize|Import|Copy|Run)[A-Z]|^POST:/2020-05-31/distribution$'
@@ -173,13 +179,15 @@ fi
 # ----------------------------------------------------------------------------- two passes
 recorder reset-recording
 recorder start-recording
+say "ready at ${SECONDS}s"
 run_pass 1
-operations >"$WORK/ops1.txt"
+operations "$WORK/recording.jsonl" >"$WORK/ops1.txt"
+cp "$WORK/recording.jsonl" "$WORK/recording1.jsonl"
 mkdir -p "$WORK/state1"
 cp "$OUT"/*.json "$WORK/state1/"
 recorder reset-recording
 run_pass 2
-operations >"$WORK/ops2.txt"
+operations "$WORK/recording.jsonl" >"$WORK/ops2.txt"
 recorder stop-recording
 
 say "pass 1 sent $(wc -l <"$WORK/ops1.txt") requests; what made things: $(grep -E "$CREATES" "$WORK/ops1.txt" | sort | uniq -c | awk '{printf "%s %s, ", $2, $1}')"
@@ -263,10 +271,14 @@ check "secrets: room token, redis (rediss:// url), database (postgres:// url)" \
 		--argjson db "$(aws_ secretsmanager get-secret-value --secret-id max-tps-ecs/database | jq -r .SecretString)" \
 		'{r: ($r | length), redis: $redis.url, db: $db.url}')" \
 	'.r == 64 and (.redis | startswith("rediss://:")) and (.db | startswith("postgres://ticket:"))'
-check "redis: in-transit and at-rest encryption, AUTH, failover, one replica" \
+check "redis: in-transit and at-rest encryption, AUTH, automatic failover, multi-AZ" \
 	"$(aws_ elasticache describe-replication-groups --replication-group-id max-tps-ecs-redis)" \
 	'.ReplicationGroups[0] | .TransitEncryptionEnabled and .AtRestEncryptionEnabled and .AuthTokenEnabled
-	 and .AutomaticFailover == "enabled" and (.MemberClusters | length == 2)'
+	 and .AutomaticFailover == "enabled" and .MultiAZ == "enabled"'
+# moto makes one node whatever NumCacheClusters says, so the request is what is checked.
+check "redis: asked for a primary and one replica (NumCacheClusters=2), cluster mode off" \
+	"$(request_bodies "$WORK/recording1.jsonl" CreateReplicationGroup | jq -Rn '[inputs]')" \
+	'length == 1 and (.[0] | test("(^|&)NumCacheClusters=2(&|$)")) and (.[0] | test("NumNodeGroups") | not)'
 check "aurora: PostgreSQL Serverless v2 0.5-16 ACU, encrypted, 2 db.serverless instances" \
 	"$(jq -n --argjson c "$(aws_ rds describe-db-clusters --db-cluster-identifier max-tps-ecs-db)" \
 		--argjson i "$(aws_ rds describe-db-instances --filters Name=db-cluster-id,Values=max-tps-ecs-db)" '{c: $c.DBClusters[0], i: $i.DBInstances}')" \
@@ -357,11 +369,36 @@ check "infra/out/.env.generated: queue, table, ALB, CloudFront; no secret values
 	"$(jq -Rn '[inputs | select(test("^[A-Z_]+=")) | capture("^(?<key>[^=]+)=(?<value>.*)$")] | from_entries' <"$WORK/out/.env.generated")" \
 	'.SQS_QUEUE_URL and .HOLD_MIRROR_TABLE and .ALB_DNS and .CLOUDFRONT_DOMAIN and .AWS_REGION == "'"$REGION"'"
 	 and (to_entries | all(.value | test("rediss?://|postgres://") | not))'
+say "settings checked (at ${SECONDS}s)"
 say "skipped on the local endpoint (moto gaps):"
 sort -u "$OUT/skipped.txt" | sed 's/^/infra-test:   /'
 
+# ----------------------------------------------------------------------------- a second region
+# The region comes from the environment (here AWS_DEFAULT_REGION alone): a partial
+# deployment in ap-northeast-2 beside the first, then its teardown, which must cope
+# with the steps that never ran there.
+REGION2=ap-northeast-2
+say "---- $REGION2: 00, 02, teardown (at ${SECONDS}s)"
+for step in 00_network_bootstrap 02_cluster_and_roles 99_teardown; do
+	if ! env -u AWS_REGION AWS_DEFAULT_REGION="$REGION2" CONFIRM=yes "$ROOT/infra/$step.sh" >>"$WORK/region2.log" 2>&1; then
+		tail -n 30 "$WORK/region2.log"
+		die "$REGION2: $step failed"
+	fi
+	if [[ "$step" == 02_cluster_and_roles ]]; then
+		check "$REGION2: its own VPC and network.json; IAM roles per region side by side" \
+			"$(jq -n --argjson roles "$(aws_ iam list-roles --path-prefix /max-tps-ecs/)" \
+				--arg v1 "$(jq -r .vpcId "$OUT/network.json")" --arg v2 "$(jq -r .vpcId "$WORK/out/$REGION2/network.json")" \
+				'{v1: $v1, v2: $v2, roles: [$roles.Roles[].RoleName | capture("max-tps-ecs-(?<r>ap-northeast-[12])-").r] | group_by(.) | map(length)}')" \
+			'.v1 != .v2 and (.v2 | startswith("vpc-")) and .roles == [4, 4]'
+	fi
+done
+check "$REGION2: teardown of a partial deployment ran, left no VPC and reported the rest absent" \
+	"$(jq -n --argjson v "$("$AWS_CLI" --endpoint-url "$endpoint" --region "$REGION2" --output json ec2 describe-vpcs \
+		--filters Name=tag:Project,Values=max-tps-ecs)" --arg absent "$(grep -c ' absent ' "$WORK/region2.log" || true)" \
+		'{v: ($v.Vpcs | length), a: ($absent | tonumber)}')" '.v == 0 and .a > 10'
+
 # ----------------------------------------------------------------------------- teardown
-say "---- teardown"
+say "---- teardown (at ${SECONDS}s)"
 if ! "$ROOT/infra/99_teardown.sh" >"$WORK/teardown.log" 2>&1; then
 	tail -n 30 "$WORK/teardown.log"
 	die "99_teardown failed"
