@@ -28,7 +28,8 @@ FROM debian:12-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin edge
+ && groupadd --system --gid 10001 edge \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin edge
 COPY --from=build /out/edge /usr/local/bin/edge
 COPY infra/docker/edge-health.sh /usr/local/bin/edge-health
 # The task definition (infra/04_task_defs.sh) sets the rest of the environment.

@@ -24,7 +24,8 @@ FROM debian:12-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin worker
+ && groupadd --system --gid 10001 worker \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin worker
 COPY --from=build /out/worker /usr/local/bin/worker
 COPY infra/docker/worker-health.sh /usr/local/bin/worker-health
 ENV WORKER_LOG=info
