@@ -183,7 +183,20 @@ service worker "$WORKER_DESIRED"
 state_set alb services '["edge","worker"]'
 
 if ! skip_local "ecs wait services-stable (moto never runs the tasks)"; then
-	log "waiting for services edge and worker to be stable"
-	awscli ecs wait services-stable --cluster "$cluster" --services edge worker
+	# Without its images (step 01 skipped for want of Docker) no task can start: say so
+	# rather than wait ten minutes for a failure.
+	missing=""
+	for svc in edge worker; do
+		image="$(state_get images "$svc")"
+		repo="${image#*/}"
+		aws_try ecr describe-images --repository-name "${repo%:*}" --image-ids "imageTag=${image##*:}" >/dev/null ||
+			missing+=" $image"
+	done
+	if [[ -n "$missing" ]]; then
+		log "WARNING  not in ECR:$missing. The services exist but cannot start tasks until these are pushed (see step 01); not waiting for them"
+	else
+		log "waiting for services edge and worker to be stable"
+		awscli ecs wait services-stable --cluster "$cluster" --services edge worker
+	fi
 fi
 log "done: http://$lb_dns (port $listener_port) -> edge; worker running -> $(state_path alb)"
