@@ -8,6 +8,10 @@ import subprocess
 import sys
 
 
+# A trial counts as run on a quiet machine when others used at most this much of a core.
+QUIET_OTHERS_PCT = 15
+
+
 def fmt_us(us):
     if us < 1000:
         return f"{us}µs"
@@ -101,6 +105,44 @@ def main():
         print("| report | edge req/s | nginx req/s | edge/nginx | edge p50 / p99 at 80% | nginx p50 / p99 at 80% | edge CPU-µs/req | Redis CPU-µs/req | nginx CPU-µs/req | loadgen CPU-µs/req |")
         print("|---|---:|---:|---:|---|---|---:|---:|---:|---:|")
         for row in rows:
+            print(row)
+        print()
+
+    quiet_rows = []
+    for name, r in reports.items():
+        if not r.get("max"):
+            continue
+        for m in r["max"]:
+            runs = [run for run in r["runs"] if run["target"] == m["target"] and run["label"].startswith("trial")]
+            quiet = []
+            for run in runs:
+                st = measured(run)
+                if st is None or st["others_busy_pct"] > QUIET_OTHERS_PCT:
+                    continue
+                lat = overall(st)
+                trial = next((t for t in m["trials"] if t["offered"] == st["offered_rate"]), None)
+                passed = trial["passed"] if trial else False
+                main_cpu = next((c for c in st["cpu"] if c["name"] != "loadgen"), None)
+                quiet.append((st["offered_rate"], passed, lat["p99"] if lat else 0,
+                               main_cpu["us_per_request"] if main_cpu else 0, st["others_busy_pct"]))
+            if not quiet:
+                continue
+            best = max((q for q in quiet if q[1]), default=None, key=lambda q: q[0])
+            worst = min((q for q in quiet if not q[1]), default=None, key=lambda q: q[0])
+            trials = ", ".join(
+                f'{q[0]:.0f}/s {"pass" if q[1] else "fail"} (p99 {fmt_us(q[2])}, {q[3]:.1f} µs/req)'
+                for q in sorted(quiet))
+            quiet_rows.append(f'| {name} | {m["target"]} | {f"{best[0]:.0f}" if best else "-"} | '
+                              f'{f"{worst[0]:.0f}" if worst else "-"} | {trials} |')
+    if quiet_rows:
+        print(f"## Trials while other processes used at most {QUIET_OTHERS_PCT}% of a core\n")
+        print("The machine is shared: other sessions' builds and test loops ran during these")
+        print("searches (each trial's \"others busy\" is in its report), and a busy minute fails")
+        print("any server's trial. These are the trials that ran on a quiet machine: the fairest")
+        print("comparison. CPU-µs/req is the server process's (edge or nginx; Redis apart).\n")
+        print("| report | target | highest quiet pass (req/s) | lowest quiet fail (req/s) | quiet trials |")
+        print("|---|---|---:|---:|---|")
+        for row in quiet_rows:
             print(row)
         print()
 
