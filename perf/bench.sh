@@ -249,16 +249,18 @@ if has stepup || has mixed || has journey; then
     fi
     if has journey; then
         # Admission slower than arrivals, so buyers really wait in the room.
+        # The event opens as the run starts (--reset-cmd runs after the quiet wait).
         JOURNEY_EVENT=journey-$(date +%s)
-        "$WORKER" seed "$JOURNEY_EVENT" --seats-per-section 10000 --open-in-secs 0 \
-            --rate $((JOURNEY_RATE * 4 / 5)) >/dev/null
         log "journey at $JOURNEY_RATE buyers/s on $JOURNEY_EVENT (admission $((JOURNEY_RATE * 4 / 5))/s)"
         loadgen journey "${BUY[@]}" --event "$JOURNEY_EVENT" --rate "$JOURNEY_RATE" --duration 20 \
-            --warmup 0 --connections 2048 --poll-ms 200 --out "$OUT_DIR/journey"
+            --warmup 0 --connections 2048 --poll-ms 200 --out "$OUT_DIR/journey" \
+            --reset-cmd "$WORKER seed $JOURNEY_EVENT --seats-per-section 10000 --open-in-secs 0 --rate $((JOURNEY_RATE * 4 / 5)) >/dev/null"
     fi
     stop_pid "$WORKER_PID"
     stop_pid "$EDGE_PID"
 fi
+# Anything the servers complained about while loaded.
+grep -hiE "warn|error" "$SCRATCH"/edge-*.log "$SCRATCH"/worker.log 2>/dev/null | sort | uniq -c | sort -rn | head -n 20 >&2 || true
 
 python3 perf/bench-index.py "$OUT_DIR" >"$OUT_DIR/bench.md"
 cat "$OUT_DIR/bench.md"

@@ -3,8 +3,8 @@
 # (`make callgrind`): repeatable on a noisy machine where time is not.
 #
 # The edge (one thread, epoll: valgrind does not run io_uring) under
-# `valgrind --tool=callgrind --collect-atstart=no` with a private Redis; collection is
-# switched on (callgrind_control -i on) just before loadgen sends REQUESTS requests of
+# `valgrind --tool=callgrind --instr-atstart=no` with a private Redis; collection is
+# instrumentation switched on (callgrind_control -i on) just before loadgen sends REQUESTS requests of
 # SCENARIO (summary, ping or hold; hold's batch includes entering its buyers) at RATE/s,
 # and off right after. Writes OUT_DIR/callgrind-SCENARIO.md: instructions (Ir) per
 # request and the functions that spend them.
@@ -69,7 +69,7 @@ wait_port "$REDIS_PORT"
 "$SCRATCH/worker" seed perf --seats-per-section 200000 --open-in-secs -3600 --rate 1000000 >/dev/null
 
 EDGE_ADDR=127.0.0.1:$EDGE_PORT EDGE_THREADS=1 EDGE_DRIVER=epoll EDGE_LOG=warn EDGE_SHUTDOWN_GRACE_MS=2000 \
-    valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$SCRATCH/callgrind.out" \
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$SCRATCH/callgrind.out" \
     "$SCRATCH/edge" >"$SCRATCH/edge.log" 2>&1 &
 EDGE_PID=$!
 PIDS+=("$EDGE_PID")
@@ -102,13 +102,15 @@ out=$OUT_DIR/callgrind-$SCENARIO.md
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); $(valgrind --version); kernel $(uname -r)"
     echo "- command: \`SCENARIO=$SCENARIO REQUESTS=$REQUESTS RATE=$RATE perf/callgrind.sh\`"
-    echo "- edge: one thread, epoll, under callgrind with collection on only while loadgen ran"
+    echo "- edge: one thread, epoll, under callgrind with instrumentation on only while loadgen ran"
     echo "- requests answered: $answered $SCENARIO + $entered enter (setup) = $total"
     echo
     echo "**$(awk -v i="$ir" -v n="$total" 'BEGIN{printf "%.0f", i / n}') instructions per request** ($ir in all)"
     echo
     echo "Instruction counts do not depend on the machine's load, so this is the figure to"
-    echo "compare commits by; it ignores cache misses and syscall time in the kernel."
+    echo "compare commits by; it ignores cache misses and syscall time in the kernel. Valgrind's"
+    echo "virtual CPU lacks SHA-NI, so under it the sha2 crate takes its portable path: the"
+    echo "HMAC of room tokens (hold, enter) costs more instructions here than natively."
     echo
     echo "## Functions by instructions (self)"
     echo
