@@ -64,19 +64,25 @@ pub fn unique_event(tag: &str) -> String {
     )
 }
 
-/// `worker seed EVENT ...` with the stack's environment; panics when it fails.
+/// `worker migrate`, then `worker seed EVENT ...`, with the stack's environment; panics
+/// when either fails. Migrating first keeps a test independent of which test (or `make
+/// run`) touched the database before: on a fresh machine nothing has.
 pub fn seed(event: &str, args: &[&str]) {
+    worker(&["migrate"]);
+    worker(&[&["seed", event][..], args].concat());
+}
+
+fn worker(args: &[&str]) {
     let out = Command::new(bin("worker"))
-        .arg("seed")
-        .arg(event)
         .args(args)
         .env("DATABASE_URL", env("DATABASE_URL"))
         .env("REDIS_URL", env("REDIS_URL"))
         .output()
-        .expect("run worker seed");
+        .expect("run worker");
     assert!(
         out.status.success(),
-        "worker seed {event}: {}",
+        "worker {}: {}",
+        args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
 }
