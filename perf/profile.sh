@@ -7,7 +7,7 @@
 # (call graphs: CALL_GRAPH, `dwarf` by default, since release builds keep no frame
 # pointers; `fp` for `-g`). The stacks are folded and drawn with inferno
 # (`cargo install inferno` when missing) into OUT_DIR/flamegraph-SCENARIO-DRIVER.svg;
-# the folded stacks stay beside it (.folded) for diffing.
+# the folded stacks stay beside it (.folded.gz) for inferno-diff-folded.
 #
 #   SCENARIO=summary RATE=30000 SECONDS=5 DRIVER=uring SERVER_CPU=0 LOAD_CPU=1 perf/profile.sh
 set -euo pipefail
@@ -100,8 +100,9 @@ perf record -e cpu-clock -F "$FREQ" --call-graph "$CALL_GRAPH" -p "$EDGE_PID" -o
 wait "$LOAD_PID" || true
 mkdir -p "$OUT_DIR"
 name=flamegraph-$SCENARIO-$DRIVER
-perf script -i "$SCRATCH/perf.data" 2>/dev/null | inferno-collapse-perf >"$OUT_DIR/$name.folded"
+perf script -i "$SCRATCH/perf.data" 2>/dev/null | inferno-collapse-perf >"$SCRATCH/$name.folded"
 inferno-flamegraph --title "edge ($DRIVER), $SCENARIO at $RATE req/s, cpu-clock" \
-    <"$OUT_DIR/$name.folded" >"$OUT_DIR/$name.svg"
+    <"$SCRATCH/$name.folded" >"$OUT_DIR/$name.svg"
+gzip -9 -c "$SCRATCH/$name.folded" >"$OUT_DIR/$name.folded.gz"
 grep -E "^\| $SCENARIO" "$SCRATCH/load.md" | head -1 >&2 || true
-log "wrote $OUT_DIR/$name.svg ($(wc -l <"$OUT_DIR/$name.folded") distinct stacks)"
+log "wrote $OUT_DIR/$name.svg ($(wc -l <"$SCRATCH/$name.folded") distinct stacks; folded: $name.folded.gz)"
