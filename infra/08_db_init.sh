@@ -24,7 +24,7 @@ commands=("migrate")
 [[ -n "$DB_SEED" ]] && commands+=("seed $DB_SEED")
 
 if [[ "$DB_INIT_MODE" == local ]]; then
-	worker="$ROOT_DIR/target/release/worker"
+	worker="${CARGO_TARGET_DIR:-$ROOT_DIR/target}/release/worker"
 	[[ -x "$worker" ]] || die "$worker not found: cargo build --release -p worker"
 	secret() { awscli secretsmanager get-secret-value --secret-id "$1" | jq -r .SecretString | jq -r .url; }
 	DATABASE_URL="$(secret "$(state_get data databaseSecretArn)")"

@@ -111,8 +111,8 @@ CPUS=$(nproc)
 CLK_TCK=$(getconf CLK_TCK)
 
 # ---- build ---------------------------------------------------------------------------
-EDGE_BIN=$ROOT/target/release/edge
-MONOIO_HTTP_BIN=$ROOT/target/release/monoio_http_ping
+EDGE_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/edge
+MONOIO_HTTP_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/monoio_http_ping
 if [[ $BUILD == 1 ]]; then
     log "building the release edge and monoio_http_ping"
     nice -n 10 cargo build --release -j"$CARGO_JOBS" -p edge --bin edge -p perf --bin monoio_http_ping

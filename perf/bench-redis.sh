@@ -27,7 +27,7 @@ command -v redis-benchmark >/dev/null || die "redis-benchmark missing: run make 
 
 cargo build --release -j2 -p perf --bin redis_bench
 SCRATCH=$(mktemp -d /tmp/bench-redis.XXXXXX)
-cp target/release/redis_bench "$SCRATCH/"
+cp "${CARGO_TARGET_DIR:-target}"/release/redis_bench "$SCRATCH/"
 REDIS_PID=
 cleanup() {
     [[ -n $REDIS_PID ]] && kill "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null

@@ -116,7 +116,7 @@ if [[ $BUILD == 1 ]]; then
     nice -n 10 cargo build --release -j2 -p edge --bin edge -p worker --bin worker -p perf --bin loadgen
 fi
 mkdir -p "$SCRATCH/bin"
-cp target/release/edge target/release/worker target/release/loadgen "$SCRATCH/bin/"
+cp "${CARGO_TARGET_DIR:-target}"/release/{edge,worker,loadgen} "$SCRATCH/bin/"
 EDGE=$SCRATCH/bin/edge
 WORKER=$SCRATCH/bin/worker
 LOADGEN=$SCRATCH/bin/loadgen

@@ -55,7 +55,7 @@ cleanup() {
 trap cleanup EXIT
 
 [[ $BUILD == 1 ]] && nice -n 10 cargo build --release -j2 -p edge --bin edge -p worker --bin worker -p perf --bin loadgen
-cp target/release/edge target/release/worker target/release/loadgen "$SCRATCH/"
+cp "${CARGO_TARGET_DIR:-target}"/release/{edge,worker,loadgen} "$SCRATCH/"
 
 infra/local/stack.sh up >/dev/null
 eval "$(infra/local/stack.sh env)"

@@ -15,7 +15,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 STACK="$ROOT/infra/local/stack.sh"
-BIN="${WORKER_BIN:-$ROOT/target/release/worker}"
+BIN="${WORKER_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/worker}"
 ORDERS="${ORDERS:-50000}"
 SEATS="${SEATS:-1000000}"
 BATCHES="${BATCHES:-1 10 100 250}"

@@ -142,7 +142,7 @@ CMD="${1:-}"
 ADDR="${EDGE_ADDR:-127.0.0.1:8080}"
 PIDFILE="$ROOT/.run/edge.pid"
 LOG="$ROOT/.run/edge.log"
-BIN="${EDGE_BIN:-$ROOT/target/release/edge}"
+BIN="${EDGE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/edge}"
 while [[ $# -gt 0 ]]; do
 	case "$1" in
 	--addr) ADDR="$2" ;;

@@ -8,7 +8,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
 STACK="$ROOT/infra/local/stack.sh"
-BIN_DIR="${BIN_DIR:-$ROOT/target/release}"
+BIN_DIR="${BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}"
 export EDGE_ADDR="${EDGE_ADDR:-127.0.0.1:8080}"
 STOP_TIMEOUT="${STOP_TIMEOUT:-30}"
 

@@ -12,7 +12,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
 STACK="$ROOT/infra/local/stack.sh"
-BIN="${WORKER_BIN:-$ROOT/target/release/worker}"
+BIN="${WORKER_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/worker}"
 
 log() { printf 'seed: %s\n' "$*" >&2; }
 

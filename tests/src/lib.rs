@@ -4,8 +4,8 @@
 //! `tests/tests/`; this library is their harness.
 //!
 //! # Layout
-//! - [`bin`]: where the binaries are (`target/debug/{edge,worker}`, which `cargo test
-//!   --workspace` builds before any test runs).
+//! - [`bin`]: where the binaries are (`target/debug/{edge,worker}`, or under
+//!   `CARGO_TARGET_DIR`, which `cargo test --workspace` builds before any test runs).
 //! - [`Proc`]: a running binary; its stderr is echoed and watched for a readiness line;
 //!   killed when dropped.
 //! - [`Http`]: one request per connection to the edge, raw HTTP/1.1.
@@ -37,10 +37,11 @@ pub fn env(var: &str) -> String {
 
 /// A workspace binary built in debug mode; panics with what to do when it is missing.
 pub fn bin(name: &str) -> PathBuf {
-    let dir = std::env::var("E2E_BIN_DIR").map_or_else(
-        |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug"),
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
         PathBuf::from,
     );
+    let dir = std::env::var_os("E2E_BIN_DIR").map_or_else(|| target.join("debug"), PathBuf::from);
     let path = dir.join(name);
     assert!(
         path.is_file(),
