@@ -6,10 +6,10 @@
 #
 #   alb     in:  LISTENER_PORT from CloudFront's origin-facing prefix list (ALB_INGRESS)
 #           out: EDGE_PORT to edge
-#   edge    in:  EDGE_PORT from alb        out: 443 (AWS APIs), 6379 to redis
+#   edge    in:  EDGE_PORT from alb        out: 443 (AWS APIs), 6379 to redis, 5432 to db
 #   worker  in:  nothing                   out: 443 (AWS APIs), 6379 to redis, 5432 to db
 #   redis   in:  6379 from edge, worker    out: nothing
-#   db      in:  5432 from worker          out: nothing
+#   db      in:  5432 from edge, worker    out: nothing
 #
 # Rules not in that list are revoked (the default allow-all egress among them), so a
 # re-run converges. Writes infra/out/<region>/network.json.
@@ -275,12 +275,12 @@ any_443="$(rule 443 cidr 0.0.0.0/0)"
 converge alb ingress "$(rules "$(jq -c --argjson p "$listener_port" '{proto: "tcp", from: $p, to: $p} + .' <<<"$alb_source")")"
 converge alb egress "$(rules "$(rule "$EDGE_PORT" sg "${SG[edge]}")")"
 converge edge ingress "$(rules "$(rule "$EDGE_PORT" sg "${SG[alb]}")")"
-converge edge egress "$(rules "$any_443" "$(rule 6379 sg "${SG[redis]}")")"
+converge edge egress "$(rules "$any_443" "$(rule 6379 sg "${SG[redis]}")" "$(rule 5432 sg "${SG[db]}")")"
 converge worker ingress '[]'
 converge worker egress "$(rules "$any_443" "$(rule 6379 sg "${SG[redis]}")" "$(rule 5432 sg "${SG[db]}")")"
 converge redis ingress "$(rules "$(rule 6379 sg "${SG[edge]}")" "$(rule 6379 sg "${SG[worker]}")")"
 converge redis egress '[]'
-converge db ingress "$(rules "$(rule 5432 sg "${SG[worker]}")")"
+converge db ingress "$(rules "$(rule 5432 sg "${SG[edge]}")" "$(rule 5432 sg "${SG[worker]}")")"
 converge db egress '[]'
 
 for role in alb edge worker redis db; do

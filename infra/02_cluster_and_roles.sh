@@ -3,8 +3,9 @@
 # the log groups /ecs/$PROJECT/{edge,worker} with retention, and four IAM roles, each
 # with one inline policy naming exactly what it may touch:
 #
-#   edge-exec    pull the edge image, write the edge log group, read the room-token and
-#                Redis secrets (ECS injects them as ROOM_TOKEN_SECRET and REDIS_URL)
+#   edge-exec    pull the edge image, write the edge log group, read the room-token,
+#                Redis and database secrets (ECS injects them as ROOM_TOKEN_SECRET,
+#                REDIS_URL and DATABASE_URL: status look-ups when Redis has no record)
 #   worker-exec  pull the worker image, write the worker log group, read the database
 #                and Redis secrets (DATABASE_URL, REDIS_URL)
 #   edge-task    sqs:SendMessage (SendMessageBatch) on the commit queue and
@@ -135,7 +136,7 @@ role() {
 	setting "inline policy least-privilege on $name: $(jq -c '[.Statement[].Action] | flatten' <<<"$policy")"
 	state_set cluster "role_$kind" "$arn"
 }
-role edge-exec "$(exec_policy edge "$NAME_SECRET_ROOM" "$NAME_SECRET_REDIS")"
+role edge-exec "$(exec_policy edge "$NAME_SECRET_ROOM" "$NAME_SECRET_REDIS" "$NAME_SECRET_DB")"
 role worker-exec "$(exec_policy worker "$NAME_SECRET_DB" "$NAME_SECRET_REDIS")"
 role edge-task "$edge_task_policy"
 role worker-task "$worker_task_policy"

@@ -267,10 +267,10 @@ else
 	created "db subnet group $db_subnet_group"
 fi
 
-# The worker connects without TLS for now (README: DATABASE_URL, "no TLS yet"), so
-# rds.force_ssl is pinned to 0 here rather than left to the engine version's default.
-# Traffic stays in the private subnets and the db group admits the worker only. Set it
-# to 1 once the worker speaks TLS.
+# The worker and the edge connect without TLS for now (README: DATABASE_URL, "no TLS
+# yet"), so rds.force_ssl is pinned to 0 here rather than left to the engine version's
+# default. Traffic stays in the private subnets and the db group admits those two only.
+# Set it to 1 once they speak TLS.
 pg_family="aurora-postgresql${AURORA_ENGINE_VERSION%%.*}"
 cluster_pg="$PROJECT-$pg_family"
 if aws_try rds describe-db-cluster-parameter-groups --db-cluster-parameter-group-name "$cluster_pg" >/dev/null; then

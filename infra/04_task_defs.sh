@@ -3,8 +3,8 @@
 #
 #   edge    PROFILE=aws, the queue and table from infra/out/<region>/env, EDGE_THREADS =
 #           the task's vCPUs, EDGE_KEEPALIVE_MS (75 s, above the ALB's 60 s idle timeout),
-#           EDGE_SHUTDOWN_GRACE_MS (20 s); ROOM_TOKEN_SECRET and REDIS_URL (rediss://) as
-#           ECS secrets; nofile ulimit EDGE_NOFILE; health check GET /public/health
+#           EDGE_SHUTDOWN_GRACE_MS (20 s); ROOM_TOKEN_SECRET, REDIS_URL (rediss://) and
+#           DATABASE_URL (status look-ups) as ECS secrets; nofile ulimit EDGE_NOFILE; health check GET /public/health
 #           (infra/docker/edge-health.sh); stopTimeout = the drain grace + 10 s, so ECS's
 #           SIGKILL never cuts a drain short
 #   worker  PROFILE=aws, the queue; DATABASE_URL and REDIS_URL as ECS secrets; liveness
@@ -99,14 +99,15 @@ logs() {
 edge_container="$(jq -cn --arg image "$edge_image" --argjson env "$edge_env" --argjson port "$EDGE_PORT" \
 	--argjson mem "$EDGE_MEMORY" \
 	--argjson nofile "$EDGE_NOFILE" --argjson stop "$edge_stop_timeout" --argjson logs "$(logs edge)" \
-	--arg room "$room_arn" --arg redis "$redis_arn:url::" '{
+	--arg room "$room_arn" --arg redis "$redis_arn:url::" --arg db "$db_arn:url::" '{
   name: "edge",
   image: $image,
   essential: true,
   memory: $mem,
   portMappings: [{containerPort: $port, protocol: "tcp", name: "http"}],
   environment: $env,
-  secrets: [{name: "ROOM_TOKEN_SECRET", valueFrom: $room}, {name: "REDIS_URL", valueFrom: $redis}],
+  secrets: [{name: "ROOM_TOKEN_SECRET", valueFrom: $room}, {name: "REDIS_URL", valueFrom: $redis},
+            {name: "DATABASE_URL", valueFrom: $db}],
   ulimits: [{name: "nofile", softLimit: $nofile, hardLimit: $nofile}],
   healthCheck: {command: ["CMD", "/usr/local/bin/edge-health", "/public/health"], interval: 10, timeout: 3, retries: 3, startPeriod: 15},
   stopTimeout: $stop,

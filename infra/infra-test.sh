@@ -221,17 +221,17 @@ check "vpc over two AZs, 2 public + 2 private subnets, 2 NAT gateways" "$net" \
 check "alb: in only tcp/80 from CloudFront's prefix list; out only to edge:8080" \
 	"$(jq -n --argjson i "$(rules alb IpPermissions)" --argjson o "$(rules alb IpPermissionsEgress)" '{i: $i, o: $o}')" \
 	"(.i | length == 1 and (.[0] | startswith(\"tcp/80<-pl-\"))) and .o == [\"tcp/8080<-$(sg edge)\"]"
-check "edge: in only from the alb on 8080; out 443 and redis:6379" "$(jq -n --argjson i "$(rules edge IpPermissions)" --argjson o "$(rules edge IpPermissionsEgress)" '{i: $i, o: $o}')" \
-	".i == [\"tcp/8080<-$(sg alb)\"] and .o == ([\"tcp/443<-0.0.0.0/0\", \"tcp/6379<-$(sg redis)\"] | sort)"
+check "edge: in only from the alb on 8080; out 443, redis:6379 and db:5432 (status look-ups)" "$(jq -n --argjson i "$(rules edge IpPermissions)" --argjson o "$(rules edge IpPermissionsEgress)" '{i: $i, o: $o}')" \
+	".i == [\"tcp/8080<-$(sg alb)\"] and .o == ([\"tcp/443<-0.0.0.0/0\", \"tcp/6379<-$(sg redis)\", \"tcp/5432<-$(sg db)\"] | sort)"
 check "worker: no inbound; out 443, redis:6379, db:5432 only" \
 	"$(jq -n --argjson i "$(rules worker IpPermissions)" --argjson o "$(rules worker IpPermissionsEgress)" '{i: $i, o: $o}')" \
 	".i == [] and .o == ([\"tcp/443<-0.0.0.0/0\", \"tcp/6379<-$(sg redis)\", \"tcp/5432<-$(sg db)\"] | sort)"
 check "redis: in 6379 from edge and worker only; no outbound" \
 	"$(jq -n --argjson i "$(rules redis IpPermissions)" --argjson o "$(rules redis IpPermissionsEgress)" '{i: $i, o: $o}')" \
 	".i == ([\"tcp/6379<-$(sg edge)\", \"tcp/6379<-$(sg worker)\"] | sort) and .o == []"
-check "db: in 5432 from worker only; no outbound" \
+check "db: in 5432 from edge and worker only; no outbound" \
 	"$(jq -n --argjson i "$(rules db IpPermissions)" --argjson o "$(rules db IpPermissionsEgress)" '{i: $i, o: $o}')" \
-	".i == [\"tcp/5432<-$(sg worker)\"] and .o == []"
+	".i == ([\"tcp/5432<-$(sg edge)\", \"tcp/5432<-$(sg worker)\"] | sort) and .o == []"
 
 check "ecr: edge and worker repositories, scan on push, immutable tags" \
 	"$(aws_ ecr describe-repositories --repository-names max-tps-ecs/edge max-tps-ecs/worker)" \
@@ -250,6 +250,9 @@ check "worker task role: receive, delete, change visibility on the queue only" \
 check "worker execution role: reads only the database and Redis secrets" \
 	"$(aws_ iam get-role-policy --role-name "max-tps-ecs-$REGION-worker-exec" --policy-name least-privilege)" \
 	'[.PolicyDocument.Statement[] | select(.Sid == "InjectSecrets") | .Resource[] | test("secret:max-tps-ecs/(database|redis)-\\?{6}$")] == [true, true]'
+check "edge execution role: reads only the room-token, Redis and database secrets" \
+	"$(aws_ iam get-role-policy --role-name "max-tps-ecs-$REGION-edge-exec" --policy-name least-privilege)" \
+	'[.PolicyDocument.Statement[] | select(.Sid == "InjectSecrets") | .Resource[] | test("secret:max-tps-ecs/(room-token|redis|database)-\\?{6}$")] == [true, true, true]'
 
 queue_url="$(jq -r .queueUrl "$OUT/data.json")"
 check "queue: FIFO, high throughput, no content dedup, long polling, SSE, redrive to the DLQ after 5" \
@@ -296,8 +299,8 @@ check "edge task definition: PROFILE=aws, keep-alive 75 s, drain 20 s, the queue
 	'(.taskDefinition.containerDefinitions[0].environment | from_entries) as $e | $e.PROFILE == "aws"
 	 and $e.EDGE_KEEPALIVE_MS == "75000" and $e.EDGE_SHUTDOWN_GRACE_MS == "20000" and $e.EDGE_DRIVER == "auto"
 	 and $e.SQS_QUEUE_URL == "'"$queue_url"'" and $e.HOLD_MIRROR_TABLE == "max-tps-ecs-holds"'
-check "edge task definition: ROOM_TOKEN_SECRET and REDIS_URL from Secrets Manager" "$edge_td" \
-	'[.taskDefinition.containerDefinitions[0].secrets[].name] == ["ROOM_TOKEN_SECRET", "REDIS_URL"]'
+check "edge task definition: ROOM_TOKEN_SECRET, REDIS_URL and DATABASE_URL from Secrets Manager" "$edge_td" \
+	'[.taskDefinition.containerDefinitions[0].secrets[].name] == ["ROOM_TOKEN_SECRET", "REDIS_URL", "DATABASE_URL"]'
 check "edge task definition: Fargate, awsvpc, 2 vCPU, read-only root, non-blocking logs" "$edge_td" \
 	'.taskDefinition | .requiresCompatibilities == ["FARGATE"] and .networkMode == "awsvpc" and .cpu == "2048"
 	 and .containerDefinitions[0].readonlyRootFilesystem and .containerDefinitions[0].logConfiguration.options.mode == "non-blocking"'

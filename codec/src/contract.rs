@@ -150,6 +150,23 @@ pub struct StatusResponse {
     pub payment: Payment,
 }
 
+impl StatusResponse {
+    /// The answer for an order the worker stored: its payment was captured when the
+    /// order was confirmed, voided when it was rejected.
+    pub fn settled(order: Order) -> Self {
+        let payment = Payment {
+            status: if order.status == OrderState::Confirmed {
+                PaymentState::Captured
+            } else {
+                PaymentState::Voided
+            },
+            amount: order.amount,
+            currency: order.currency.clone(),
+        };
+        Self { order, payment }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Order {

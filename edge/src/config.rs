@@ -5,7 +5,10 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use crate::{redis::RedisConfig, side::SideConfig};
+use crate::{
+    redis::RedisConfig,
+    side::{AwsConfig, SideConfig},
+};
 
 /// Which io driver each core's runtime uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,9 +72,11 @@ pub struct Config {
     pub commit_hold_extend: Duration,
     /// `COMMIT_SHARDS`: commit streams per event, so a hot event spreads over consumers.
     pub commit_shards: u32,
-    /// `PROFILE=aws`: commits go to SQS FIFO (`SQS_QUEUE_URL`, `SQS_LINGER_MS`) and
-    /// holds are mirrored to DynamoDB (`HOLD_MIRROR_TABLE`, `MIRROR_BACKLOG`) from the
-    /// side thread. `PROFILE=local` (default): Redis Streams, no mirror, no side thread.
+    /// The side thread, when there is work for it. `PROFILE=aws`: commits go to SQS
+    /// FIFO (`SQS_QUEUE_URL`, `SQS_LINGER_MS`) and holds are mirrored to DynamoDB
+    /// (`HOLD_MIRROR_TABLE`, `MIRROR_BACKLOG`). `PROFILE=local` (default): Redis
+    /// Streams, no mirror. `DATABASE_URL` (either profile): `status` asks PostgreSQL
+    /// when Redis has no record.
     pub side: Option<SideConfig>,
     /// `SQS_GROUPS`: message groups per event (`{eventId}#{n}`), so one hot event
     /// still spreads over FIFO groups and consumers.
@@ -150,15 +155,29 @@ impl Config {
             idempotency_ttl: env.millis("IDEMPOTENCY_TTL_MS", 24 * 3600 * 1000)?,
             commit_hold_extend: env.millis("COMMIT_HOLD_EXTEND_MS", 120_000)?,
             commit_shards: env.ranged("COMMIT_SHARDS", 4, 1, 256)? as u32,
-            side: match env.get("PROFILE", "local").as_str() {
-                "local" => None,
-                "aws" => Some(SideConfig {
-                    queue_url: env.required("SQS_QUEUE_URL")?,
-                    linger: env.millis("SQS_LINGER_MS", 2)?,
-                    mirror_table: env.required("HOLD_MIRROR_TABLE")?,
-                    mirror_backlog: env.ranged("MIRROR_BACKLOG", 100_000, 1, 10_000_000)? as usize,
-                }),
-                other => return Err(env.bad("PROFILE", other, "expected local or aws")),
+            side: {
+                let aws = match env.get("PROFILE", "local").as_str() {
+                    "local" => None,
+                    "aws" => Some(AwsConfig {
+                        queue_url: env.required("SQS_QUEUE_URL")?,
+                        linger: env.millis("SQS_LINGER_MS", 2)?,
+                        mirror_table: env.required("HOLD_MIRROR_TABLE")?,
+                        mirror_backlog: env.ranged("MIRROR_BACKLOG", 100_000, 1, 10_000_000)?
+                            as usize,
+                    }),
+                    other => return Err(env.bad("PROFILE", other, "expected local or aws")),
+                };
+                let database = match (lookup)("DATABASE_URL").filter(|s| !s.is_empty()) {
+                    Some(url) => Some(url.parse().map_err(|_| {
+                        env.bad(
+                            "DATABASE_URL",
+                            &url,
+                            "expected postgres://user@host:port/db",
+                        )
+                    })?),
+                    None => None,
+                };
+                (aws.is_some() || database.is_some()).then_some(SideConfig { aws, database })
             },
             sqs_groups: env.ranged("SQS_GROUPS", 16, 1, 1024)? as u32,
         })
@@ -260,6 +279,7 @@ mod tests {
             ("HOLD_TTL_MS", "0"),
             ("HOLD_LIMIT", "0"),
             ("PROFILE", "gcp"),
+            ("DATABASE_URL", "postgres://h:notaport/db"),
         ] {
             let err = with(&[(var, value)]).expect_err(var);
             assert_eq!(err.var, var);

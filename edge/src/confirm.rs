@@ -14,6 +14,8 @@ mod scripts;
 
 use std::{borrow::Cow, rc::Rc};
 
+use bytes::Bytes;
+
 use codec::{
     error_code::ErrorCode,
     json::{write_str, write_u64},
@@ -31,7 +33,7 @@ use crate::{
     public::{fnv1a, now_ms, parse, valid_event, verify},
     redis::Frame,
     server::Core,
-    side::SendError,
+    side::{LookupError, SendError},
     token::{self, RoomToken},
 };
 
@@ -359,11 +361,8 @@ pub(crate) async fn commit(
     let extend = core.config.commit_hold_extend.as_millis().to_string();
     let ttl = core.config.idempotency_ttl.as_millis().to_string();
     let numbers: Vec<String> = seats.iter().map(|s| s.n.to_string()).collect();
-    let mode: &[u8] = if core.side.is_some() {
-        b"begin"
-    } else {
-        b"stream"
-    };
+    let sqs = core.side.as_ref().filter(|side| side.queues());
+    let mode: &[u8] = if sqs.is_some() { b"begin" } else { b"stream" };
     let mut args: Vec<&[u8]> = vec![
         fp.as_bytes(),
         token.user.as_bytes(),
@@ -384,7 +383,7 @@ pub(crate) async fn commit(
         .redis
         .eval(&core.confirm.scripts.commit, &names, &args)
         .await?;
-    let body = match (&core.side, &result) {
+    let body = match (sqs, &result) {
         (Some(side), Frame::Array(items)) if integer(items.first()) == Some(2) => {
             let (Some(Frame::BulkString(message)), Some(Frame::BulkString(status))) =
                 (items.get(1), items.get(2))
@@ -440,7 +439,8 @@ fn deduplication_id(event: &str, user: &str, key: &str) -> String {
 }
 
 /// `GET /confirm/status?idem=KEY`: this user's order, from the status record the edge
-/// (PENDING) and the worker (CONFIRMED, REJECTED) keep in Redis.
+/// (PENDING) and the worker (CONFIRMED, REJECTED) keep in Redis, else from PostgreSQL
+/// through the side thread (`DATABASE_URL`).
 pub(crate) async fn status(core: &Core, head: &Head<'_>, reply: &mut Reply) -> Result<(), Error> {
     let idem = head
         .query
@@ -456,11 +456,14 @@ pub(crate) async fn status(core: &Core, head: &Head<'_>, reply: &mut Reply) -> R
     let mut scratch = [0u8; token::SCRATCH_BYTES];
     let token = verify(core, head.room_token, now, &mut scratch)?;
     let key = keys::order_status(token.event, token.user, &idem);
-    let Frame::BulkString(body) = core.redis.query(&[b"GET", key.as_bytes()]).await? else {
-        return Err(Error::request(
-            ErrorCode::OrderNotFound,
-            "no order with this key",
-        ));
+    let body = match core.redis.query(&[b"GET", key.as_bytes()]).await? {
+        Frame::BulkString(body) => body,
+        _ => stored_status(core, token.event, token.user, &idem)
+            .await?
+            .ok_or(Error::request(
+                ErrorCode::OrderNotFound,
+                "no order with this key",
+            ))?,
     };
     let etag = format!("\"{:016x}\"", fnv1a(&body));
     let not_modified = head
@@ -473,4 +476,29 @@ pub(crate) async fn status(core: &Core, head: &Head<'_>, reply: &mut Reply) -> R
         reply.json_body().extend_from_slice(&body);
     }
     Ok(())
+}
+
+/// The order from PostgreSQL; `None` without `DATABASE_URL` (Redis alone answers then).
+/// No answer from PostgreSQL is no telling whether the order exists: 503, not 404.
+async fn stored_status(
+    core: &Core,
+    event: &str,
+    user: &str,
+    idem: &str,
+) -> Result<Option<Bytes>, Error> {
+    let Some(side) = &core.side else {
+        return Ok(None);
+    };
+    match side.order_status(event, user, idem).await {
+        Ok(found) => Ok(found.map(Bytes::from)),
+        Err(LookupError::Unconfigured) => Ok(None),
+        Err(error) => {
+            warn!(%error, "order look-up failed");
+            Err(Error::RetryLater {
+                code: ErrorCode::Unavailable,
+                message: "order status unavailable, retry",
+                retry_after_secs: 1,
+            })
+        }
+    }
 }

@@ -176,6 +176,8 @@ impl Server {
                 mirror_written = load(&s.mirror_written),
                 mirror_dropped = load(&s.mirror_dropped),
                 mirror_failed = load(&s.mirror_failed),
+                order_lookups = load(&s.lookups),
+                order_lookups_failed = load(&s.lookups_failed),
                 "side thread totals"
             );
         }
@@ -328,7 +330,8 @@ pub(crate) struct Core {
     pub redis: Client,
     pub public: Public,
     pub confirm: Confirm,
-    /// The side thread (aws profile): SQS sends and the DynamoDB hold mirror.
+    /// The side thread: SQS sends and the DynamoDB hold mirror (aws profile), order
+    /// look-ups in PostgreSQL (`DATABASE_URL`).
     pub side: Option<Side>,
     conns: RefCell<HashMap<u64, Rc<ConnSlot>>>,
     next_conn: Cell<u64>,

@@ -1,14 +1,18 @@
-//! The edge's side thread (aws profile): a small tokio runtime for the AWS SDK, fed by
-//! channels from the cores, so no core ever blocks on or polls an AWS call.
+//! The edge's side thread: a small tokio runtime for the AWS SDK and PostgreSQL, fed by
+//! channels from the cores, so no core ever blocks on or polls such a call.
 //!
-//! - SQS FIFO sends: entries are gathered into `SendMessageBatch` calls of up to 10,
-//!   sent when full or after `SQS_LINGER_MS`; each entry's own result goes back to the
-//!   request that waits for it (202 only once SQS accepted it). Failed entries are
-//!   retried with backoff unless SQS says the sender is at fault.
-//! - DynamoDB hold mirror: holds and releases are written behind with
+//! - SQS FIFO sends (aws profile): entries are gathered into `SendMessageBatch` calls of
+//!   up to 10, sent when full or after `SQS_LINGER_MS`; each entry's own result goes
+//!   back to the request that waits for it (202 only once SQS accepted it). Failed
+//!   entries are retried with backoff unless SQS says the sender is at fault.
+//! - DynamoDB hold mirror (aws profile): holds and releases are written behind with
 //!   `BatchWriteItem` (<= 25, unprocessed items retried). The backlog is bounded: past
 //!   `MIRROR_BACKLOG` operations are dropped and counted, so a slow or absent
 //!   DynamoDB never slows or fails a hold.
+//! - Order look-ups (`DATABASE_URL` set, either profile): `GET /confirm/status` asks
+//!   PostgreSQL when Redis has no status record ([`orders`]).
+
+mod orders;
 
 use std::{
     collections::VecDeque,
@@ -25,13 +29,24 @@ use futures_channel::oneshot;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+pub use orders::LookupError;
+
 /// SQS takes at most 10 entries a batch, DynamoDB at most 25 writes.
 const SQS_BATCH: usize = 10;
 const DYNAMO_BATCH: usize = 25;
 const MAX_ATTEMPTS: u32 = 5;
 
+/// What the side thread does; it starts when either part is there.
 #[derive(Debug, Clone)]
 pub struct SideConfig {
+    /// `PROFILE=aws`: the SQS queue and the DynamoDB mirror.
+    pub aws: Option<AwsConfig>,
+    /// `DATABASE_URL`: where `status` looks for orders Redis has no record of.
+    pub database: Option<tokio_postgres::Config>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AwsConfig {
     pub queue_url: String,
     pub linger: Duration,
     pub mirror_table: String,
@@ -47,6 +62,8 @@ pub struct SideStats {
     pub mirror_written: AtomicU64,
     pub mirror_dropped: AtomicU64,
     pub mirror_failed: AtomicU64,
+    pub lookups: AtomicU64,
+    pub lookups_failed: AtomicU64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,8 +102,9 @@ impl MirrorOp {
 /// A handle to the side thread; cheap to clone, one per core.
 #[derive(Clone)]
 pub struct Side {
-    sends: mpsc::UnboundedSender<SendJob>,
-    mirror: mpsc::UnboundedSender<MirrorOp>,
+    sends: Option<mpsc::UnboundedSender<SendJob>>,
+    mirror: Option<mpsc::UnboundedSender<MirrorOp>>,
+    lookups: Option<mpsc::Sender<orders::Lookup>>,
     mirror_pending: Arc<AtomicUsize>,
     mirror_backlog: usize,
     pub stats: Arc<SideStats>,
@@ -98,29 +116,56 @@ impl Side {
     pub fn start(config: SideConfig) -> std::io::Result<Side> {
         let (sends, send_rx) = mpsc::unbounded_channel();
         let (mirror, mirror_rx) = mpsc::unbounded_channel();
+        let (lookups, lookup_rx) = mpsc::channel(orders::QUEUED);
         let side = Side {
-            sends,
-            mirror,
+            sends: config.aws.is_some().then_some(sends),
+            mirror: config.aws.is_some().then_some(mirror),
+            lookups: config.database.is_some().then_some(lookups),
             mirror_pending: Arc::default(),
-            mirror_backlog: config.mirror_backlog,
+            mirror_backlog: config.aws.as_ref().map_or(0, |aws| aws.mirror_backlog),
             stats: Arc::default(),
         };
         let (stats, pending) = (side.stats.clone(), side.mirror_pending.clone());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        std::thread::Builder::new().name("edge-side".into()).spawn(move || {
-            rt.block_on(async move {
-                let aws = aws_config::load_from_env().await;
-                info!(queue = %config.queue_url, table = %config.mirror_table, "side thread ready");
-                let sqs = aws_sdk_sqs::Client::new(&aws);
-                let dynamo = aws_sdk_dynamodb::Client::new(&aws);
-                let batcher = tokio::spawn(batch_sends(sqs, config.clone(), send_rx, stats.clone()));
-                mirror_holds(dynamo, config.mirror_table, mirror_rx, pending, stats).await;
-                let _ = batcher.await;
-            });
-        })?;
+        let channels = (send_rx, mirror_rx, lookup_rx);
+        std::thread::Builder::new()
+            .name("edge-side".into())
+            .spawn(move || rt.block_on(run(config, channels, pending, stats)))?;
         Ok(side)
+    }
+
+    /// Commits go to SQS (the aws profile) rather than a Redis Stream.
+    pub fn queues(&self) -> bool {
+        self.sends.is_some()
+    }
+
+    /// Holds are mirrored to DynamoDB (the aws profile).
+    pub fn mirrors(&self) -> bool {
+        self.mirror.is_some()
+    }
+
+    /// This user's order `idem` of `event` from PostgreSQL, as `GET /confirm/status`
+    /// answers it; `Ok(None)` when there is none, an error when there is no telling
+    /// (no `DATABASE_URL`, PostgreSQL away or too busy).
+    pub async fn order_status(
+        &self,
+        event: &str,
+        user: &str,
+        idem: &str,
+    ) -> Result<Option<Vec<u8>>, LookupError> {
+        let lookups = self.lookups.as_ref().ok_or(LookupError::Unconfigured)?;
+        let (done, result) = oneshot::channel();
+        lookups
+            .try_send(orders::Lookup {
+                event: event.to_owned(),
+                user: user.to_owned(),
+                idem: idem.to_owned(),
+                done,
+            })
+            .map_err(|_| LookupError::Busy)?;
+        result.await.unwrap_or(Err(LookupError::Busy))
     }
 
     /// Sends `body` to the queue; resolves once SQS accepted it (or gave up).
@@ -131,12 +176,19 @@ impl Side {
         body: String,
     ) -> oneshot::Receiver<Result<(), SendError>> {
         let (done, result) = oneshot::channel();
-        if let Err(mpsc::error::SendError(job)) = self.sends.send(SendJob {
+        let job = SendJob {
             group,
             dedup,
             body,
             done,
-        }) {
+        };
+        let Some(sends) = &self.sends else {
+            let _ = job
+                .done
+                .send(Err(SendError("no SQS queue configured".into())));
+            return result;
+        };
+        if let Err(mpsc::error::SendError(job)) = sends.send(job) {
             let _ = job.done.send(Err(SendError("side thread gone".into())));
         }
         result
@@ -144,6 +196,9 @@ impl Side {
 
     /// Queues a mirror write; past the backlog bound it is dropped and counted.
     pub fn mirror(&self, op: MirrorOp) {
+        let Some(mirror) = &self.mirror else {
+            return;
+        };
         if self.mirror_pending.fetch_add(1, Ordering::Relaxed) >= self.mirror_backlog {
             self.mirror_pending.fetch_sub(1, Ordering::Relaxed);
             let dropped = self.stats.mirror_dropped.fetch_add(1, Ordering::Relaxed);
@@ -156,9 +211,39 @@ impl Side {
             }
             return;
         }
-        if self.mirror.send(op).is_err() {
+        if mirror.send(op).is_err() {
             self.mirror_pending.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+}
+
+type Receivers = (
+    mpsc::UnboundedReceiver<SendJob>,
+    mpsc::UnboundedReceiver<MirrorOp>,
+    mpsc::Receiver<orders::Lookup>,
+);
+
+/// The side thread's work, until every core's handle is gone.
+async fn run(
+    config: SideConfig,
+    (sends, mirror, lookups): Receivers,
+    pending: Arc<AtomicUsize>,
+    stats: Arc<SideStats>,
+) {
+    let lookups = config
+        .database
+        .map(|db| tokio::spawn(orders::serve(db, lookups, stats.clone())));
+    if let Some(aws) = config.aws {
+        let sdk = aws_config::load_from_env().await;
+        info!(queue = %aws.queue_url, table = %aws.mirror_table, "side thread ready");
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+        let batcher = tokio::spawn(batch_sends(sqs, aws.clone(), sends, stats.clone()));
+        mirror_holds(dynamo, aws.mirror_table, mirror, pending, stats).await;
+        let _ = batcher.await;
+    }
+    if let Some(lookups) = lookups {
+        let _ = lookups.await;
     }
 }
 
@@ -166,7 +251,7 @@ impl Side {
 /// batch is sent on its own task so a slow call does not hold up the next.
 async fn batch_sends(
     sqs: aws_sdk_sqs::Client,
-    config: SideConfig,
+    config: AwsConfig,
     mut jobs: mpsc::UnboundedReceiver<SendJob>,
     stats: Arc<SideStats>,
 ) {

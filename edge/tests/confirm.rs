@@ -406,3 +406,31 @@ fn status_is_per_buyer() {
     let r = c.get_with("/confirm/status?idem=mine", "");
     assert_eq!(code(&r), (401, "TOKEN_MISSING".into()));
 }
+
+#[test]
+fn status_without_a_record_and_without_postgres_is_503_not_404() {
+    // Nothing listens on port 1: PostgreSQL, asked because Redis has no record, cannot
+    // say whether the order exists, so the buyer is told to retry rather than "no order".
+    let edge = edge(&[("DATABASE_URL", "postgres://maxtps@127.0.0.1:1/maxtps")]);
+    let mut c = edge.connect();
+    let (event, token, _) = buyer_with_holds(&mut c, "u1", &["A-1"]);
+    let r = c.get_with(
+        "/confirm/status?idem=unknown",
+        &format!("x-room-token: {token}\r\n"),
+    );
+    assert_eq!(code(&r), (503, "UNAVAILABLE".into()), "{event}");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    // A record in Redis still answers without PostgreSQL.
+    let intent_id = intent(&mut c, &token, "i", "u1", &event, &["A-1"]).json()["intentId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let committed = commit(&mut c, &token, "k", "u1", &event, &intent_id, &["A-1"]);
+    assert_eq!(committed.status, 202);
+    let r = c.get_with(
+        "/confirm/status?idem=k",
+        &format!("x-room-token: {token}\r\n"),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["order"]["status"], "PENDING");
+}

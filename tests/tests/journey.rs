@@ -1,6 +1,7 @@
 //! A buyer's whole journey through the running system, in both profiles: enter ->
 //! hold -> payment intent -> commit -> the worker stores the order -> status CONFIRMED;
 //! then the seat map shows the seat sold and a second buyer's hold on it is refused.
+//! With Redis's status record gone, the status comes from PostgreSQL, unchanged.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ fn edge_env() -> Vec<(&'static str, String)> {
         ("REDIS_URL", env("REDIS_URL")),
         ("ROOM_TOKEN_SECRET", "e2e-tests".into()),
         ("PUBLIC_CACHE_MS", "1".into()),
+        ("DATABASE_URL", env("DATABASE_URL")),
     ]
 }
 
@@ -130,6 +132,29 @@ fn buy_a_seat(http: &Http, event: &str) {
     assert_eq!(status["payment"]["status"], "CAPTURED");
     assert_eq!(status["payment"]["amount"], 50000);
 
+    // Redis loses the status record (it expired, or Redis lost its data): the edge
+    // answers from PostgreSQL, byte for byte what the worker had written, same ETag.
+    let confirmed = http.request("GET", &location, &[("x-room-token", &token)], None);
+    let record = codec::keys::order_status(event, "alice", "order-1");
+    block_on(redis_del(&record));
+    let from_db = http.request("GET", &location, &[("x-room-token", &token)], None);
+    assert_eq!(
+        from_db.status,
+        200,
+        "status from PostgreSQL: {:?}",
+        from_db.json()
+    );
+    assert_eq!(from_db.body, confirmed.body);
+    assert_eq!(from_db.header("etag"), confirmed.header("etag"));
+    let never = http.request(
+        "GET",
+        "/confirm/status?idem=never-committed",
+        &[("x-room-token", &token)],
+        None,
+    );
+    assert_eq!(never.status, 404, "{:?}", never.json());
+    assert_eq!(never.json()["error"]["code"], "ORDER_NOT_FOUND");
+
     // Sold: the seat map says so, and nobody can hold it any more.
     let deadline = Instant::now() + WAIT;
     while seat_state(http, event, 3) != 'S' {
@@ -142,6 +167,13 @@ fn buy_a_seat(http: &Http, event: &str) {
     assert_eq!(refused.json()["error"]["code"], "SEAT_SOLD");
     // The seats next to it still sell.
     assert_eq!(hold(http, &bob, event, "A-4").status, 201);
+}
+
+async fn redis_del(key: &str) {
+    let config = worker::redis::RedisConfig::from_url(&env("REDIS_URL")).expect("REDIS_URL");
+    let mut redis = worker::redis::Conn::connect(&config).await.expect("Redis");
+    let deleted = redis.query(&[b"DEL", key.as_bytes()]).await.expect("DEL");
+    assert_eq!(deleted, worker::redis::Frame::Integer(1), "{key} was there");
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use codec::{
-    contract::{Order, OrderState, Payment, PaymentState, StatusResponse},
+    contract::{Order, OrderState, StatusResponse},
     keys,
 };
 use tokio_postgres::Client;
@@ -48,28 +48,16 @@ return 1
 
 /// The status record of an order: what `GET /confirm/status` answers.
 pub fn status(key: OrderKey<'_>, outcome: &Outcome) -> StatusResponse {
-    let confirmed = outcome.state == OrderState::Confirmed;
-    StatusResponse {
-        order: Order {
-            idem: key.idem.to_owned(),
-            status: outcome.state,
-            event_id: key.event_id.to_owned(),
-            seat_ids: outcome.seat_ids.clone(),
-            amount: outcome.amount,
-            currency: outcome.currency.clone(),
-            reason: outcome.reason.clone(),
-            updated_at: outcome.updated_at_ms,
-        },
-        payment: Payment {
-            status: if confirmed {
-                PaymentState::Captured
-            } else {
-                PaymentState::Voided
-            },
-            amount: outcome.amount,
-            currency: outcome.currency.clone(),
-        },
-    }
+    StatusResponse::settled(Order {
+        idem: key.idem.to_owned(),
+        status: outcome.state,
+        event_id: key.event_id.to_owned(),
+        seat_ids: outcome.seat_ids.clone(),
+        amount: outcome.amount,
+        currency: outcome.currency.clone(),
+        reason: outcome.reason.clone(),
+        updated_at: outcome.updated_at_ms,
+    })
 }
 
 fn status_json(key: OrderKey<'_>, outcome: &Outcome) -> Result<Vec<u8>, Error> {

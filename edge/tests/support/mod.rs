@@ -30,7 +30,11 @@ impl Edge {
 
     pub fn start_owned(env: &[(&str, String)]) -> Edge {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge"));
-        cmd.env("EDGE_ADDR", "127.0.0.1:0").env("EDGE_THREADS", "2");
+        // Status look-ups in PostgreSQL are the end-to-end tests' (tests/): these run
+        // against Redis alone, whatever `make test` exported.
+        cmd.env("EDGE_ADDR", "127.0.0.1:0")
+            .env("EDGE_THREADS", "2")
+            .env_remove("DATABASE_URL");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -230,7 +234,12 @@ pub fn redis_addr() -> String {
 
 /// One command to the shared Redis; the raw RESP reply.
 pub fn redis(args: &[&str]) -> String {
-    let mut s = TcpStream::connect(redis_addr()).expect("connect to Redis");
+    redis_at(&redis_addr(), args)
+}
+
+/// One command to the Redis at `addr` (`host:port`); the raw RESP reply.
+pub fn redis_at(addr: &str, args: &[&str]) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect to Redis");
     s.set_read_timeout(Some(WAIT)).expect("timeout");
     let mut cmd = format!("*{}\r\n", args.len());
     for a in args {
@@ -264,6 +273,18 @@ pub fn now_ms() -> u64 {
 /// Writes an event into Redis the way `worker seed` projects it: catalog JSON and
 /// admission hash. `sections`: (id, seats, price).
 pub fn seed_event(event: &str, sections: &[(&str, u32, u64)], open_at_ms: u64, rate: u64) {
+    seed_event_at(&redis_addr(), event, sections, open_at_ms, rate);
+}
+
+/// [`seed_event`] into the Redis at `addr`.
+pub fn seed_event_at(
+    addr: &str,
+    event: &str,
+    sections: &[(&str, u32, u64)],
+    open_at_ms: u64,
+    rate: u64,
+) {
+    let redis = |args: &[&str]| redis_at(addr, args);
     let sections: Vec<_> = sections
         .iter()
         .map(|(id, seats, price)| serde_json::json!({"id": id, "seats": seats, "price": price}))
