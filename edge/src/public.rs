@@ -8,7 +8,7 @@ mod scripts;
 
 use std::{
     borrow::Cow,
-    cell::RefCell,
+    cell::{Cell, RefCell},
     collections::HashMap,
     rc::Rc,
     time::{Instant, SystemTime, UNIX_EPOCH},
@@ -39,6 +39,9 @@ pub struct Public {
     scripts: scripts::Scripts,
     /// Rendered `summary` and `seats` bodies, by route and ids.
     cache: RefCell<HashMap<String, Rc<Cached>>>,
+    /// `Cache-Control` of those: `PUBLIC_CACHE_MS` in whole seconds, for browsers and
+    /// CloudFront alike.
+    cache_control: Vec<u8>,
 }
 
 struct Cached {
@@ -46,6 +49,8 @@ struct Cached {
     /// A strong validator of `body` (RFC 9110 section 8.8.3).
     etag: String,
     made: Instant,
+    /// A request is rendering the next one; meanwhile this one is served.
+    refreshing: Cell<bool>,
 }
 
 impl Public {
@@ -59,6 +64,10 @@ impl Public {
             tokens: Keys::new(config.room_token_secret.as_bytes(), previous),
             scripts: scripts::Scripts::default(),
             cache: RefCell::default(),
+            cache_control: {
+                let seconds = config.public_cache.as_millis().div_ceil(1000).max(1);
+                format!("public, max-age={seconds}, s-maxage={seconds}").into_bytes()
+            },
         }
     }
 }
@@ -329,7 +338,7 @@ pub(crate) async fn hold(
         }
     }
     let expires_at = integer(result.get(1))? as u64;
-    if let Some(side) = &core.side {
+    if let Some(side) = core.side.as_ref().filter(|side| side.mirrors()) {
         side.mirror(MirrorOp::Hold {
             pk: format!("{event_id}#{}", req.seat_id),
             holder: call.user.to_owned(),
@@ -385,7 +394,7 @@ pub(crate) async fn release(
         )
         .await?;
     let released = integer(Some(&released))? == 1;
-    if let (true, Some(side)) = (released, &core.side) {
+    if let (true, Some(side)) = (released, core.side.as_ref().filter(|side| side.mirrors())) {
         side.mirror(MirrorOp::Release {
             pk: format!("{event_id}#{}", req.seat_id),
         });
@@ -402,11 +411,13 @@ pub(crate) async fn release(
 }
 
 /// Serves `key` from this core's cache while younger than `PUBLIC_CACHE_MS`, else
-/// renders it anew with `render`; answers 304 when `If-None-Match` matches.
+/// renders it anew with `render`; answers 304 when `If-None-Match` matches. While one
+/// request renders an expired entry, the others get the expired one rather than each
+/// asking Redis (stale-while-revalidate, as RFC 5861 has it for shared caches).
 async fn cached<F, Fut>(
     core: &Core,
     head: &Head<'_>,
-    key: String,
+    key: &str,
     reply: &mut Reply,
     render: F,
 ) -> Result<(), Error>
@@ -414,25 +425,27 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<Vec<u8>, Error>>,
 {
-    let max_age = core.config.public_cache;
-    let hit = core
-        .public
-        .cache
-        .borrow()
-        .get(&key)
-        .filter(|c| c.made.elapsed() < max_age)
-        .cloned();
-    let entry = match hit {
-        Some(entry) => entry,
-        None => {
+    let public = &core.public;
+    let found = public.cache.borrow().get(key).cloned();
+    let entry = match found {
+        Some(entry)
+            if entry.refreshing.get() || entry.made.elapsed() < core.config.public_cache =>
+        {
+            entry
+        }
+        stale => {
+            let _refreshing = stale.map(Refreshing::start);
             let body = render().await?;
-            let etag = format!("\"{:016x}\"", fnv1a(&body));
             let entry = Rc::new(Cached {
+                etag: format!("\"{:016x}\"", fnv1a(&body)),
                 body,
-                etag,
                 made: Instant::now(),
+                refreshing: Cell::new(false),
             });
-            core.public.cache.borrow_mut().insert(key, entry.clone());
+            public
+                .cache
+                .borrow_mut()
+                .insert(key.to_owned(), entry.clone());
             entry
         }
     };
@@ -443,14 +456,39 @@ where
         })
     });
     reply.reset(if not_modified { 304 } else { 200 });
-    let seconds = max_age.as_millis().div_ceil(1000).max(1);
-    let cache_control = format!("public, max-age={seconds}, s-maxage={seconds}");
-    reply.header("cache-control", cache_control.as_bytes());
+    reply.header("cache-control", &public.cache_control);
     reply.header("etag", entry.etag.as_bytes());
     if !not_modified {
         reply.json_body().extend_from_slice(&entry.body);
     }
     Ok(())
+}
+
+/// Marks an entry as being rendered anew until dropped, also when the request that
+/// renders it is cancelled half-way (its connection closed, its deadline passed).
+struct Refreshing(Rc<Cached>);
+
+impl Refreshing {
+    fn start(entry: Rc<Cached>) -> Self {
+        entry.refreshing.set(true);
+        Self(entry)
+    }
+}
+
+impl Drop for Refreshing {
+    fn drop(&mut self) {
+        self.0.refreshing.set(false);
+    }
+}
+
+/// The cache key of a route and its ids, `|`-separated (ids never hold a `|`).
+fn cache_key(parts: &[&str]) -> String {
+    let mut key = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for part in parts {
+        key.push_str(part);
+        key.push('|');
+    }
+    key
 }
 
 /// FNV-1a, 64 bits: cheap, and enough to tell two renderings apart.
@@ -473,8 +511,8 @@ pub(crate) async fn summary(
     let Some(sec) = event.section(section) else {
         return Err(Error::request(ErrorCode::EventNotFound, "no such section"));
     };
-    let key = format!("summary|{event_id}|{section}");
-    cached(core, head, key, reply, || async {
+    let key = cache_key(&["summary", event_id, section]);
+    cached(core, head, &key, reply, || async {
         let keys = [
             keys::sold(event_id, section),
             keys::section_holds(event_id, section),
@@ -525,8 +563,8 @@ pub(crate) async fn seats(
 ) -> Result<(), Error> {
     valid_event(event_id)?;
     let event = core.public.events.get(&core.redis, event_id).await?;
-    let key = format!("seats|{event_id}");
-    cached(core, head, key, reply, || async {
+    let key = cache_key(&["seats", event_id]);
+    cached(core, head, &key, reply, || async {
         // Every section's script is sent before the first reply is awaited: one write.
         let sections = &event.catalog.sections;
         let names: Vec<[String; 2]> = sections

@@ -349,6 +349,59 @@ fn an_admission_change_reaches_every_core_within_a_second() {
 }
 
 #[test]
+fn an_expired_summary_is_rendered_once_while_the_others_get_the_old_one() {
+    // A private Redis, so it can be paused without disturbing other tests.
+    let redis = support::redis_server::RedisServer::start(&[]);
+    let addr = format!("127.0.0.1:{}", redis.port);
+    let event = unique_event("swr");
+    support::seed_event_at(&addr, &event, &[("A", 10, 100)], 0, 1_000_000);
+    let url = redis.url();
+    let edge = edge(&[
+        ("REDIS_URL", &url),
+        ("EDGE_THREADS", "1"),
+        ("EVENT_REFRESH_MS", "600000"),
+    ]);
+    let path = format!("/public/summary/{event}/A");
+    let first = edge.connect().get_with(&path, "");
+    assert_eq!(first.json()["sold"], 0);
+    support::redis_at(
+        &addr,
+        &["SETBIT", &format!("ev:{{{event}}}:sold:A"), "3", "1"],
+    );
+    let renders = || {
+        let stats = support::redis_at(&addr, &["INFO", "commandstats"]);
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+            .and_then(|l| l.split(',').next())
+            .map_or(0, |n| n.parse::<u64>().expect("calls"))
+    };
+    let before = renders();
+    // PUBLIC_CACHE_MS is 1: the entry has expired. Redis then stalls for 300 ms, so the
+    // request that renders anew waits while the 19 others arrive.
+    std::thread::sleep(Duration::from_millis(2));
+    assert_eq!(redis.raw("CLIENT PAUSE 300 ALL"), "+OK\r\n");
+    let mut clients: Vec<support::Client> = (0..20).map(|_| edge.connect()).collect();
+    for c in &mut clients {
+        c.send(&support::get(&path));
+    }
+    let sold: Vec<u64> = clients
+        .iter_mut()
+        .map(|c| {
+            let r = c.read_response();
+            assert_eq!(r.status, 200);
+            r.json()["sold"].as_u64().expect("sold")
+        })
+        .collect();
+    assert_eq!(
+        (sold.iter().filter(|&&n| n == 1).count(), sold.len()),
+        (1, 20),
+        "one fresh rendering, 19 answers from the expired one: {sold:?}"
+    );
+    assert_eq!(renders() - before, 1, "Redis was asked once");
+}
+
+#[test]
 fn summary_and_seat_map_carry_cache_validators() {
     let edge = edge(&[]);
     let event = open_event("map", 12);
