@@ -42,6 +42,8 @@ pub struct Public {
     /// `Cache-Control` of those: `PUBLIC_CACHE_MS` in whole seconds, for browsers and
     /// CloudFront alike.
     cache_control: Vec<u8>,
+    /// `HOLD_TTL_MS` and `HOLD_LIMIT` as the hold script takes them.
+    hold_args: [String; 2],
 }
 
 struct Cached {
@@ -68,6 +70,10 @@ impl Public {
                 let seconds = config.public_cache.as_millis().div_ceil(1000).max(1);
                 format!("public, max-age={seconds}, s-maxage={seconds}").into_bytes()
             },
+            hold_args: [
+                config.hold_ttl.as_millis().to_string(),
+                config.hold_limit.to_string(),
+            ],
         }
     }
 }
@@ -305,11 +311,8 @@ pub(crate) async fn hold(
         keys::section_holds(event_id, call.section),
         keys::user_holds(event_id, call.user),
     ];
-    let (n, ttl, limit) = (
-        call.n.to_string(),
-        core.config.hold_ttl.as_millis().to_string(),
-        core.config.hold_limit.to_string(),
-    );
+    let n = call.n.to_string();
+    let [ttl, limit] = &core.public.hold_args;
     let result = core
         .redis
         .eval(

@@ -259,12 +259,17 @@ fn only_the_holder_releases_and_a_second_release_says_false() {
 }
 
 #[test]
-fn an_expired_hold_frees_the_seat_and_stops_counting() {
-    let edge = edge(&[("HOLD_TTL_MS", "300")]);
+fn an_expired_hold_frees_the_seat_the_summary_and_the_buyers_limit() {
+    let edge = edge(&[("HOLD_TTL_MS", "300"), ("HOLD_LIMIT", "1")]);
     let event = open_event("expiry", 10);
     let mut c = edge.connect();
     let (a, b) = (c.enter(&event, "a"), c.enter(&event, "b"));
     assert_eq!(hold(&mut c, &event, &a, "A-7").status, 201);
+    assert_eq!(
+        hold(&mut c, &event, &a, "A-8").error_code(),
+        "HOLD_LIMIT",
+        "a holds one seat, the limit"
+    );
     let held = |c: &mut support::Client| {
         c.get_with(&format!("/public/summary/{event}/A"), "").json()["held"].as_u64()
     };
@@ -278,6 +283,11 @@ fn an_expired_hold_frees_the_seat_and_stops_counting() {
         hold(&mut c, &event, &b, "A-7").status,
         201,
         "the seat is free again"
+    );
+    assert_eq!(
+        hold(&mut c, &event, &a, "A-8").status,
+        201,
+        "an expired hold no longer counts against the buyer's limit"
     );
 }
 
