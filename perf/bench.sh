@@ -15,6 +15,9 @@
 #       The hold runs start each trial on an empty event (FLUSHALL of the private Redis
 #       and a re-seed: RESET below), so the figure is not that of a sold-out event.
 #   stepup    summary from STEPUP_FROM to STEPUP_TO requests/s in 5 stages.
+#   buy       issue 5: buying steps only (hold, payment-intent, commit), `loadgen max`:
+#       the highest rate of steps, a third of them intent+commit pairs, on the Redis
+#       Streams queue, `worker run` draining; ends with the audit.
 #   mixed, journey   the seed's mix and whole buyers, with `worker run` draining the
 #       commits into PostgreSQL; both end with the audit (0 oversold, 0 lost).
 #
@@ -24,7 +27,7 @@
 # PostgreSQL: the local stack's (infra/local/stack.sh up).
 #
 # Environment (defaults): SERVER_CPU=0 LOAD_CPU=1 DRIVERS="uring epoll"
-#   SCENARIOS="summary hold stepup mixed journey" P99_MS=50 TRIAL_S=5 RUN_S=10
+#   SCENARIOS="summary hold stepup buy mixed journey" P99_MS=50 TRIAL_S=5 RUN_S=10
 #   CONNECTIONS=256 SEATS_PER_SECTION=200000 MIXED_RATE=4000 JOURNEY_RATE=100
 #   STEPUP_FROM=10000 STEPUP_TO=60000 BUILD=1 OUT_DIR=perf/results
 #   QUIET_PCT=30 QUIET_MAX_WAIT_S=300: before each loadgen run, wait (up to the limit)
@@ -40,7 +43,7 @@ cd "$ROOT"
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 DRIVERS=${DRIVERS:-uring epoll}
-SCENARIOS=${SCENARIOS:-summary hold stepup mixed journey}
+SCENARIOS=${SCENARIOS:-summary hold stepup buy mixed journey}
 P99_MS=${P99_MS:-50}
 TRIAL_S=${TRIAL_S:-5}
 RUN_S=${RUN_S:-10}
@@ -226,7 +229,7 @@ for driver in $DRIVERS; do
     stop_pid "$EDGE_PID"
 done
 
-if has stepup || has mixed || has journey; then
+if has stepup || has buy || has mixed || has journey; then
     start_edge uring
     if has stepup; then
         log "stepup summary $STEPUP_FROM..$STEPUP_TO/s"
@@ -243,6 +246,15 @@ if has stepup || has mixed || has journey; then
     BUY=(--target "127.0.0.1:$EDGE_PORT" --name edge-uring --cpu "edge=$EDGE_PID"
         --cpu "redis=$REDIS_PID" --cpu "worker=$WORKER_PID" --event "$BUY_EVENT"
         --sections "$SECTIONS" --seats-per-section 10000 --quiet)
+    if has buy; then
+        # Its own event of 1,000,000 seats: a max search sells tens of thousands.
+        "$WORKER" seed "$BUY_EVENT-max" --sections "$SECTIONS" --seats-per-section 200000 \
+            --open-in-secs -3600 --rate 1000000 >/dev/null
+        log "buy (hold, intent, commit) max search on $BUY_EVENT-max, worker draining"
+        loadgen max --of buy "${BUY[@]}" --event "$BUY_EVENT-max" --seats-per-section 200000 \
+            --p99-ms "$P99_MS" --start-rate 3000 --trial-duration "$TRIAL_S" \
+            --final-duration "$RUN_S" --connections "$CONNECTIONS" --out "$OUT_DIR/buy"
+    fi
     if has mixed; then
         log "mixed at $MIXED_RATE/s on $BUY_EVENT, worker draining"
         loadgen mixed "${BUY[@]}" --rate "$MIXED_RATE" --duration 20 --out "$OUT_DIR/mixed"

@@ -10,6 +10,7 @@
 # request and the functions that spend them.
 #
 #   SCENARIO=summary REQUESTS=5000 RATE=500 perf/callgrind.sh
+#   KEEP_OUT=/tmp/summary.callgrind (keeps the raw profile, for callgrind_annotate --tree=caller)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -115,7 +116,8 @@ out=$OUT_DIR/callgrind-$SCENARIO.md
     echo "## Functions by instructions (self)"
     echo
     echo '```'
-    awk '/^Ir/ {on = 1} on' "$SCRATCH/annotate.txt" | head -n 40 | cut -c1-160
+    awk '/^Ir/ {on = 1} on && n++ < 40' "$SCRATCH/annotate.txt" | cut -c1-160
     echo '```'
 } >"$out"
+[[ -n ${KEEP_OUT:-} ]] && cp "$SCRATCH/callgrind.out" "$KEEP_OUT"
 cat "$out"

@@ -29,6 +29,8 @@ scenarios:
   hold      POST /public/hold, random seats, buyers entered beforehand (--users)
   mixed     of every 10 requests: 7 public reads, 2 buying steps (hold, intent, commit),
             1 status poll; ends with the audit
+  buy       buying steps only (hold, payment-intent, commit: a third of the slots are
+            commits), buyers entered beforehand; ends with the audit
   journey   --rate buyers/s arrive; each: enter, room-status until admitted, hold,
             payment-intent, commit, status until final; ends with the audit
   stepup    --of SCENARIO at --from .. --to requests/s in --steps stages of --step-duration
@@ -141,6 +143,7 @@ fn kind_of(name: &str) -> Result<Kind, String> {
         "summary" => Kind::Summary,
         "hold" => Kind::Hold,
         "mixed" => Kind::Mixed,
+        "buy" => Kind::Buy,
         "journey" => Kind::Journey,
         other => return Err(format!("unknown scenario {other}")),
     })
@@ -282,6 +285,8 @@ fn real_main(raw: &[String]) -> Result<i32, String> {
     let users: Vec<Arc<Vec<User>>> = if kind.needs_users() {
         let auto = match kind {
             Kind::Hold => slots_per_run / HOLDS_PER_BUYER,
+            // Three steps a buyer; a buyer gives way after three failed holds.
+            Kind::Buy => slots_per_run / 3.0 * 1.25,
             _ => slots_per_run * 0.2 / 2.0,
         }
         .ceil() as usize

@@ -214,6 +214,13 @@ impl Report {
                         fmt_us(e.service.p99)
                     );
                 }
+                if m.endpoints.iter().any(|e| e.endpoint == "commit-to-final") {
+                    md.push_str(
+                        "\ncommit-to-final: from the commit's send to the order's `updatedAt`, the \
+                         worker's PostgreSQL transaction (one clock: this machine's), for the \
+                         orders a status poll saw final; millisecond resolution.\n",
+                    );
+                }
             }
         }
 

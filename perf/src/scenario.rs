@@ -5,6 +5,8 @@
 //! - `mixed`: the seed's mix by slot number, out of every 10: 7 public reads (summary,
 //!   one in four a room-status), 2 buying steps (the connection's current buyer: hold,
 //!   then payment-intent, then commit) and 1 status poll of an accepted commit.
+//! - `buy`: buying steps only, so a third of the slots are commits: the rate of
+//!   intent+commit pairs the edge and its queue take.
 //! - `journey`: a slot is a buyer arriving; the connection takes the buyer from enter to
 //!   the order's final status, polling as a browser would.
 
@@ -31,18 +33,19 @@ pub enum Kind {
     Summary,
     Hold,
     Mixed,
+    Buy,
     Journey,
 }
 
 impl Kind {
     /// Scenarios that buy, and so end with the audit.
     pub fn buys(self) -> bool {
-        matches!(self, Kind::Mixed | Kind::Journey)
+        matches!(self, Kind::Mixed | Kind::Buy | Kind::Journey)
     }
 
     /// Scenarios that need buyers entered beforehand.
     pub fn needs_users(self) -> bool {
-        matches!(self, Kind::Hold | Kind::Mixed)
+        matches!(self, Kind::Hold | Kind::Mixed | Kind::Buy)
     }
 }
 
@@ -75,6 +78,8 @@ pub struct Accepted {
     pub user: String,
     pub token: String,
     pub idem: String,
+    /// Wall-clock milliseconds when the commit was sent.
+    pub sent_ms: u64,
     /// `CONFIRMED` or `REJECTED` once seen.
     pub outcome: Option<&'static str>,
 }
@@ -128,6 +133,17 @@ impl ThreadCtx {
         }
     }
 
+    /// A status poll saw the order final: commit-to-final is from the commit's send
+    /// to the order's `updatedAt` (the worker's PostgreSQL transaction, this machine's
+    /// clock), so it does not depend on how often the status is polled.
+    fn settled(&self, slot: &Slot, accepted: &Accepted, status_body: &[u8]) {
+        let Some(updated_at) = updated_at(status_body) else {
+            return;
+        };
+        let us = updated_at.saturating_sub(accepted.sent_ms) * 1000;
+        self.stages.borrow_mut()[slot.stage].record(Endpoint::Settle, 200, us, us);
+    }
+
     fn next_user(&self) -> Option<&User> {
         if self.users.is_empty() {
             return None;
@@ -145,6 +161,8 @@ struct ConnState {
     /// Indices into the thread's `accepted` not yet seen final.
     pending: VecDeque<usize>,
     buys: u64,
+    /// When this connection's last commit was sent (wall-clock milliseconds).
+    commit_sent_ms: u64,
     /// Thread and connection, for unique idempotency keys: `t{thread}-c{conn}`.
     tag: String,
 }
@@ -170,6 +188,7 @@ impl ConnState {
             buyer: None,
             pending: VecDeque::new(),
             buys: 0,
+            commit_sent_ms: 0,
         }
     }
 
@@ -219,7 +238,7 @@ pub async fn connection(ctx: Rc<ThreadCtx>, id: usize) {
         } else {
             let endpoint = fill(&ctx, &mut conn, &mut st, &slot);
             let status = exchange(&ctx, &mut conn, &slot, endpoint, from).await;
-            after(&ctx, &conn, &mut st, endpoint, status);
+            after(&ctx, &conn, &mut st, &slot, endpoint, status);
         }
     }
     ctx.connects.set(ctx.connects.get() + conn.connects);
@@ -229,7 +248,7 @@ fn endpoint_of(kind: Kind) -> Endpoint {
     match kind {
         Kind::Ping => Endpoint::Ping,
         Kind::Summary | Kind::Mixed => Endpoint::Summary,
-        Kind::Hold => Endpoint::Hold,
+        Kind::Hold | Kind::Buy => Endpoint::Hold,
         Kind::Journey => Endpoint::Journey,
     }
 }
@@ -310,6 +329,7 @@ fn fill(ctx: &ThreadCtx, conn: &mut Conn, st: &mut ConnState, slot: &Slot) -> En
             },
             _ => summary_request(conn, st, plan),
         },
+        Kind::Buy => buy_step(ctx, conn, st),
         Kind::Journey => Endpoint::Journey,
     }
 }
@@ -418,6 +438,7 @@ fn buy_step(ctx: &ThreadCtx, conn: &mut Conn, st: &mut ConnState) -> Endpoint {
         Step::Commit { seat, intent_id } => {
             let idem = format!("{key}-c");
             commit_request(&mut conn.req, plan, &buyer.user, &idem, intent_id, seat);
+            st.commit_sent_ms = wall_ms();
             Endpoint::Commit
         }
     }
@@ -435,6 +456,29 @@ pub fn outcome(body: &[u8]) -> Option<&'static str> {
     } else {
         None
     }
+}
+
+/// Epoch milliseconds, as the edge and the worker write them.
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The order's `updatedAt` in a status body.
+fn updated_at(body: &[u8]) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Status {
+        order: Order,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Order {
+        updated_at: u64,
+    }
+    serde_json::from_slice::<Status>(body)
+        .ok()
+        .map(|s| s.order.updated_at)
 }
 
 #[derive(Deserialize)]
@@ -455,9 +499,16 @@ struct RoomStatus {
 }
 
 /// Learns from the answer (mixed only: the buyer moves on).
-fn after(ctx: &ThreadCtx, conn: &Conn, st: &mut ConnState, endpoint: Endpoint, status: u16) {
+fn after(
+    ctx: &ThreadCtx,
+    conn: &Conn,
+    st: &mut ConnState,
+    slot: &Slot,
+    endpoint: Endpoint,
+    status: u16,
+) {
     match endpoint {
-        Endpoint::Hold if ctx.plan.kind == Kind::Mixed => {
+        Endpoint::Hold if matches!(ctx.plan.kind, Kind::Mixed | Kind::Buy) => {
             let seat = conn.req_seat();
             if let Some(b) = st.buyer.as_mut() {
                 if status == 201 {
@@ -499,6 +550,7 @@ fn after(ctx: &ThreadCtx, conn: &Conn, st: &mut ConnState, endpoint: Endpoint, s
                         user: b.user.id,
                         token: b.user.token,
                         idem,
+                        sent_ms: st.commit_sent_ms,
                         outcome: None,
                     });
                 }
@@ -508,7 +560,11 @@ fn after(ctx: &ThreadCtx, conn: &Conn, st: &mut ConnState, endpoint: Endpoint, s
         Endpoint::Status => {
             if let Some(i) = st.pending.pop_front() {
                 match outcome(conn.body()).filter(|_| status == 200) {
-                    Some(o) => ctx.accepted.borrow_mut()[i].outcome = Some(o),
+                    Some(o) => {
+                        let mut accepted = ctx.accepted.borrow_mut();
+                        accepted[i].outcome = Some(o);
+                        ctx.settled(slot, &accepted[i], conn.body());
+                    }
                     None => st.pending.push_back(i),
                 }
             }
@@ -626,17 +682,18 @@ async fn journey_steps(
     let idem = format!("{user_id}-c");
     conn.req.clear();
     commit_request(&mut conn.req, plan, &user, &idem, &intent.intent_id, &seat);
+    let sent_ms = wall_ms();
     let status = exchange(ctx, conn, slot, Endpoint::Commit, None).await;
     if status != 202 {
         return Err(status);
     }
-    let accepted_at = Instant::now();
     let index = {
         let mut accepted = ctx.accepted.borrow_mut();
         accepted.push(Accepted {
             user: user.id.clone(),
             token: user.token.clone(),
             idem: idem.clone(),
+            sent_ms,
             outcome: None,
         });
         accepted.len() - 1
@@ -648,8 +705,9 @@ async fn journey_steps(
         status_request(&mut conn.req, &user.token, &idem);
         let status = exchange(ctx, conn, slot, Endpoint::Status, None).await;
         if let Some(o) = outcome(conn.body()).filter(|_| status == 200) {
-            ctx.accepted.borrow_mut()[index].outcome = Some(o);
-            ctx.record(slot, Endpoint::Settle, 200, accepted_at, accepted_at);
+            let mut accepted = ctx.accepted.borrow_mut();
+            accepted[index].outcome = Some(o);
+            ctx.settled(slot, &accepted[index], conn.body());
             return Ok(o);
         }
         if Instant::now() > deadline {
@@ -668,6 +726,9 @@ mod tests {
         let done = br#"{"order":{"status":"CONFIRMED"},"payment":{"status":"CAPTURED"}}"#;
         assert_eq!(outcome(pending), None);
         assert_eq!(outcome(done), Some("CONFIRMED"));
+        let stored = br#"{"order":{"idem":"k","status":"CONFIRMED","updatedAt":1796119292250},"payment":{}}"#;
+        assert_eq!(updated_at(stored), Some(1_796_119_292_250));
+        assert_eq!(updated_at(done), None);
     }
 
     #[test]

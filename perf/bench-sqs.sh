@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# perf/bench-sqs.sh: how full the edge's SendMessageBatch calls are under load (issue 5).
+#
+# The edge in the aws profile (one thread, pinned to SERVER_CPU) against moto's server
+# (an SQS FIFO queue and the DynamoDB hold table), loadgen's `buy` scenario (hold,
+# payment-intent, commit: a third of the slots are commits) at each of RATES slots/s for
+# SECONDS, on LOAD_CPU. After each rate the edge is stopped; its "side thread totals"
+# line gives batches and messages, and the queue's message count is checked against the
+# 202s loadgen counted. A batch leaves when it has 10 entries or its first entry waited
+# SQS_LINGER_MS (2), so the fill follows the commit rate: about rate x linger.
+#
+# moto is a Python emulator: its latency is not SQS's. Batches are sent concurrently
+# (each on its own task), so the fill does not depend on it, but past moto's own
+# ceiling commits wait for it. Writes OUT (perf/results/sqs-batches.md).
+#
+#   RATES="300 1500 6000" SECONDS=10 SQS_LINGER_MS=2 perf/bench-sqs.sh
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+RATES=${RATES:-300 1500 6000}
+SECS=${SECONDS_PER_RATE:-10}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+SQS_LINGER_MS=${SQS_LINGER_MS:-2}
+BUILD=${BUILD:-1}
+OUT=${OUT:-perf/results/sqs-batches.md}
+REDIS_PORT=${REDIS_PORT:-16489}
+EDGE_PORT=${EDGE_PORT:-18389}
+MOTO_PORT=${MOTO_PORT:-18390}
+
+log() { echo "bench-sqs: $*" >&2; }
+die() {
+    log "$*"
+    exit 1
+}
+
+PIDS=()
+SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/bench-sqs.XXXXXX")
+stop_pid() {
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    rm -rf "$SCRATCH"
+}
+trap cleanup EXIT
+
+[[ -x .run/venv/bin/moto_server ]] || infra/local/stack.sh deps >/dev/null
+command -v redis-server >/dev/null || die "redis-server missing: make deps"
+[[ $BUILD == 1 ]] && nice -n 10 cargo build --release -j2 -p edge --bin edge -p worker --bin worker -p perf --bin loadgen
+cp "${CARGO_TARGET_DIR:-target}"/release/{edge,worker,loadgen} "$SCRATCH/"
+
+wait_port() { # wait_port PORT PID NAME
+    local i
+    for ((i = 0; i < 300; i++)); do
+        kill -0 "$2" 2>/dev/null || die "$3 exited during start-up"
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return
+        sleep 0.05
+    done
+    die "$3 does not listen on $1"
+}
+
+taskset -c "$SERVER_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
+    --appendonly no --dir "$SCRATCH" >"$SCRATCH/redis.log" 2>&1 &
+REDIS_PID=$!
+PIDS+=("$REDIS_PID")
+wait_port "$REDIS_PORT" "$REDIS_PID" redis-server
+.run/venv/bin/moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$SCRATCH/moto.log" 2>&1 &
+MOTO_PID=$!
+PIDS+=("$MOTO_PID")
+wait_port "$MOTO_PORT" "$MOTO_PID" moto_server
+
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+export AWS_DEFAULT_REGION=us-east-1 AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT
+aws() { .run/venv/bin/aws --endpoint-url "$AWS_ENDPOINT_URL" "$@"; }
+aws dynamodb create-table --table-name holds --billing-mode PAY_PER_REQUEST \
+    --attribute-definitions AttributeName=pk,AttributeType=S \
+    --key-schema AttributeName=pk,KeyType=HASH >/dev/null
+
+# The catalog lives in Redis only here: `worker seed` needs PostgreSQL.
+infra/local/stack.sh up >/dev/null
+eval "$(infra/local/stack.sh env)"
+export DATABASE_URL
+export REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+"$SCRATCH/worker" migrate >/dev/null
+
+{
+    echo "# SQS FIFO: messages per SendMessageBatch under load (moto)"
+    echo
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); $(nproc) CPUs; commit $(git rev-parse --short HEAD)"
+    echo "- command: \`RATES=\"$RATES\" SECONDS_PER_RATE=$SECS SQS_LINGER_MS=$SQS_LINGER_MS perf/bench-sqs.sh\`"
+    echo "- edge: PROFILE=aws, one thread on CPU $SERVER_CPU; loadgen \`buy\` on CPU $LOAD_CPU; moto's server unpinned"
+    echo
+    echo "| steps/s offered | commits accepted (202) | commits/s | SendMessageBatch calls | messages | messages per batch | in the queue | commit p50 / p99 |"
+    echo "|---:|---:|---:|---:|---:|---:|---:|---|"
+} >"$SCRATCH/out.md"
+
+for rate in $RATES; do
+    event=sqs$rate-$(date +%s)
+    queue=commits-$rate.fifo
+    url=$(aws sqs create-queue --queue-name "$queue" \
+        --attributes FifoQueue=true,DeduplicationScope=messageGroup,FifoThroughputLimit=perMessageGroupId \
+        --query QueueUrl --output text)
+    "$SCRATCH/worker" seed "$event" --seats-per-section 200000 --open-in-secs -3600 --rate 1000000 >/dev/null
+    PROFILE=aws SQS_QUEUE_URL=$url SQS_LINGER_MS=$SQS_LINGER_MS HOLD_MIRROR_TABLE=holds \
+        EDGE_ADDR=127.0.0.1:$EDGE_PORT EDGE_THREADS=1 EDGE_SHUTDOWN_GRACE_MS=2000 \
+        taskset -c "$SERVER_CPU" "$SCRATCH/edge" >"$SCRATCH/edge-$rate.log" 2>&1 &
+    edge=$!
+    PIDS+=("$edge")
+    wait_port "$EDGE_PORT" "$edge" edge
+    log "buy at $rate steps/s for ${SECS}s on $event"
+    taskset -c "$LOAD_CPU" "$SCRATCH/loadgen" buy --target "127.0.0.1:$EDGE_PORT" --event "$event" \
+        --seats-per-section 200000 --rate "$rate" --duration "$SECS" --connections 256 \
+        --no-audit --quiet --out "$SCRATCH/buy-$rate" >"$SCRATCH/loadgen-$rate.log" 2>&1 ||
+        log "loadgen exited with $? (see below)"
+    stop_pid "$edge"
+    totals=$(grep "side thread totals" "$SCRATCH/edge-$rate.log" || true)
+    [[ -n $totals ]] || {
+        cat "$SCRATCH/edge-$rate.log" >&2
+        die "no side thread totals from the edge"
+    }
+    field() { sed -E "s/.*$1=([0-9]+).*/\1/" <<<"$totals"; }
+    batches=$(field sqs_batches)
+    messages=$(field sqs_messages)
+    queued=$(aws sqs get-queue-attributes --queue-url "$url" \
+        --attribute-names ApproximateNumberOfMessages --query Attributes.ApproximateNumberOfMessages --output text)
+    python3 - "$SCRATCH/buy-$rate.json" "$rate" "$batches" "$messages" "$queued" "$SECS" >>"$SCRATCH/out.md" <<'EOF'
+import json, sys
+path, rate, batches, messages, queued, secs = sys.argv[1:]
+report = json.load(open(path))
+commit = [e for run in report["runs"] for s in run["stages"] if s["measured"]
+          for e in s["endpoints"] if e["endpoint"] == "commit"]
+accepted = sum(e["statuses"].get("202", 0) for e in commit)
+fill = int(messages) / max(int(batches), 1)
+lat = "-"
+if commit:
+    l = commit[0]["latency"]
+    lat = f"{l['p50'] / 1000:.2f} / {l['p99'] / 1000:.2f} ms"
+print(f"| {rate} | {accepted} | {accepted / float(secs):.0f} | {batches} | {messages} | {fill:.2f} | {queued} | {lat} |")
+EOF
+    tail -n 1 "$SCRATCH/out.md" >&2
+done
+{
+    echo
+    echo "\"in the queue\" is moto's ApproximateNumberOfMessages after the run: every commit"
+    echo "answered 202 must be there (nothing consumed it). Commits that found their seat"
+    echo "already sold or held are not sent, hence fewer commits than a third of the steps."
+} >>"$SCRATCH/out.md"
+mkdir -p "$(dirname "$OUT")"
+cp "$SCRATCH/out.md" "$OUT"
+cat "$OUT"
