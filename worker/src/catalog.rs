@@ -316,9 +316,9 @@ enum Admission {
 /// of the event's orders younger than `status_ttl` (`project::rebuild_statuses`).
 /// Returns one [`Projection`] per event; an unknown event is [`Error::Invalid`].
 ///
-/// Run it while no worker sells seats of the event: a seat sold after the snapshot
-/// was read and before the projection landed would lose its bit until the next run
-/// (the sale itself is safe: PostgreSQL refuses a second sale of any seat).
+/// Workers may keep selling meanwhile: the sold bits are ORed into what Redis has
+/// ([`project`]), so a seat sold after the snapshot was read keeps the bit its worker
+/// set.
 pub async fn rebuild_redis(
     pg: &mut Client,
     redis: &mut Conn,
@@ -349,7 +349,10 @@ pub async fn rebuild_redis(
 
 /// Reads one event from PostgreSQL (one consistent snapshot) and writes its projection
 /// into Redis in one transaction; `None` when the event does not exist.
-/// `removed_sections`' sold bitmaps are deleted.
+/// The sold bitmaps are ORed into Redis's (`BITOP OR` with the snapshot in a scratch
+/// key of the same hash tag): a seat is never unsold, and a bit a worker set after the
+/// snapshot was read must not be overwritten by it. `removed_sections`' sold bitmaps
+/// are deleted (a seed removes only sections with no seat sold).
 async fn project(
     pg: &mut Client,
     redis: &mut Conn,
@@ -454,12 +457,17 @@ async fn project(
             ]);
         }
     }
-    for (key, bitmap) in &bitmaps {
-        if bitmap.is_empty() {
-            p.push(&[b"DEL", key.as_bytes()]);
-        } else {
-            p.push(&[b"SET", key.as_bytes(), bitmap]);
-        }
+    for (key, bitmap) in bitmaps.iter().filter(|(_, b)| !b.is_empty()) {
+        let scratch = format!("{key}:projecting");
+        p.push(&[b"SET", scratch.as_bytes(), bitmap]);
+        p.push(&[
+            b"BITOP",
+            b"OR",
+            key.as_bytes(),
+            key.as_bytes(),
+            scratch.as_bytes(),
+        ]);
+        p.push(&[b"DEL", scratch.as_bytes()]);
     }
     for section in removed_sections {
         p.push(&[b"DEL", keys::sold(event_id, section).as_bytes()]);

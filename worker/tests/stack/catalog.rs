@@ -243,6 +243,12 @@ async fn rebuild_restores_catalog_admission_and_sold_bits_after_a_flush() {
 
     flush_event(&mut redis, &event).await;
     assert_eq!(redis_catalog(&mut redis, &event).await, None, "flushed");
+    // A worker sells B-7 while the rebuild runs: its bit lands in Redis before the
+    // rebuild's projection (which read PostgreSQL before the sale) and must survive it.
+    redis
+        .query(&[b"SETBIT", keys::sold(&event, "B").as_bytes(), b"7", b"1"])
+        .await
+        .expect("SETBIT");
     let projections = catalog::rebuild_redis(&mut pg, &mut redis, Some(&event), TTL)
         .await
         .expect("rebuild");
@@ -262,6 +268,7 @@ async fn rebuild_restores_catalog_admission_and_sold_bits_after_a_flush() {
         ("Floor_1", 2500, 1),
         ("Floor_1", 41, 0),
         ("B", 1, 1),
+        ("B", 7, 1),
         ("VIP", 42, 0),
     ] {
         assert_eq!(
