@@ -354,7 +354,15 @@ fn real_main(raw: &[String]) -> Result<i32, String> {
     let targets: Vec<&Target> = std::iter::once(&target).chain(compare.as_ref()).collect();
     if scenario == "max" {
         maxes = max_searches(
-            &args, &targets, &plan, &base, &users, warmup, &reset_now, &mut runs,
+            &args,
+            &targets,
+            &plan,
+            &base,
+            &users,
+            warmup,
+            &reset_now,
+            &mut runs,
+            &mut accepted,
         )?;
     }
     for t in targets.iter().filter(|_| scenario != "max") {
@@ -443,6 +451,9 @@ fn max_searches(
     warmup: f64,
     reset_now: &dyn Fn() -> Result<(), String>,
     runs: &mut Vec<RunReport>,
+    // The commits the first target accepted in any trial or the final run: the audit
+    // follows every one of them to its end.
+    accepted: &mut Vec<Accepted>,
 ) -> Result<Vec<MaxResult>, String> {
     let p99_target_us = (args.num("p99-ms", 5.0)? * 1000.0) as u64;
     let max_rate: f64 = args.num("max-rate", 400_000.0)?;
@@ -496,6 +507,9 @@ fn max_searches(
                 ..base.clone()
             };
             let outcome = run::run(search.target, plan, &spec, users);
+            if std::ptr::eq(search.target, targets[0]) {
+                accepted.extend(outcome.accepted.iter().cloned());
+            }
             let m = outcome
                 .report
                 .measured()
@@ -582,7 +596,11 @@ fn max_searches(
             ],
             ..base.clone()
         };
-        runs.push(run::run(search.target, plan, &spec, users).report);
+        let outcome = run::run(search.target, plan, &spec, users);
+        if std::ptr::eq(search.target, targets[0]) {
+            accepted.extend(outcome.accepted);
+        }
+        runs.push(outcome.report);
     }
     Ok(searches
         .into_iter()

@@ -356,6 +356,9 @@ fn thread_main(
             accepted: RefCell::new(Vec::new()),
             connects: Cell::new(0),
             thread,
+            nonce: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
         });
         let conns = spec.connections / threads + usize::from(thread < spec.connections % threads);
         let tasks: Vec<_> = (0..conns.max(1))

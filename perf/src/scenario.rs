@@ -101,6 +101,10 @@ pub struct ThreadCtx {
     pub connects: Cell<u64>,
     /// Thread number, for unique names.
     pub thread: usize,
+    /// Differs from run to run (wall-clock nanoseconds at its start): the runs of one
+    /// invocation (a max search, stepup) draw other seats and use other idempotency
+    /// keys than the runs before them, whose seats are sold and keys taken.
+    pub nonce: u64,
 }
 
 impl ThreadCtx {
@@ -163,7 +167,7 @@ struct ConnState {
     buys: u64,
     /// When this connection's last commit was sent (wall-clock milliseconds).
     commit_sent_ms: u64,
-    /// Thread and connection, for unique idempotency keys: `t{thread}-c{conn}`.
+    /// Run, thread and connection, for unique idempotency keys: `{nonce}t{thread}c{conn}`.
     tag: String,
 }
 
@@ -180,11 +184,11 @@ enum Step {
 }
 
 impl ConnState {
-    fn new(thread: usize, conn: usize) -> Self {
+    fn new(thread: usize, conn: usize, nonce: u64) -> Self {
         let seed = ((thread as u64) << 32) | conn as u64;
         ConnState {
-            tag: format!("t{thread}-c{conn}"),
-            rng: (0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(0xbf58_476d_1ce4_e5b9)) | 1,
+            tag: format!("{:x}t{thread}c{conn}", nonce % 0x1_0000_0000),
+            rng: (0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ nonce) | 1,
             buyer: None,
             pending: VecDeque::new(),
             buys: 0,
@@ -218,7 +222,7 @@ impl ConnState {
 pub async fn connection(ctx: Rc<ThreadCtx>, id: usize) {
     let mut conn = Conn::new(ctx.addr);
     let _ = conn.ensure_connected().await;
-    let mut st = ConnState::new(ctx.thread, id);
+    let mut st = ConnState::new(ctx.thread, id, ctx.nonce);
     while let Some(slot) = ctx.clock.take() {
         let now = Instant::now();
         let waited = now > slot.due;
