@@ -132,6 +132,11 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, Error> {
             head.if_none_match = Some(value);
         } else if name.eq_ignore_ascii_case(b"authorization") {
             head.authorization = Some(value);
+        } else if framing_lookalike(name) {
+            // `Content_Length`, `Transfer---Encoding`: a proxy in front may read it as
+            // the real field while this server does not, so the two would disagree
+            // on where the body ends (ALB calls it ambiguous). Refuse and close.
+            return bad("a header field name that imitates Content-Length or Transfer-Encoding");
         }
     }
     if transfer_encoding {
@@ -151,8 +156,27 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, Error> {
         return bad("exactly one Host header field is required");
     }
     head.content_length = content_length.unwrap_or(0);
-    head.keep_alive &= !close;
+    // A GET or HEAD body has no defined meaning (RFC 9110 section 9.3.1): this server
+    // reads it by its Content-Length, a proxy may not. Answer, then close, so nothing
+    // after it is read as a request.
+    let bodiless = matches!(head.method, Method::Get | Method::Head);
+    head.keep_alive &= !close && !(bodiless && head.content_length > 0);
     Ok(Some(head))
+}
+
+/// A field name spelled like Content-Length or Transfer-Encoding apart from its
+/// punctuation, and not that name.
+fn framing_lookalike(name: &[u8]) -> bool {
+    let mut letters = [0u8; 16];
+    let mut n = 0;
+    for &b in name.iter().filter(|b| b.is_ascii_alphanumeric()) {
+        if n == letters.len() {
+            return false;
+        }
+        letters[n] = b.to_ascii_lowercase();
+        n += 1;
+    }
+    matches!(&letters[..n], b"contentlength" | b"transferencoding")
 }
 
 /// The path-and-query of an origin-form (`/p?q`) or absolute-form (`http://h/p?q`)
