@@ -159,8 +159,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, Error> {
     // A GET or HEAD body has no defined meaning (RFC 9110 section 9.3.1): this server
     // reads it by its Content-Length, a proxy may not. Answer, then close, so nothing
     // after it is read as a request.
-    let bodiless = matches!(head.method, Method::Get | Method::Head);
-    head.keep_alive &= !close && !(bodiless && head.content_length > 0);
+    let get_with_body =
+        matches!(head.method, Method::Get | Method::Head) && head.content_length > 0;
+    head.keep_alive &= !(close || get_with_body);
     Ok(Some(head))
 }
 
