@@ -7,7 +7,8 @@
 //!   until `XACK`.
 //! - Reclaim: every half visibility timeout a consumer runs `XAUTOCLAIM` on each
 //!   stream for entries idle longer than the timeout (their consumer died or hangs)
-//!   and reads their delivery counts from `XPENDING`, in one script ([`RECLAIM`]).
+//!   and reads their delivery counts from `XPENDING`, in one script ([`RECLAIM`]),
+//!   which also removes consumers of dead processes once they hold nothing.
 //! - Extend: `XCLAIM ... JUSTID` to itself resets an entry's idle time without
 //!   counting a delivery.
 //! - Ack: `XACK` and `XDEL`: a processed entry leaves the stream, so a stream's length
@@ -33,9 +34,13 @@ use crate::{
 /// The consumer group every worker joins.
 pub const GROUP: &str = "workers";
 
-/// KEYS: stream. ARGV: group, consumer, min idle ms, count.
+/// KEYS: stream. ARGV: group, consumer, min idle ms, count, sweep idle ms.
 /// Claims entries idle at least min idle ms and returns {id, fields, deliveries} each
-/// (deliveries counted by Redis, this claim included).
+/// (deliveries counted by Redis, this claim included). Then removes the group's other
+/// consumers that hold nothing and were idle longer than sweep idle ms: every worker
+/// process names its consumers anew (`host-pid-n`), so each restart would leave its
+/// old ones behind. A consumer with pending entries is kept until they are claimed;
+/// one removed while alive costs nothing, its next read recreates it.
 pub const RECLAIM: &str = "
 local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', ARGV[4])
 local out = {}
@@ -45,8 +50,18 @@ for _, e in ipairs(claimed[2]) do
   if p[1] then n = p[1][4] end
   out[#out + 1] = {e[1], e[2], n}
 end
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local f = {}
+  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
+  if f['name'] ~= ARGV[2] and f['pending'] == 0 and f['idle'] > tonumber(ARGV[5]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
+  end
+end
 return out
 ";
+
+/// Consumers idle this many visibility timeouts with nothing pending are removed.
+const SWEEP_AFTER_VISIBILITIES: u32 = 10;
 
 /// KEYS: dead-letter stream, stream. ARGV: group, id, msg, reason, deliveries, at ms.
 pub const DEAD_LETTER: &str = "
@@ -145,6 +160,9 @@ impl StreamConsumer {
         let (script, name) = (self.reclaim.clone(), self.name.clone());
         let idle = self.visibility.as_millis().to_string();
         let count = self.count.to_string();
+        let sweep = (self.visibility * SWEEP_AFTER_VISIBILITIES)
+            .as_millis()
+            .to_string();
         let mut pipeline = Pipeline::new();
         for key in streams {
             script.push(
@@ -155,6 +173,7 @@ impl StreamConsumer {
                     name.as_bytes(),
                     idle.as_bytes(),
                     count.as_bytes(),
+                    sweep.as_bytes(),
                 ],
             );
         }

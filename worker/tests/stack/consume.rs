@@ -351,6 +351,83 @@ async fn an_entry_delivered_too_often_becomes_a_dead_letter() {
     drop_event(&pg, &mut redis, &event).await;
 }
 
+#[tokio::test]
+async fn consumers_of_dead_workers_leave_the_group_once_they_hold_nothing() {
+    let (mut pg, mut redis) = (pg().await, redis().await);
+    let event = unique("sweep");
+    seed(&mut pg, &mut redis, &event, &[("A", 10)]).await;
+    let key = keys::commits(&event, 0);
+    redis
+        .query(&[
+            b"XGROUP",
+            b"CREATE",
+            key.as_bytes(),
+            b"workers",
+            b"0",
+            b"MKSTREAM",
+        ])
+        .await
+        .expect("XGROUP");
+    xadd(
+        &mut redis,
+        &event,
+        0,
+        &commit_message(&event, "u", "k", &["A-1"]),
+    )
+    .await;
+    // A dead worker's consumer holding the entry, and one holding nothing.
+    for (ghost, count) in [("ghost-holding", "1"), ("ghost-empty", "1")] {
+        redis
+            .query(&[
+                b"XREADGROUP",
+                b"GROUP",
+                b"workers",
+                ghost.as_bytes(),
+                b"COUNT",
+                count.as_bytes(),
+                b"STREAMS",
+                key.as_bytes(),
+                b">",
+            ])
+            .await
+            .expect("XREADGROUP");
+    }
+    let consumers = |reply: worker::redis::Frame| -> Vec<String> {
+        let worker::redis::Frame::Array(list) = reply else {
+            return Vec::new();
+        };
+        list.into_iter()
+            .filter_map(|c| match c {
+                worker::redis::Frame::Array(f) => match f.get(1) {
+                    Some(worker::redis::Frame::BulkString(n)) => {
+                        Some(String::from_utf8_lossy(n).into_owned())
+                    }
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    };
+
+    // Visibility 500 ms: the entry is reclaimed and stored; both ghosts then hold
+    // nothing and go once idle for 10 visibility timeouts. The worker's own stays.
+    let worker = Running::start(worker_config(&[&event], &[]));
+    eventually!("the order stored", count(&pg, ORDERS, &event).await == 1);
+    eventually!("the ghosts removed", {
+        let left = consumers(
+            redis
+                .query(&[b"XINFO", b"CONSUMERS", key.as_bytes(), b"workers"])
+                .await
+                .expect("XINFO"),
+        );
+        !left.is_empty() && left.iter().all(|name| !name.starts_with("ghost"))
+    });
+    worker.stop().await;
+    assert_eq!(pending(&mut redis, &event, 1).await, 0);
+
+    drop_event(&pg, &mut redis, &event).await;
+}
+
 /// The `worker run` binary, with the test's environment.
 fn spawn_worker(event: &str, extra: &[(&str, &str)]) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_worker"));
