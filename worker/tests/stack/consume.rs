@@ -12,6 +12,7 @@ use worker::{
     commit::{self, Commit},
     db::Pool,
     dlq,
+    redis::{Conn, Frame},
     run::FAULT_EXIT_CODE,
     store,
 };
@@ -297,40 +298,8 @@ async fn an_entry_delivered_too_often_becomes_a_dead_letter() {
     let (mut pg, mut redis) = (pg().await, redis().await);
     let event = unique("ghost");
     seed(&mut pg, &mut redis, &event, &[("A", 10)]).await;
-    let key = keys::commits(&event, 0);
-    redis
-        .query(&[
-            b"XGROUP",
-            b"CREATE",
-            key.as_bytes(),
-            b"workers",
-            b"0",
-            b"MKSTREAM",
-        ])
-        .await
-        .expect("XGROUP");
-    xadd(
-        &mut redis,
-        &event,
-        0,
-        &commit_message(&event, "u", "k", &["A-1"]),
-    )
-    .await;
     // A consumer that takes the entry and dies: one delivery.
-    redis
-        .query(&[
-            b"XREADGROUP",
-            b"GROUP",
-            b"workers",
-            b"ghost",
-            b"COUNT",
-            b"1",
-            b"STREAMS",
-            key.as_bytes(),
-            b">",
-        ])
-        .await
-        .expect("XREADGROUP");
+    ghosts_read_one_commit(&mut redis, &event, &["ghost"]).await;
 
     let worker = Running::start(worker_config(&[&event], &[("WORKER_MAX_DELIVERIES", "1")]));
     eventually!(
@@ -356,7 +325,27 @@ async fn consumers_of_dead_workers_leave_the_group_once_they_hold_nothing() {
     let (mut pg, mut redis) = (pg().await, redis().await);
     let event = unique("sweep");
     seed(&mut pg, &mut redis, &event, &[("A", 10)]).await;
-    let key = keys::commits(&event, 0);
+    // A dead worker's consumer holding the entry, and one holding nothing.
+    let key = ghosts_read_one_commit(&mut redis, &event, &["ghost-holding", "ghost-empty"]).await;
+
+    // Visibility 500 ms: the entry is reclaimed and stored; both ghosts then hold
+    // nothing and go once idle for 10 visibility timeouts. The worker's own stays.
+    let worker = Running::start(worker_config(&[&event], &[]));
+    eventually!("the order stored", count(&pg, ORDERS, &event).await == 1);
+    eventually!("the ghosts removed", {
+        let left = consumers(&mut redis, &key).await;
+        !left.is_empty() && left.iter().all(|name| !name.starts_with("ghost"))
+    });
+    worker.stop().await;
+    assert_eq!(pending(&mut redis, &event, 1).await, 0);
+
+    drop_event(&pg, &mut redis, &event).await;
+}
+
+/// The commit stream of shard 0 with the workers' group and one commit, which each of
+/// `ghosts` (consumers of a worker that then dies) tries to read: the first takes it.
+async fn ghosts_read_one_commit(redis: &mut Conn, event: &str, ghosts: &[&str]) -> String {
+    let key = keys::commits(event, 0);
     redis
         .query(&[
             b"XGROUP",
@@ -368,15 +357,8 @@ async fn consumers_of_dead_workers_leave_the_group_once_they_hold_nothing() {
         ])
         .await
         .expect("XGROUP");
-    xadd(
-        &mut redis,
-        &event,
-        0,
-        &commit_message(&event, "u", "k", &["A-1"]),
-    )
-    .await;
-    // A dead worker's consumer holding the entry, and one holding nothing.
-    for (ghost, count) in [("ghost-holding", "1"), ("ghost-empty", "1")] {
+    xadd(redis, event, 0, &commit_message(event, "u", "k", &["A-1"])).await;
+    for ghost in ghosts {
         redis
             .query(&[
                 b"XREADGROUP",
@@ -384,7 +366,7 @@ async fn consumers_of_dead_workers_leave_the_group_once_they_hold_nothing() {
                 b"workers",
                 ghost.as_bytes(),
                 b"COUNT",
-                count.as_bytes(),
+                b"1",
                 b"STREAMS",
                 key.as_bytes(),
                 b">",
@@ -392,40 +374,27 @@ async fn consumers_of_dead_workers_leave_the_group_once_they_hold_nothing() {
             .await
             .expect("XREADGROUP");
     }
-    let consumers = |reply: worker::redis::Frame| -> Vec<String> {
-        let worker::redis::Frame::Array(list) = reply else {
-            return Vec::new();
-        };
-        list.into_iter()
-            .filter_map(|c| match c {
-                worker::redis::Frame::Array(f) => match f.get(1) {
-                    Some(worker::redis::Frame::BulkString(n)) => {
-                        Some(String::from_utf8_lossy(n).into_owned())
-                    }
-                    _ => None,
-                },
-                _ => None,
-            })
-            .collect()
+    key
+}
+
+/// The names of the workers' group's consumers of `key`.
+async fn consumers(redis: &mut Conn, key: &str) -> Vec<String> {
+    let reply = redis
+        .query(&[b"XINFO", b"CONSUMERS", key.as_bytes(), b"workers"])
+        .await
+        .expect("XINFO");
+    let Frame::Array(list) = reply else {
+        return Vec::new();
     };
-
-    // Visibility 500 ms: the entry is reclaimed and stored; both ghosts then hold
-    // nothing and go once idle for 10 visibility timeouts. The worker's own stays.
-    let worker = Running::start(worker_config(&[&event], &[]));
-    eventually!("the order stored", count(&pg, ORDERS, &event).await == 1);
-    eventually!("the ghosts removed", {
-        let left = consumers(
-            redis
-                .query(&[b"XINFO", b"CONSUMERS", key.as_bytes(), b"workers"])
-                .await
-                .expect("XINFO"),
-        );
-        !left.is_empty() && left.iter().all(|name| !name.starts_with("ghost"))
-    });
-    worker.stop().await;
-    assert_eq!(pending(&mut redis, &event, 1).await, 0);
-
-    drop_event(&pg, &mut redis, &event).await;
+    list.iter()
+        .filter_map(|c| match c {
+            Frame::Array(fields) => match fields.get(1) {
+                Some(Frame::BulkString(name)) => Some(String::from_utf8_lossy(name).into_owned()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }
 
 /// The `worker run` binary, with the test's environment.
