@@ -37,8 +37,10 @@ pub struct Public {
     pub events: Events,
     tokens: Keys,
     scripts: scripts::Scripts,
-    /// Rendered `summary` and `seats` bodies, by route and ids.
+    /// Rendered `summary` and `seats` bodies, by route and ids ([`cache_key`]).
     cache: RefCell<HashMap<String, Rc<Cached>>>,
+    /// Where a request's cache key is written to look it up: no allocation on a hit.
+    key: RefCell<String>,
     /// `Cache-Control` of those: `PUBLIC_CACHE_MS` in whole seconds, for browsers and
     /// CloudFront alike.
     cache_control: Vec<u8>,
@@ -66,6 +68,7 @@ impl Public {
             tokens: Keys::new(config.room_token_secret.as_bytes(), previous),
             scripts: scripts::Scripts::default(),
             cache: RefCell::default(),
+            key: RefCell::default(),
             cache_control: {
                 let seconds = config.public_cache.as_millis().div_ceil(1000).max(1);
                 format!("public, max-age={seconds}, s-maxage={seconds}").into_bytes()
@@ -341,8 +344,8 @@ pub(crate) async fn hold(
         }
     }
     let expires_at = integer(result.get(1))? as u64;
-    if let Some(side) = core.side.as_ref().filter(|side| side.mirrors()) {
-        side.mirror(MirrorOp::Hold {
+    if let Some(side) = &core.side {
+        side.mirror(|| MirrorOp::Hold {
             pk: format!("{event_id}#{}", req.seat_id),
             holder: call.user.to_owned(),
             hold_id: String::from_utf8_lossy(&hold_id).into_owned(),
@@ -397,8 +400,8 @@ pub(crate) async fn release(
         )
         .await?;
     let released = integer(Some(&released))? == 1;
-    if let (true, Some(side)) = (released, core.side.as_ref().filter(|side| side.mirrors())) {
-        side.mirror(MirrorOp::Release {
+    if let (true, Some(side)) = (released, &core.side) {
+        side.mirror(|| MirrorOp::Release {
             pk: format!("{event_id}#{}", req.seat_id),
         });
     }
@@ -413,14 +416,15 @@ pub(crate) async fn release(
     Ok(())
 }
 
-/// Serves `key` from this core's cache while younger than `PUBLIC_CACHE_MS`, else
-/// renders it anew with `render`; answers 304 when `If-None-Match` matches. While one
+/// Serves the route and ids `parts` from this core's cache while younger than
+/// `PUBLIC_CACHE_MS`, else renders it anew with `render`; answers 304 when
+/// `If-None-Match` matches. While one
 /// request renders an expired entry, the others get the expired one rather than each
 /// asking Redis (stale-while-revalidate, as RFC 5861 has it for shared caches).
 async fn cached<F, Fut>(
     core: &Core,
     head: &Head<'_>,
-    key: &str,
+    parts: &[&str],
     reply: &mut Reply,
     render: F,
 ) -> Result<(), Error>
@@ -429,7 +433,11 @@ where
     Fut: std::future::Future<Output = Result<Vec<u8>, Error>>,
 {
     let public = &core.public;
-    let found = public.cache.borrow().get(key).cloned();
+    let found = {
+        let mut key = public.key.borrow_mut();
+        cache_key(&mut key, parts);
+        public.cache.borrow().get(key.as_str()).cloned()
+    };
     let entry = match found {
         Some(entry)
             if entry.refreshing.get() || entry.made.elapsed() < core.config.public_cache =>
@@ -445,10 +453,9 @@ where
                 made: Instant::now(),
                 refreshing: Cell::new(false),
             });
-            public
-                .cache
-                .borrow_mut()
-                .insert(key.to_owned(), entry.clone());
+            let mut key = String::new();
+            cache_key(&mut key, parts);
+            public.cache.borrow_mut().insert(key, entry.clone());
             entry
         }
     };
@@ -485,13 +492,12 @@ impl Drop for Refreshing {
 }
 
 /// The cache key of a route and its ids, `|`-separated (ids never hold a `|`).
-fn cache_key(parts: &[&str]) -> String {
-    let mut key = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+fn cache_key(key: &mut String, parts: &[&str]) {
+    key.clear();
     for part in parts {
         key.push_str(part);
         key.push('|');
     }
-    key
 }
 
 /// FNV-1a, 64 bits: cheap, and enough to tell two renderings apart.
@@ -514,46 +520,51 @@ pub(crate) async fn summary(
     let Some(sec) = event.section(section) else {
         return Err(Error::request(ErrorCode::EventNotFound, "no such section"));
     };
-    let key = cache_key(&["summary", event_id, section]);
-    cached(core, head, &key, reply, || async {
-        let keys = [
-            keys::sold(event_id, section),
-            keys::section_holds(event_id, section),
-        ];
-        let counts = core
-            .redis
-            .eval(
-                &core.public.scripts.summary,
-                &keys.each_ref().map(|k| k.as_bytes()),
-                &[],
-            )
-            .await?;
-        let counts = array(&counts)?;
-        let (sold, held) = (
-            integer(counts.first())? as u64,
-            integer(counts.get(1))? as u64,
-        );
-        let total = u64::from(sec.seats);
-        let mut out = Vec::with_capacity(160);
-        out.extend_from_slice(b"{\"eventId\":");
-        write_str(&mut out, event_id.as_bytes());
-        out.extend_from_slice(b",\"section\":");
-        write_str(&mut out, section.as_bytes());
-        for (name, value) in [
-            (&b",\"total\":"[..], total),
-            (b",\"available\":", total.saturating_sub(sold + held)),
-            (b",\"held\":", held),
-            (b",\"sold\":", sold),
-            (b",\"price\":", sec.price),
-        ] {
-            out.extend_from_slice(name);
-            write_u64(&mut out, value);
-        }
-        out.extend_from_slice(b",\"currency\":");
-        write_str(&mut out, event.catalog.currency.as_bytes());
-        out.push(b'}');
-        Ok(out)
-    })
+    cached(
+        core,
+        head,
+        &["summary", event_id, section],
+        reply,
+        || async {
+            let keys = [
+                keys::sold(event_id, section),
+                keys::section_holds(event_id, section),
+            ];
+            let counts = core
+                .redis
+                .eval(
+                    &core.public.scripts.summary,
+                    &keys.each_ref().map(|k| k.as_bytes()),
+                    &[],
+                )
+                .await?;
+            let counts = array(&counts)?;
+            let (sold, held) = (
+                integer(counts.first())? as u64,
+                integer(counts.get(1))? as u64,
+            );
+            let total = u64::from(sec.seats);
+            let mut out = Vec::with_capacity(160);
+            out.extend_from_slice(b"{\"eventId\":");
+            write_str(&mut out, event_id.as_bytes());
+            out.extend_from_slice(b",\"section\":");
+            write_str(&mut out, section.as_bytes());
+            for (name, value) in [
+                (&b",\"total\":"[..], total),
+                (b",\"available\":", total.saturating_sub(sold + held)),
+                (b",\"held\":", held),
+                (b",\"sold\":", sold),
+                (b",\"price\":", sec.price),
+            ] {
+                out.extend_from_slice(name);
+                write_u64(&mut out, value);
+            }
+            out.extend_from_slice(b",\"currency\":");
+            write_str(&mut out, event.catalog.currency.as_bytes());
+            out.push(b'}');
+            Ok(out)
+        },
+    )
     .await
 }
 
@@ -566,8 +577,7 @@ pub(crate) async fn seats(
 ) -> Result<(), Error> {
     valid_event(event_id)?;
     let event = core.public.events.get(&core.redis, event_id).await?;
-    let key = cache_key(&["seats", event_id]);
-    cached(core, head, &key, reply, || async {
+    cached(core, head, &["seats", event_id], reply, || async {
         // Every section's script is sent before the first reply is awaited: one write.
         let sections = &event.catalog.sections;
         let names: Vec<[String; 2]> = sections

@@ -141,11 +141,6 @@ impl Side {
         self.sends.is_some()
     }
 
-    /// Holds are mirrored to DynamoDB (the aws profile).
-    pub fn mirrors(&self) -> bool {
-        self.mirror.is_some()
-    }
-
     /// This user's order `idem` of `event` from PostgreSQL, as `GET /confirm/status`
     /// answers it; `Ok(None)` when there is none, an error when there is no telling
     /// (no `DATABASE_URL`, PostgreSQL away or too busy).
@@ -194,8 +189,9 @@ impl Side {
         result
     }
 
-    /// Queues a mirror write; past the backlog bound it is dropped and counted.
-    pub fn mirror(&self, op: MirrorOp) {
+    /// Queues the mirror write `op` makes (the aws profile; nothing is built without
+    /// it); past the backlog bound it is dropped and counted.
+    pub fn mirror(&self, op: impl FnOnce() -> MirrorOp) {
         let Some(mirror) = &self.mirror else {
             return;
         };
@@ -211,7 +207,7 @@ impl Side {
             }
             return;
         }
-        if mirror.send(op).is_err() {
+        if mirror.send(op()).is_err() {
             self.mirror_pending.fetch_sub(1, Ordering::Relaxed);
         }
     }
