@@ -736,6 +736,29 @@ mod tests {
     }
 
     #[test]
+    fn runs_draw_their_own_seats_and_keys() {
+        let plan = Plan {
+            kind: Kind::Buy,
+            event: "e".into(),
+            sections: vec!["A".into(), "B".into()],
+            seats_per_section: 1_000_000,
+            run_id: "r".into(),
+            ping_path: "/".into(),
+            poll: Duration::from_millis(1),
+            journey_timeout: Duration::from_secs(1),
+        };
+        let seats = |nonce| {
+            let mut st = ConnState::new(0, 0, nonce);
+            let seats: Vec<String> = (0..8).map(|_| st.seat(&plan)).collect();
+            (st.tag, seats)
+        };
+        let (first, again, next) = (seats(1), seats(1), seats(2));
+        assert_eq!(first, again, "one run is one sequence");
+        assert_ne!(first.0, next.0, "another run, other idempotency keys");
+        assert_ne!(first.1, next.1, "another run, other seats");
+    }
+
+    #[test]
     fn the_mix_is_seven_two_one() {
         let count = |k| MIX.iter().filter(|m| **m == k).count();
         assert_eq!((count(READ), count(BUY), count(POLL)), (7, 2, 1));
