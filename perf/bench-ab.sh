@@ -11,8 +11,9 @@
 #   git worktree add /tmp/base HEAD~1 && (cd /tmp/base && cargo build --release -p edge)
 #   A=/tmp/base/target/release/edge SCENARIOS="summary hold" perf/bench-ab.sh
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+NAME=bench-ab
+# shellcheck source=perf/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 A=${A:?A=path of the baseline edge binary}
 B=${B:-${CARGO_TARGET_DIR:-target}/release/edge}
@@ -26,40 +27,11 @@ REDIS_PORT=${REDIS_PORT:-16499}
 A_PORT=${A_PORT:-18398}
 B_PORT=${B_PORT:-18399}
 
-log() { echo "bench-ab: $*" >&2; }
-PIDS=()
-SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/bench-ab.XXXXXX")
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$SCRATCH"
-}
-trap cleanup EXIT
-wait_port() {
-    local i
-    for ((i = 0; i < 300; i++)); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return
-        sleep 0.05
-    done
-    log "nothing listens on $1"
-    exit 1
-}
-
+BUILD=0 release_binaries
 cp "$A" "$SCRATCH/edge-a"
 cp "$B" "$SCRATCH/edge-b"
-cp "${CARGO_TARGET_DIR:-target}"/release/{worker,loadgen} "$SCRATCH/"
-infra/local/stack.sh up >/dev/null
-eval "$(infra/local/stack.sh env)"
-export DATABASE_URL REDIS_URL=redis://127.0.0.1:$REDIS_PORT
-
-taskset -c "$SERVER_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
-    --appendonly no --dir "$SCRATCH" >"$SCRATCH/redis.log" 2>&1 &
-REDIS_PID=$!
-PIDS+=("$REDIS_PID")
-wait_port "$REDIS_PORT"
+local_stack_env
+private_redis "$REDIS_PORT" "$SERVER_CPU"
 SEED=("$SCRATCH/worker" seed perf --seats-per-section 200000 --open-in-secs -3600 --rate 1000000)
 "$SCRATCH/worker" migrate >/dev/null
 "${SEED[@]}" >/dev/null
@@ -72,7 +44,7 @@ for side in a b; do
         taskset -c "$SERVER_CPU" "$SCRATCH/edge-$side" >"$SCRATCH/edge-$side.log" 2>&1 &
     EDGE_PID[$side]=$!
     PIDS+=("$!")
-    wait_port "$port"
+    wait_port "$port" "$!" "edge $side"
 done
 
 for scenario in $SCENARIOS; do

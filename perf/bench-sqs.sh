@@ -15,8 +15,9 @@
 #
 #   RATES="300 1500 6000 12000" SECONDS_PER_RATE=10 SQS_LINGER_MS=2 perf/bench-sqs.sh
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+NAME=bench-sqs
+# shellcheck source=perf/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 BACKEND=${BACKEND:-sink}
 RATES=${RATES:-300 1500 6000 12000}
@@ -30,45 +31,14 @@ REDIS_PORT=${REDIS_PORT:-16489}
 EDGE_PORT=${EDGE_PORT:-18389}
 MOTO_PORT=${MOTO_PORT:-18390}
 
-log() { echo "bench-sqs: $*" >&2; }
-die() {
-    log "$*"
-    exit 1
-}
-
-PIDS=()
-SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/bench-sqs.XXXXXX")
-stop_pid() {
-    kill -TERM "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-}
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-    rm -rf "$SCRATCH"
-}
-trap cleanup EXIT
-
 [[ -x .run/venv/bin/moto_server ]] || infra/local/stack.sh deps >/dev/null
 command -v redis-server >/dev/null || die "redis-server missing: make deps"
-[[ $BUILD == 1 ]] && nice -n 10 cargo build --release -j2 -p edge --bin edge -p worker --bin worker -p perf --bin loadgen
-cp "${CARGO_TARGET_DIR:-target}"/release/{edge,worker,loadgen} "$SCRATCH/"
+release_binaries
+# The catalog comes from `worker seed`, which needs PostgreSQL.
+local_stack_env
+private_redis "$REDIS_PORT" "$SERVER_CPU"
+"$SCRATCH/worker" migrate >/dev/null
 
-wait_port() { # wait_port PORT PID NAME
-    local i
-    for ((i = 0; i < 300; i++)); do
-        kill -0 "$2" 2>/dev/null || die "$3 exited during start-up"
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return
-        sleep 0.05
-    done
-    die "$3 does not listen on $1"
-}
-
-taskset -c "$SERVER_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
-    --appendonly no --dir "$SCRATCH" >"$SCRATCH/redis.log" 2>&1 &
-REDIS_PID=$!
-PIDS+=("$REDIS_PID")
-wait_port "$REDIS_PORT" "$REDIS_PID" redis-server
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
 export AWS_DEFAULT_REGION=us-east-1 AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT
 export AWS_EC2_METADATA_DISABLED=true
@@ -104,12 +74,6 @@ backend_received() { # messages the backend holds or received; stops it
     fi
 }
 
-# The catalog lives in Redis only here: `worker seed` needs PostgreSQL.
-infra/local/stack.sh up >/dev/null
-eval "$(infra/local/stack.sh env)"
-export DATABASE_URL
-export REDIS_URL=redis://127.0.0.1:$REDIS_PORT
-"$SCRATCH/worker" migrate >/dev/null
 
 {
     echo "# SQS FIFO: messages per SendMessageBatch under load (moto)"

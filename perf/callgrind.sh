@@ -12,8 +12,9 @@
 #   SCENARIO=summary REQUESTS=5000 RATE=500 perf/callgrind.sh
 #   KEEP_OUT=/tmp/summary.callgrind (keeps the raw profile, for callgrind_annotate --tree=caller)
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+NAME=callgrind
+# shellcheck source=perf/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SCENARIO=${SCENARIO:-summary}
 REQUESTS=${REQUESTS:-5000}
@@ -23,49 +24,15 @@ REDIS_PORT=${REDIS_PORT:-16482}
 EDGE_PORT=${EDGE_PORT:-18383}
 BUILD=${BUILD:-1}
 
-log() { echo "callgrind: $*" >&2; }
-die() {
-    log "$*"
-    exit 1
-}
 command -v valgrind >/dev/null || {
     log "valgrind missing: apt-get install valgrind"
     apt-get install -y -qq valgrind >/dev/null
 }
 command -v redis-server >/dev/null || die "redis-server missing: make deps"
 
-PIDS=()
-SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/callgrind.XXXXXX")
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$SCRATCH"
-}
-trap cleanup EXIT
-
-[[ $BUILD == 1 ]] && nice -n 10 cargo build --release -j2 -p edge --bin edge -p worker --bin worker -p perf --bin loadgen
-cp "${CARGO_TARGET_DIR:-target}"/release/{edge,worker,loadgen} "$SCRATCH/"
-
-infra/local/stack.sh up >/dev/null
-eval "$(infra/local/stack.sh env)"
-export DATABASE_URL REDIS_URL=redis://127.0.0.1:$REDIS_PORT
-
-wait_port() {
-    local i
-    for ((i = 0; i < 600; i++)); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return
-        sleep 0.1
-    done
-    die "nothing listens on $1"
-}
-
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$SCRATCH" \
-    >"$SCRATCH/redis.log" 2>&1 &
-PIDS+=($!)
-wait_port "$REDIS_PORT"
+release_binaries
+local_stack_env
+private_redis "$REDIS_PORT"
 "$SCRATCH/worker" migrate >/dev/null
 "$SCRATCH/worker" seed perf --seats-per-section 200000 --open-in-secs -3600 --rate 1000000 >/dev/null
 
@@ -74,7 +41,7 @@ EDGE_ADDR=127.0.0.1:$EDGE_PORT EDGE_THREADS=1 EDGE_DRIVER=epoll EDGE_LOG=warn ED
     "$SCRATCH/edge" >"$SCRATCH/edge.log" 2>&1 &
 EDGE_PID=$!
 PIDS+=("$EDGE_PID")
-wait_port "$EDGE_PORT"
+wait_port "$EDGE_PORT" "$EDGE_PID" edge
 
 duration=$(awk -v n="$REQUESTS" -v r="$RATE" 'BEGIN{printf "%.3f", n / r}')
 callgrind_control -i on "$EDGE_PID" >/dev/null

@@ -11,8 +11,9 @@
 #
 #   SCENARIO=summary RATE=30000 SECONDS=5 DRIVER=uring SERVER_CPU=0 LOAD_CPU=1 perf/profile.sh
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+NAME=profile
+# shellcheck source=perf/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SCENARIO=${SCENARIO:-summary}
 RATE=${RATE:-30000}
@@ -27,11 +28,6 @@ REDIS_PORT=${REDIS_PORT:-16481}
 EDGE_PORT=${EDGE_PORT:-18382}
 BUILD=${BUILD:-1}
 
-log() { echo "profile: $*" >&2; }
-die() {
-    log "$*"
-    exit 1
-}
 command -v perf >/dev/null || die "perf missing: apt-get install linux-perf"
 command -v redis-server >/dev/null || die "redis-server missing: make deps"
 if ! command -v inferno-flamegraph >/dev/null; then
@@ -42,38 +38,9 @@ if ! command -v inferno-flamegraph >/dev/null; then
     }
 fi
 
-PIDS=()
-SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/profile.XXXXXX")
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$SCRATCH"
-}
-trap cleanup EXIT
-
-[[ $BUILD == 1 ]] && nice -n 10 cargo build --release -j2 -p edge --bin edge -p worker --bin worker -p perf --bin loadgen
-cp "${CARGO_TARGET_DIR:-target}"/release/{edge,worker,loadgen} "$SCRATCH/"
-
-infra/local/stack.sh up >/dev/null
-eval "$(infra/local/stack.sh env)"
-export DATABASE_URL REDIS_URL=redis://127.0.0.1:$REDIS_PORT
-
-wait_port() {
-    local i
-    for ((i = 0; i < 200; i++)); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return
-        sleep 0.05
-    done
-    die "nothing listens on $1"
-}
-
-taskset -c "$SERVER_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-    --dir "$SCRATCH" >"$SCRATCH/redis.log" 2>&1 &
-PIDS+=($!)
-wait_port "$REDIS_PORT"
+release_binaries
+local_stack_env
+private_redis "$REDIS_PORT" "$SERVER_CPU"
 "$SCRATCH/worker" migrate >/dev/null
 "$SCRATCH/worker" seed perf --seats-per-section 200000 --open-in-secs -3600 --rate 1000000 >/dev/null
 
@@ -81,7 +48,7 @@ EDGE_ADDR=127.0.0.1:$EDGE_PORT EDGE_THREADS=1 EDGE_DRIVER=$DRIVER EDGE_LOG=warn 
     taskset -c "$SERVER_CPU" "$SCRATCH/edge" >"$SCRATCH/edge.log" 2>&1 &
 EDGE_PID=$!
 PIDS+=("$EDGE_PID")
-wait_port "$EDGE_PORT"
+wait_port "$EDGE_PORT" "$EDGE_PID" edge
 
 taskset -c "$LOAD_CPU" "$SCRATCH/loadgen" "$SCENARIO" --target "127.0.0.1:$EDGE_PORT" --event perf \
     --seats-per-section 200000 --rate "$RATE" --duration "$((SECONDS_ + 2))" --warmup 1 \

@@ -1,0 +1,71 @@
+# shellcheck shell=bash
+# perf/lib.sh: what the perf scripts share. Set NAME, then source it:
+#
+#   NAME=profile
+#   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#
+# It moves to the repository root and gives: log and die (prefixed with NAME); SCRATCH,
+# a folder removed on exit, and PIDS, processes stopped (stop_pid) on exit; wait_port; the
+# usual set-up steps release_binaries, local_stack_env and private_redis.
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 1
+
+log() { echo "$NAME: $*" >&2; }
+die() {
+    log "$*"
+    exit 1
+}
+
+PIDS=()
+SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/$NAME.XXXXXX")
+stop_pid() { # stop_pid PID: SIGTERM, then reaped
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    rm -rf "$SCRATCH"
+}
+trap cleanup EXIT
+
+# wait_port PORT [PID NAME]: until something listens on 127.0.0.1:PORT (30 s at most);
+# fails at once when PID exits first.
+wait_port() {
+    local i
+    for ((i = 0; i < 600; i++)); do
+        [[ -n ${2:-} ]] && ! kill -0 "$2" 2>/dev/null && die "${3:-$2} exited during start-up"
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return
+        sleep 0.05
+    done
+    die "nothing listens on $1"
+}
+
+# release_binaries: builds edge, worker and loadgen in release mode (unless BUILD=0) and
+# copies them into SCRATCH, so a rebuild of target/ meanwhile changes nothing measured.
+release_binaries() {
+    [[ ${BUILD:-1} == 1 ]] &&
+        nice -n 10 cargo build --release -j2 -p edge --bin edge -p worker --bin worker -p perf --bin loadgen
+    cp "${CARGO_TARGET_DIR:-target}"/release/{edge,worker,loadgen} "$SCRATCH/"
+}
+
+# local_stack_env: the local PostgreSQL (and Redis) up; exports DATABASE_URL. Before
+# private_redis, whose REDIS_URL it would overwrite.
+local_stack_env() {
+    infra/local/stack.sh up >/dev/null
+    eval "$(infra/local/stack.sh env)"
+    export DATABASE_URL
+}
+
+# private_redis PORT [CPU]: a redis-server of this run only (no persistence), pinned to
+# CPU when given; sets REDIS_PID and exports REDIS_URL.
+private_redis() {
+    local pin=()
+    [[ -n ${2:-} ]] && pin=(taskset -c "$2")
+    "${pin[@]}" redis-server --port "$1" --bind 127.0.0.1 --save '' --appendonly no \
+        --dir "$SCRATCH" >"$SCRATCH/redis.log" 2>&1 &
+    REDIS_PID=$!
+    PIDS+=("$REDIS_PID")
+    wait_port "$1" "$REDIS_PID" redis-server
+    export REDIS_URL=redis://127.0.0.1:$1
+}
