@@ -6,11 +6,22 @@ use crate::json::write_u64;
 /// Appends one command whose arguments are the concatenation of `groups`
 /// (`*N\r\n` then `$len\r\narg\r\n` per argument).
 pub fn write_command(out: &mut Vec<u8>, groups: &[&[&[u8]]]) {
-    let count: usize = groups.iter().map(|g| g.len()).sum();
+    write_array_header(out, groups.iter().map(|g| g.len()).sum());
+    for group in groups {
+        write_bulks(out, group);
+    }
+}
+
+/// `*count\r\n`: an array of `count` elements follows.
+pub fn write_array_header(out: &mut Vec<u8>, count: usize) {
     out.push(b'*');
     write_u64(out, count as u64);
     out.extend_from_slice(b"\r\n");
-    for arg in groups.iter().flat_map(|g| g.iter()) {
+}
+
+/// Each of `args` as a bulk string.
+pub fn write_bulks(out: &mut Vec<u8>, args: &[&[u8]]) {
+    for arg in args {
         out.push(b'$');
         write_u64(out, arg.len() as u64);
         out.extend_from_slice(b"\r\n");

@@ -26,7 +26,7 @@ use crate::{
     error::Error,
     events::{Event, Events},
     http::{Head, Reply},
-    redis::Frame,
+    redis::{BatchScript, Frame},
     server::Core,
     side::MirrorOp,
     token::{self, Keys, RoomToken},
@@ -44,8 +44,8 @@ pub struct Public {
     /// `Cache-Control` of those: `PUBLIC_CACHE_MS` in whole seconds, for browsers and
     /// CloudFront alike.
     cache_control: Vec<u8>,
-    /// `HOLD_TTL_MS` and `HOLD_LIMIT` as the hold script takes them.
-    hold_args: [String; 2],
+    /// The hold script, with `HOLD_TTL_MS` and `HOLD_LIMIT` as its shared arguments.
+    hold: Rc<BatchScript>,
 }
 
 struct Cached {
@@ -73,10 +73,10 @@ impl Public {
                 let seconds = config.public_cache.as_millis().div_ceil(1000).max(1);
                 format!("public, max-age={seconds}, s-maxage={seconds}").into_bytes()
             },
-            hold_args: [
-                config.hold_ttl.as_millis().to_string(),
-                config.hold_limit.to_string(),
-            ],
+            hold: Rc::new(scripts::hold(
+                config.hold_ttl.as_millis(),
+                config.hold_limit,
+            )),
         }
     }
 }
@@ -315,35 +315,26 @@ pub(crate) async fn hold(
         keys::user_holds(event_id, call.user),
     ];
     let n = call.n.to_string();
-    let [ttl, limit] = &core.public.hold_args;
     let result = core
         .redis
-        .eval(
-            &core.public.scripts.hold,
+        .eval_batched(
+            &core.public.hold,
             &keys.each_ref().map(|k| k.as_bytes()),
-            &[
-                n.as_bytes(),
-                &value,
-                ttl.as_bytes(),
-                limit.as_bytes(),
-                req.seat_id.as_bytes(),
-            ],
+            &[n.as_bytes(), &value, req.seat_id.as_bytes()],
         )
         .await?;
-    let result = array(&result)?;
     let conflict = |code, message| Err(Error::request(code, message));
-    match integer(result.first())? {
-        1 => {}
+    let expires_at = match integer(Some(&result))? {
         -1 => return conflict(ErrorCode::SeatSold, "seat already sold"),
         -2 => return conflict(ErrorCode::SeatHeld, "seat is held"),
         -3 => return conflict(ErrorCode::HoldLimit, "too many seats held"),
+        exp if exp > 0 => exp as u64,
         _ => {
             return Err(Error::Internal {
                 message: "unexpected reply from storage",
             })
         }
-    }
-    let expires_at = integer(result.get(1))? as u64;
+    };
     if let Some(side) = &core.side {
         side.mirror(|| MirrorOp::Hold {
             pk: format!("{event_id}#{}", req.seat_id),

@@ -3,6 +3,8 @@
 //! on a slot; the driver task (`driver`) owns the socket, writes everything queued
 //! with one write (commands issued while a write is in flight join the next one:
 //! automatic pipelining, no timer), and hands replies to slots in FIFO order.
+//! A [`BatchScript`] goes one step further: the calls made while a write is in flight
+//! join one `EVALSHA`, so Redis pays a script call's fixed cost once for all of them.
 //!
 //! Failure is fast and typed: no connection, too many commands in flight, a deadline
 //! passed, or the connection lost are each a [`RedisError`] at once; the HTTP layer
@@ -56,10 +58,12 @@ impl RedisError {
 }
 
 /// Counters of one client. `depth` counts writes by how many commands they carried:
-/// bucket `i` holds writes of `2^i ..= 2^(i+1) - 1` commands.
+/// bucket `i` holds writes of `2^i ..= 2^(i+1) - 1` commands. A batch of
+/// [`Client::eval_batched`] calls is one command, its calls are counted in `batched`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     pub commands: u64,
+    pub batched: u64,
     pub replies: u64,
     pub writes: u64,
     pub server_errors: u64,
@@ -107,6 +111,57 @@ impl Script {
     }
 }
 
+/// A script that serves many callers in one `EVALSHA` (see [`Client::eval_batched`]).
+/// It gets the keys of every call, then `shared`, then the arguments of every call,
+/// each call's in the order they were made, and must return an array of one reply a
+/// call, in that order. Calls are told apart by counting: every call gives the same
+/// number of keys and of arguments.
+pub struct BatchScript {
+    script: Script,
+    shared: Vec<Vec<u8>>,
+    /// The most calls in one batch: bounds how long one script blocks the server.
+    max_calls: usize,
+    /// Set by a `NOSCRIPT`: the next batch is sent whole (`EVAL`), which loads it.
+    send_body: std::cell::Cell<bool>,
+}
+
+impl BatchScript {
+    pub fn new(body: &'static str, shared: Vec<Vec<u8>>, max_calls: usize) -> Self {
+        Self {
+            script: Script::new(body),
+            shared,
+            max_calls: max_calls.max(1),
+            send_body: std::cell::Cell::new(false),
+        }
+    }
+}
+
+/// Calls of one [`BatchScript`] waiting for the next write, their keys and arguments
+/// already encoded as RESP bulk strings.
+struct OpenBatch {
+    script: Rc<BatchScript>,
+    keys: Vec<u8>,
+    key_count: usize,
+    args: Vec<u8>,
+    arg_count: usize,
+    slots: Vec<usize>,
+}
+
+/// Who waits for one reply: one command, or every call of a batch in order.
+enum Waiters {
+    One(usize),
+    Batch(Vec<usize>),
+}
+
+impl Waiters {
+    fn contains(&self, slot: usize) -> bool {
+        match self {
+            Self::One(s) => *s == slot,
+            Self::Batch(slots) => slots.contains(&slot),
+        }
+    }
+}
+
 enum Slot {
     Waiting(Option<Waker>),
     Done(Result<Frame, RedisError>),
@@ -120,9 +175,13 @@ struct Inner {
     /// Commands encoded since the last write, and how many.
     wbuf: Vec<u8>,
     unwritten: u32,
-    /// Slots of the commands sent or queued, in reply order.
-    fifo: VecDeque<usize>,
+    /// Batches still taking calls; encoded into `wbuf` just before it is written.
+    open: Vec<OpenBatch>,
+    /// The waiters of the commands sent or queued, in reply order.
+    fifo: VecDeque<Waiters>,
     slots: Slab<Slot>,
+    /// Callers waiting for a reply (in `fifo` or in an open batch): the in-flight bound.
+    waiting: usize,
     writer: Option<Waker>,
     on_connect: Vec<Waker>,
     /// Set when a reply is overdue with nothing answered since: the driver drops the
@@ -147,8 +206,10 @@ impl Client {
             connected: false,
             wbuf: Vec::with_capacity(64 * 1024),
             unwritten: 0,
+            open: Vec::new(),
             fifo: VecDeque::new(),
             slots: Slab::new(),
+            waiting: 0,
             writer: None,
             on_connect: Vec::new(),
             stalled: false,
@@ -194,25 +255,7 @@ impl Client {
         groups: &[&[&[u8]]],
     ) -> impl Future<Output = Result<Frame, RedisError>> + 'static {
         let pending = self.send_parts(groups);
-        let inner = self.inner.clone();
-        async move {
-            let slot = pending.slot;
-            let deadline = inner.borrow().config.timeout;
-            match monoio::time::timeout(deadline, pending).await {
-                Ok(reply) => reply,
-                Err(_elapsed) => {
-                    let mut inner = inner.borrow_mut();
-                    inner.stats.timeouts += 1;
-                    // Nothing answered since this command was sent: the connection
-                    // (or the server) is stuck, and every later reply waits behind it.
-                    if slot.is_some() && inner.fifo.front().copied() == slot {
-                        inner.stalled = true;
-                        inner.wake_writer();
-                    }
-                    Err(RedisError::Timeout)
-                }
-            }
-        }
+        within_deadline(self.inner.clone(), pending)
     }
 
     /// Runs `script` by SHA: `EVALSHA` is sent now (like [`Client::query`]); on
@@ -249,31 +292,125 @@ impl Client {
     pub fn send_parts(&self, groups: &[&[&[u8]]]) -> Pending {
         let mut inner = self.inner.borrow_mut();
         inner.stats.commands += 1;
-        let refused = if !inner.connected {
-            inner.stats.disconnected += 1;
-            Some(RedisError::Disconnected)
-        } else if inner.fifo.len() >= inner.config.max_in_flight {
-            inner.stats.overloaded += 1;
-            Some(RedisError::Overloaded)
-        } else {
-            None
-        };
-        if let Some(error) = refused {
-            return Pending {
-                inner: self.inner.clone(),
-                slot: None,
-                refused: Some(error),
-            };
+        if let Err(error) = inner.admit() {
+            return self.refused(error);
         }
         codec::resp::write_command(&mut inner.wbuf, groups);
         inner.unwritten += 1;
         let slot = inner.slots.insert(Slot::Waiting(None));
-        inner.fifo.push_back(slot);
+        inner.waiting += 1;
+        inner.fifo.push_back(Waiters::One(slot));
         inner.wake_writer();
+        self.pending(slot)
+    }
+
+    /// Runs `script` for this call together with every other call made before the
+    /// driver's next write: one `EVALSHA` for all, the reply being this call's element
+    /// of the script's array. Unlike [`Client::query`], the call does not keep its
+    /// order among other commands (the batch is encoded when it is written); on
+    /// `NOSCRIPT` the call joins the next batch, which is sent whole, once.
+    pub fn eval_batched<'a>(
+        &self,
+        script: &'a Rc<BatchScript>,
+        keys: &'a [&'a [u8]],
+        args: &'a [&'a [u8]],
+    ) -> impl Future<Output = Result<Frame, RedisError>> + 'a {
+        let client = self.clone();
+        async move {
+            match client.batched_once(script, keys, args).await {
+                Err(RedisError::Server(msg)) if msg.starts_with("NOSCRIPT") => {
+                    client.inner.borrow_mut().stats.noscript_retries += 1;
+                    script.send_body.set(true);
+                    client.batched_once(script, keys, args).await
+                }
+                reply => reply,
+            }
+        }
+    }
+
+    async fn batched_once(
+        &self,
+        script: &Rc<BatchScript>,
+        keys: &[&[u8]],
+        args: &[&[u8]],
+    ) -> Result<Frame, RedisError> {
+        within_deadline(self.inner.clone(), self.join(script, keys, args)).await
+    }
+
+    fn join(&self, script: &Rc<BatchScript>, keys: &[&[u8]], args: &[&[u8]]) -> Pending {
+        let mut inner = self.inner.borrow_mut();
+        inner.stats.batched += 1;
+        if let Err(error) = inner.admit() {
+            return self.refused(error);
+        }
+        let at = match inner
+            .open
+            .iter()
+            .position(|b| Rc::ptr_eq(&b.script, script))
+        {
+            Some(at) => at,
+            None => {
+                inner.open.push(OpenBatch {
+                    script: script.clone(),
+                    keys: Vec::new(),
+                    key_count: 0,
+                    args: Vec::new(),
+                    arg_count: 0,
+                    slots: Vec::new(),
+                });
+                inner.open.len() - 1
+            }
+        };
+        let slot = inner.slots.insert(Slot::Waiting(None));
+        inner.waiting += 1;
+        let batch = &mut inner.open[at];
+        codec::resp::write_bulks(&mut batch.keys, keys);
+        codec::resp::write_bulks(&mut batch.args, args);
+        batch.key_count += keys.len();
+        batch.arg_count += args.len();
+        batch.slots.push(slot);
+        if batch.slots.len() >= script.max_calls {
+            let batch = inner.open.swap_remove(at);
+            inner.seal(batch);
+        }
+        inner.wake_writer();
+        self.pending(slot)
+    }
+
+    fn pending(&self, slot: usize) -> Pending {
         Pending {
             inner: self.inner.clone(),
             slot: Some(slot),
             refused: None,
+        }
+    }
+
+    fn refused(&self, error: RedisError) -> Pending {
+        Pending {
+            inner: self.inner.clone(),
+            slot: None,
+            refused: Some(error),
+        }
+    }
+}
+
+/// Waits for a reply within the configured deadline.
+async fn within_deadline(inner: Rc<RefCell<Inner>>, pending: Pending) -> Result<Frame, RedisError> {
+    let slot = pending.slot;
+    let deadline = inner.borrow().config.timeout;
+    match monoio::time::timeout(deadline, pending).await {
+        Ok(reply) => reply,
+        Err(_elapsed) => {
+            let mut inner = inner.borrow_mut();
+            inner.stats.timeouts += 1;
+            // Nothing answered since this command was sent: the connection (or the
+            // server) is stuck, and every later reply waits behind it.
+            let front = inner.fifo.front();
+            if slot.is_some_and(|s| front.is_some_and(|w| w.contains(s))) {
+                inner.stalled = true;
+                inner.wake_writer();
+            }
+            Err(RedisError::Timeout)
         }
     }
 }
@@ -293,15 +430,58 @@ fn decimal(n: usize, buf: &mut [u8; 20]) -> &[u8] {
 }
 
 impl Inner {
+    /// Whether one more caller may wait for a reply now.
+    fn admit(&mut self) -> Result<(), RedisError> {
+        if !self.connected {
+            self.stats.disconnected += 1;
+            Err(RedisError::Disconnected)
+        } else if self.waiting >= self.config.max_in_flight {
+            self.stats.overloaded += 1;
+            Err(RedisError::Overloaded)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Encodes a batch into the write buffer as one `EVALSHA` (or `EVAL`).
+    fn seal(&mut self, batch: OpenBatch) {
+        let script = &batch.script;
+        let mut digits = [0u8; 20];
+        let numkeys = decimal(batch.key_count, &mut digits);
+        let (verb, id): (&[u8], &[u8]) = if script.send_body.replace(false) {
+            (b"EVAL", script.script.body.as_bytes())
+        } else {
+            (b"EVALSHA", script.script.sha.as_bytes())
+        };
+        let count = 3 + batch.key_count + script.shared.len() + batch.arg_count;
+        codec::resp::write_array_header(&mut self.wbuf, count);
+        codec::resp::write_bulks(&mut self.wbuf, &[verb, id, numkeys]);
+        self.wbuf.extend_from_slice(&batch.keys);
+        for arg in &script.shared {
+            codec::resp::write_bulks(&mut self.wbuf, &[arg]);
+        }
+        self.wbuf.extend_from_slice(&batch.args);
+        self.unwritten += 1;
+        self.stats.commands += 1;
+        self.fifo.push_back(Waiters::Batch(batch.slots));
+    }
+
+    /// Encodes every open batch: called just before the write buffer is written.
+    fn seal_open(&mut self) {
+        while let Some(batch) = self.open.pop() {
+            self.seal(batch);
+        }
+    }
+
     fn wake_writer(&mut self) {
         if let Some(writer) = self.writer.take() {
             writer.wake();
         }
     }
 
-    /// Hands the next reply to the oldest waiting command.
+    /// Hands the next reply to the oldest waiting command (or batch).
     fn deliver(&mut self, frame: Frame) -> Result<(), RedisError> {
-        let Some(slot) = self.fifo.pop_front() else {
+        let Some(waiters) = self.fifo.pop_front() else {
             return Err(RedisError::Protocol(
                 "a reply with no command waiting".into(),
             ));
@@ -314,12 +494,36 @@ impl Inner {
             }
             frame => Ok(frame),
         };
+        match waiters {
+            Waiters::One(slot) => self.answer(slot, reply),
+            Waiters::Batch(slots) => match reply {
+                Ok(Frame::Array(replies)) if replies.len() == slots.len() => {
+                    for (slot, reply) in slots.into_iter().zip(replies) {
+                        self.answer(slot, Ok(reply));
+                    }
+                }
+                Ok(_) => {
+                    let error =
+                        RedisError::Protocol("a batch script must reply one element a call".into());
+                    slots
+                        .into_iter()
+                        .for_each(|slot| self.answer(slot, Err(error.clone())));
+                }
+                Err(error) => slots
+                    .into_iter()
+                    .for_each(|slot| self.answer(slot, Err(error.clone()))),
+            },
+        }
+        Ok(())
+    }
+
+    fn answer(&mut self, slot: usize, reply: Result<Frame, RedisError>) {
+        self.waiting -= 1;
         match std::mem::replace(&mut self.slots[slot], Slot::Done(reply)) {
             Slot::Waiting(waker) => waker.into_iter().for_each(Waker::wake),
             Slot::Abandoned => drop(self.slots.remove(slot)),
             Slot::Done(_) => unreachable!("a slot gets one reply"),
         }
-        Ok(())
     }
 
     fn on_connected(&mut self) {
@@ -335,14 +539,13 @@ impl Inner {
         self.unwritten = 0;
         self.writer = None;
         self.stats.reconnects += 1;
-        while let Some(slot) = self.fifo.pop_front() {
-            match std::mem::replace(
-                &mut self.slots[slot],
-                Slot::Done(Err(RedisError::Disconnected)),
-            ) {
-                Slot::Waiting(waker) => waker.into_iter().for_each(Waker::wake),
-                Slot::Abandoned | Slot::Done(_) => drop(self.slots.remove(slot)),
-            }
+        let open = self.open.drain(..).flat_map(|b| b.slots);
+        let sent = self.fifo.drain(..).flat_map(|w| match w {
+            Waiters::One(slot) => vec![slot],
+            Waiters::Batch(slots) => slots,
+        });
+        for slot in open.chain(sent).collect::<Vec<_>>() {
+            self.answer(slot, Err(RedisError::Disconnected));
         }
     }
 }

@@ -5,7 +5,7 @@ mod support;
 
 use std::{rc::Rc, time::Duration};
 
-use edge::redis::{Client, Frame, RedisConfig, RedisError, Script};
+use edge::redis::{BatchScript, Client, Frame, RedisConfig, RedisError, Script};
 use support::redis_server::RedisServer;
 
 fn shared_url() -> String {
@@ -121,6 +121,83 @@ fn scripts_run_by_sha_and_reload_after_script_flush() {
         assert_eq!(redis.raw("SCRIPT FLUSH"), "+OK\r\n");
         assert_eq!(client.eval(&script, &[b"k"], &[b"a"]).await, want);
         assert_eq!(client.stats().noscript_retries, retries + 1);
+    });
+}
+
+/// Each call: its key, the shared argument, its own argument, and the key's counter.
+const ECHO_BATCH: &str = "
+local out = {}
+for i = 1, #KEYS do
+  out[i] = KEYS[i] .. '|' .. ARGV[1] .. '|' .. ARGV[1 + i] .. '|' .. redis.call('INCR', KEYS[i])
+end
+return out
+";
+
+/// `calls` concurrent batched calls on `prefix:i`, each checked against its own reply.
+async fn batched_calls(
+    client: &Client,
+    script: &Rc<BatchScript>,
+    prefix: &Rc<String>,
+    calls: usize,
+    round: u32,
+) {
+    let tasks: Vec<_> = (0..calls)
+        .map(|i| {
+            let (client, script, prefix) = (client.clone(), script.clone(), prefix.clone());
+            monoio::spawn(async move {
+                let (key, arg) = (format!("{prefix}:{i}"), format!("a{i}"));
+                let reply = client
+                    .eval_batched(&script, &[key.as_bytes()], &[arg.as_bytes()])
+                    .await;
+                assert_eq!(reply, Ok(bulk(&format!("{key}|s|{arg}|{round}"))));
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await;
+    }
+}
+
+#[test]
+fn batched_calls_share_script_calls_each_get_their_own_reply_and_survive_script_flush() {
+    let redis = RedisServer::start(&[]);
+    run(async {
+        let client = connected(config(&redis.url())).await;
+        let script = Rc::new(BatchScript::new(ECHO_BATCH, vec![b"s".to_vec()], 64));
+        let prefix = Rc::new(unique_prefix());
+        batched_calls(&client, &script, &prefix, 1_000, 1).await;
+        let stats = client.stats();
+        // Not loaded yet: every call's first batch got NOSCRIPT, and it joined a
+        // batch sent whole.
+        assert_eq!(stats.noscript_retries, 1_000);
+        assert_eq!(stats.batched, 2_000);
+        // Every call was retried once: at least 2 x 1,000 / 64 script calls, and
+        // far fewer than one a call.
+        assert!(
+            (32..200).contains(&stats.commands),
+            "calls share script calls of at most 64: {stats:?}"
+        );
+
+        assert_eq!(redis.raw("SCRIPT FLUSH"), "+OK\r\n");
+        batched_calls(&client, &script, &prefix, 100, 2).await;
+        assert_eq!(client.stats().noscript_retries, 1_100);
+        batched_calls(&client, &script, &prefix, 100, 3).await;
+        assert_eq!(client.stats().noscript_retries, 1_100, "loaded again");
+
+        // One call's error fails its batch, typed; the next batch is served.
+        let text = format!("{prefix}:text");
+        client
+            .query(&[b"SET", text.as_bytes(), b"x"])
+            .await
+            .expect("set");
+        let failed = client
+            .eval_batched(&script, &[text.as_bytes()], &[b"a"])
+            .await;
+        assert!(
+            matches!(&failed, Err(RedisError::Server(m)) if m.contains("not an integer")),
+            "{failed:?}"
+        );
+        batched_calls(&client, &script, &prefix, 10, 4).await;
     });
 }
 

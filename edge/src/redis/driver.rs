@@ -190,6 +190,7 @@ async fn write_commands(
             if inner.stalled {
                 return Poll::Ready(None);
             }
+            inner.seal_open();
             if inner.wbuf.is_empty() {
                 inner.writer = Some(cx.waker().clone());
                 return Poll::Pending;

@@ -10,8 +10,10 @@ fn inner() -> Inner {
         connected: true,
         wbuf: Vec::new(),
         unwritten: 0,
+        open: Vec::new(),
         fifo: VecDeque::new(),
         slots: Slab::new(),
+        waiting: 0,
         writer: None,
         on_connect: Vec::new(),
         stalled: false,
@@ -45,7 +47,8 @@ fn replies_split_at_every_byte_reach_their_commands_in_order() {
         let slots: Vec<usize> = (0..expected().len())
             .map(|_| {
                 let slot = inner.slots.insert(Slot::Waiting(None));
-                inner.fifo.push_back(slot);
+                inner.fifo.push_back(Waiters::One(slot));
+                inner.waiting += 1;
                 slot
             })
             .collect();
@@ -70,7 +73,10 @@ fn abandoned_slots_drop_their_reply_and_the_next_command_gets_its_own() {
     let mut inner = inner();
     let first = inner.slots.insert(Slot::Abandoned);
     let second = inner.slots.insert(Slot::Waiting(None));
-    inner.fifo.extend([first, second]);
+    inner
+        .fifo
+        .extend([Waiters::One(first), Waiters::One(second)]);
+    inner.waiting = 2;
     let mut rbuf = BytesMut::from(&b":1\r\n:2\r\n"[..]);
     driver::deliver_all(&mut inner, &mut rbuf).expect("valid");
     assert!(!inner.slots.contains(first));
@@ -95,7 +101,10 @@ fn disconnect_fails_every_waiter() {
     let mut inner = inner();
     let waiting = inner.slots.insert(Slot::Waiting(None));
     let abandoned = inner.slots.insert(Slot::Abandoned);
-    inner.fifo.extend([waiting, abandoned]);
+    inner
+        .fifo
+        .extend([Waiters::One(waiting), Waiters::One(abandoned)]);
+    inner.waiting = 2;
     inner.wbuf.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
     inner.on_disconnected();
     assert!(!inner.connected && inner.wbuf.is_empty() && inner.fifo.is_empty());
@@ -114,4 +123,99 @@ fn depth_buckets_are_powers_of_two() {
     }
     assert_eq!(&stats.depth[..4], &[1, 2, 2, 1]);
     assert_eq!(stats.depth[9], 1);
+}
+
+fn batch(inner: &mut Inner, calls: usize) -> Vec<usize> {
+    let slots: Vec<usize> = (0..calls)
+        .map(|_| inner.slots.insert(Slot::Waiting(None)))
+        .collect();
+    inner.waiting += calls;
+    inner.fifo.push_back(Waiters::Batch(slots.clone()));
+    slots
+}
+
+fn take(inner: &mut Inner, slot: usize) -> Result<Frame, RedisError> {
+    match inner.slots.remove(slot) {
+        Slot::Done(reply) => reply,
+        _ => panic!("slot {slot} not answered"),
+    }
+}
+
+#[test]
+fn a_batch_reply_is_shared_out_an_element_a_call_and_an_error_to_all() {
+    let mut inner = inner();
+    let ok = batch(&mut inner, 2);
+    let failed = batch(&mut inner, 2);
+    let misshapen = batch(&mut inner, 2);
+    let mut rbuf = BytesMut::from(&b"*2\r\n:7\r\n$1\r\nb\r\n-ERR boom\r\n*1\r\n:1\r\n"[..]);
+    driver::deliver_all(&mut inner, &mut rbuf).expect("valid replies");
+    assert_eq!(take(&mut inner, ok[0]), Ok(Frame::Integer(7)));
+    assert_eq!(take(&mut inner, ok[1]), Ok(Frame::BulkString("b".into())));
+    for slot in failed {
+        assert_eq!(
+            take(&mut inner, slot),
+            Err(RedisError::Server("ERR boom".into()))
+        );
+    }
+    for slot in misshapen {
+        assert!(matches!(
+            take(&mut inner, slot),
+            Err(RedisError::Protocol(_))
+        ));
+    }
+    assert_eq!(inner.waiting, 0);
+}
+
+#[test]
+fn disconnect_fails_the_calls_of_open_and_sent_batches() {
+    let mut inner = inner();
+    let sent = batch(&mut inner, 2);
+    let open = inner.slots.insert(Slot::Waiting(None));
+    inner.waiting += 1;
+    inner.open.push(OpenBatch {
+        script: Rc::new(BatchScript::new("return {}", Vec::new(), 8)),
+        keys: Vec::new(),
+        key_count: 0,
+        args: Vec::new(),
+        arg_count: 0,
+        slots: vec![open],
+    });
+    inner.on_disconnected();
+    for slot in sent.into_iter().chain([open]) {
+        assert_eq!(take(&mut inner, slot), Err(RedisError::Disconnected));
+    }
+    assert!(inner.open.is_empty() && inner.fifo.is_empty() && inner.waiting == 0);
+}
+
+#[test]
+fn a_sealed_batch_is_one_evalsha_keys_then_shared_then_each_calls_arguments() {
+    let mut inner = inner();
+    let script = Rc::new(BatchScript::new("return {}", vec![b"s".to_vec()], 8));
+    let mut batch = OpenBatch {
+        script: script.clone(),
+        keys: Vec::new(),
+        key_count: 2,
+        args: Vec::new(),
+        arg_count: 2,
+        slots: vec![],
+    };
+    codec::resp::write_bulks(&mut batch.keys, &[b"k1", b"k2"]);
+    codec::resp::write_bulks(&mut batch.args, &[b"a1", b"a2"]);
+    inner.seal(batch);
+    let mut want = Vec::new();
+    codec::resp::write_command(
+        &mut want,
+        &[&[
+            b"EVALSHA",
+            script.script.sha().as_bytes(),
+            b"2",
+            b"k1",
+            b"k2",
+            b"s",
+            b"a1",
+            b"a2",
+        ]],
+    );
+    assert_eq!(inner.wbuf, want);
+    assert_eq!(inner.unwritten, 1);
 }
