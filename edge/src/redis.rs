@@ -137,7 +137,7 @@ impl BatchScript {
 }
 
 /// Calls of one [`BatchScript`] waiting for the next write, their keys and arguments
-/// already encoded as RESP bulk strings.
+/// already encoded as RESP bulk strings. Kept once made: its buffers serve the next.
 struct OpenBatch {
     script: Rc<BatchScript>,
     keys: Vec<u8>,
@@ -370,8 +370,7 @@ impl Client {
         batch.arg_count += args.len();
         batch.slots.push(slot);
         if batch.slots.len() >= script.max_calls {
-            let batch = inner.open.swap_remove(at);
-            inner.seal(batch);
+            inner.seal(at);
         }
         inner.wake_writer();
         self.pending(slot)
@@ -443,8 +442,12 @@ impl Inner {
         }
     }
 
-    /// Encodes a batch into the write buffer as one `EVALSHA` (or `EVAL`).
-    fn seal(&mut self, batch: OpenBatch) {
+    /// Encodes open batch `at` into the write buffer as one `EVALSHA` (or `EVAL`).
+    fn seal(&mut self, at: usize) {
+        let batch = &mut self.open[at];
+        if batch.slots.is_empty() {
+            return;
+        }
         let script = &batch.script;
         let mut digits = [0u8; 20];
         let numkeys = decimal(batch.key_count, &mut digits);
@@ -461,15 +464,19 @@ impl Inner {
             codec::resp::write_bulks(&mut self.wbuf, &[arg]);
         }
         self.wbuf.extend_from_slice(&batch.args);
+        batch.keys.clear();
+        batch.args.clear();
+        (batch.key_count, batch.arg_count) = (0, 0);
+        let slots = std::mem::take(&mut batch.slots);
         self.unwritten += 1;
         self.stats.commands += 1;
-        self.fifo.push_back(Waiters::Batch(batch.slots));
+        self.fifo.push_back(Waiters::Batch(slots));
     }
 
     /// Encodes every open batch: called just before the write buffer is written.
     fn seal_open(&mut self) {
-        while let Some(batch) = self.open.pop() {
-            self.seal(batch);
+        for at in 0..self.open.len() {
+            self.seal(at);
         }
     }
 
@@ -539,7 +546,12 @@ impl Inner {
         self.unwritten = 0;
         self.writer = None;
         self.stats.reconnects += 1;
-        let open = self.open.drain(..).flat_map(|b| b.slots);
+        let open = self.open.iter_mut().flat_map(|b| {
+            b.keys.clear();
+            b.args.clear();
+            (b.key_count, b.arg_count) = (0, 0);
+            std::mem::take(&mut b.slots)
+        });
         let sent = self.fifo.drain(..).flat_map(|w| match w {
             Waiters::One(slot) => vec![slot],
             Waiters::Batch(slots) => slots,

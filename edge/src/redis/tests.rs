@@ -184,11 +184,11 @@ fn disconnect_fails_the_calls_of_open_and_sent_batches() {
     for slot in sent.into_iter().chain([open]) {
         assert_eq!(take(&mut inner, slot), Err(RedisError::Disconnected));
     }
-    assert!(inner.open.is_empty() && inner.fifo.is_empty() && inner.waiting == 0);
+    assert!(inner.open[0].slots.is_empty() && inner.fifo.is_empty() && inner.waiting == 0);
 }
 
 #[test]
-fn a_sealed_batch_is_one_evalsha_keys_then_shared_then_each_calls_arguments() {
+fn a_sealed_batch_is_one_evalsha_keys_then_shared_then_each_calls_arguments_once() {
     let mut inner = inner();
     let script = Rc::new(BatchScript::new("return {}", vec![b"s".to_vec()], 8));
     let mut batch = OpenBatch {
@@ -197,11 +197,12 @@ fn a_sealed_batch_is_one_evalsha_keys_then_shared_then_each_calls_arguments() {
         key_count: 2,
         args: Vec::new(),
         arg_count: 2,
-        slots: vec![],
+        slots: vec![0],
     };
     codec::resp::write_bulks(&mut batch.keys, &[b"k1", b"k2"]);
     codec::resp::write_bulks(&mut batch.args, &[b"a1", b"a2"]);
-    inner.seal(batch);
+    inner.open.push(batch);
+    inner.seal(0);
     let mut want = Vec::new();
     codec::resp::write_command(
         &mut want,
@@ -218,4 +219,6 @@ fn a_sealed_batch_is_one_evalsha_keys_then_shared_then_each_calls_arguments() {
     );
     assert_eq!(inner.wbuf, want);
     assert_eq!(inner.unwritten, 1);
+    inner.seal(0);
+    assert_eq!(inner.wbuf, want, "an emptied batch writes nothing");
 }
