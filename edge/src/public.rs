@@ -319,6 +319,7 @@ pub(crate) async fn hold(
         .redis
         .eval_batched(
             &core.public.hold,
+            event_id.as_bytes(),
             &keys.each_ref().map(|k| k.as_bytes()),
             &[n.as_bytes(), &value, req.seat_id.as_bytes()],
         )

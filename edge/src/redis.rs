@@ -137,9 +137,13 @@ impl BatchScript {
 }
 
 /// Calls of one [`BatchScript`] waiting for the next write, their keys and arguments
-/// already encoded as RESP bulk strings. Kept once made: its buffers serve the next.
+/// already encoded as RESP bulk strings. Kept while it takes calls: its buffers serve
+/// the next batch of its script and group.
 struct OpenBatch {
     script: Rc<BatchScript>,
+    group: Vec<u8>,
+    /// Took a call since the last write.
+    used: bool,
     keys: Vec<u8>,
     key_count: usize,
     args: Vec<u8>,
@@ -304,24 +308,26 @@ impl Client {
         self.pending(slot)
     }
 
-    /// Runs `script` for this call together with every other call made before the
-    /// driver's next write: one `EVALSHA` for all, the reply being this call's element
-    /// of the script's array. Unlike [`Client::query`], the call does not keep its
-    /// order among other commands (the batch is encoded when it is written); on
-    /// `NOSCRIPT` the call joins the next batch, which is sent whole, once.
+    /// Runs `script` for this call together with every other call of the same `group`
+    /// made before the driver's next write: one `EVALSHA` for all, the reply being
+    /// this call's element of the script's array. `group` is the keys' hash tag, so
+    /// one batch stays on one Redis Cluster slot. Unlike [`Client::query`], the call
+    /// does not keep its order among other commands (the batch is encoded when it is
+    /// written); on `NOSCRIPT` the call joins the next batch, which is sent whole, once.
     pub fn eval_batched<'a>(
         &self,
         script: &'a Rc<BatchScript>,
+        group: &'a [u8],
         keys: &'a [&'a [u8]],
         args: &'a [&'a [u8]],
     ) -> impl Future<Output = Result<Frame, RedisError>> + 'a {
         let client = self.clone();
         async move {
-            match client.batched_once(script, keys, args).await {
+            match client.batched_once(script, group, keys, args).await {
                 Err(RedisError::Server(msg)) if msg.starts_with("NOSCRIPT") => {
                     client.inner.borrow_mut().stats.noscript_retries += 1;
                     script.send_body.set(true);
-                    client.batched_once(script, keys, args).await
+                    client.batched_once(script, group, keys, args).await
                 }
                 reply => reply,
             }
@@ -331,13 +337,21 @@ impl Client {
     async fn batched_once(
         &self,
         script: &Rc<BatchScript>,
+        group: &[u8],
         keys: &[&[u8]],
         args: &[&[u8]],
     ) -> Result<Frame, RedisError> {
-        within_deadline(self.inner.clone(), self.join(script, keys, args)).await
+        let pending = self.join(script, group, keys, args);
+        within_deadline(self.inner.clone(), pending).await
     }
 
-    fn join(&self, script: &Rc<BatchScript>, keys: &[&[u8]], args: &[&[u8]]) -> Pending {
+    fn join(
+        &self,
+        script: &Rc<BatchScript>,
+        group: &[u8],
+        keys: &[&[u8]],
+        args: &[&[u8]],
+    ) -> Pending {
         let mut inner = self.inner.borrow_mut();
         inner.stats.batched += 1;
         if let Err(error) = inner.admit() {
@@ -346,12 +360,14 @@ impl Client {
         let at = match inner
             .open
             .iter()
-            .position(|b| Rc::ptr_eq(&b.script, script))
+            .position(|b| Rc::ptr_eq(&b.script, script) && b.group == group)
         {
             Some(at) => at,
             None => {
                 inner.open.push(OpenBatch {
                     script: script.clone(),
+                    group: group.to_vec(),
+                    used: false,
                     keys: Vec::new(),
                     key_count: 0,
                     args: Vec::new(),
@@ -364,6 +380,7 @@ impl Client {
         let slot = inner.slots.insert(Slot::Waiting(None));
         inner.waiting += 1;
         let batch = &mut inner.open[at];
+        batch.used = true;
         codec::resp::write_bulks(&mut batch.keys, keys);
         codec::resp::write_bulks(&mut batch.args, args);
         batch.key_count += keys.len();
@@ -478,6 +495,8 @@ impl Inner {
         for at in 0..self.open.len() {
             self.seal(at);
         }
+        // Only the groups that took calls since the last write keep their buffers.
+        self.open.retain_mut(|b| std::mem::take(&mut b.used));
     }
 
     fn wake_writer(&mut self) {

@@ -147,7 +147,7 @@ async fn batched_calls(
             monoio::spawn(async move {
                 let (key, arg) = (format!("{prefix}:{i}"), format!("a{i}"));
                 let reply = client
-                    .eval_batched(&script, &[key.as_bytes()], &[arg.as_bytes()])
+                    .eval_batched(&script, b"g", &[key.as_bytes()], &[arg.as_bytes()])
                     .await;
                 assert_eq!(reply, Ok(bulk(&format!("{key}|s|{arg}|{round}"))));
             })
@@ -191,13 +191,54 @@ fn batched_calls_share_script_calls_each_get_their_own_reply_and_survive_script_
             .await
             .expect("set");
         let failed = client
-            .eval_batched(&script, &[text.as_bytes()], &[b"a"])
+            .eval_batched(&script, b"g", &[text.as_bytes()], &[b"a"])
             .await;
         assert!(
             matches!(&failed, Err(RedisError::Server(m)) if m.contains("not an integer")),
             "{failed:?}"
         );
         batched_calls(&client, &script, &prefix, 10, 4).await;
+    });
+}
+
+#[test]
+fn calls_of_different_groups_never_share_a_script_call() {
+    run(async {
+        let client = connected(config(&shared_url())).await;
+        // Each call: the first key of its script call, then its own.
+        let script = Rc::new(BatchScript::new(
+            "local out = {} for i = 1, #KEYS do out[i] = KEYS[1] .. ' ' .. KEYS[i] end return out",
+            Vec::new(),
+            64,
+        ));
+        let prefix = Rc::new(unique_prefix());
+        let tasks: Vec<_> = (0..300)
+            .map(|i| {
+                let (client, script, prefix) = (client.clone(), script.clone(), prefix.clone());
+                monoio::spawn(async move {
+                    let group = format!("g{}", i % 3);
+                    let key = format!("{{{group}}}:{prefix}:{i}");
+                    let reply = client
+                        .eval_batched(&script, group.as_bytes(), &[key.as_bytes()], &[])
+                        .await;
+                    let Ok(Frame::BulkString(reply)) = reply else {
+                        panic!("{reply:?}")
+                    };
+                    let reply = String::from_utf8(reply.to_vec()).expect("utf-8");
+                    let (first, own) = reply.split_once(' ').expect("two keys");
+                    assert_eq!(own, key);
+                    assert!(first.starts_with(&format!("{{{group}}}:")), "{reply}");
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await;
+        }
+        let stats = client.stats();
+        assert!(
+            stats.commands < 100,
+            "calls of a group still share: {stats:?}"
+        );
     });
 }
 

@@ -174,6 +174,8 @@ fn disconnect_fails_the_calls_of_open_and_sent_batches() {
     inner.waiting += 1;
     inner.open.push(OpenBatch {
         script: Rc::new(BatchScript::new("return {}", Vec::new(), 8)),
+        group: Vec::new(),
+        used: true,
         keys: Vec::new(),
         key_count: 0,
         args: Vec::new(),
@@ -193,6 +195,8 @@ fn a_sealed_batch_is_one_evalsha_keys_then_shared_then_each_calls_arguments_once
     let script = Rc::new(BatchScript::new("return {}", vec![b"s".to_vec()], 8));
     let mut batch = OpenBatch {
         script: script.clone(),
+        group: Vec::new(),
+        used: true,
         keys: Vec::new(),
         key_count: 2,
         args: Vec::new(),
@@ -221,4 +225,8 @@ fn a_sealed_batch_is_one_evalsha_keys_then_shared_then_each_calls_arguments_once
     assert_eq!(inner.unwritten, 1);
     inner.seal(0);
     assert_eq!(inner.wbuf, want, "an emptied batch writes nothing");
+    inner.seal_open();
+    assert_eq!(inner.open.len(), 1, "it took a call since the last write");
+    inner.seal_open();
+    assert!(inner.open.is_empty(), "an idle group's batch goes");
 }
