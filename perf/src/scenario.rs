@@ -602,7 +602,8 @@ async fn journey(
 ) {
     let plan = &*ctx.plan;
     let began = from.unwrap_or_else(Instant::now);
-    let user_id = format!("{}-t{}-j{}", plan.run_id, ctx.thread, slot.index);
+    // The run's tag: the runs of one invocation (stepup, a max search) enter new buyers.
+    let user_id = format!("{}-{}-j{}", plan.run_id, st.tag, slot.index);
     let result = journey_steps(ctx, conn, st, slot, from, &user_id).await;
     let status = match result {
         Ok("CONFIRMED") => 200,
