@@ -261,12 +261,27 @@ fn redis_killed_fails_every_command_at_once_and_a_restart_reconnects() {
                 })
             })
             .collect();
-        // Let every task send before the kill.
-        while client.stats().commands < 1000 {
+        let script = Rc::new(BatchScript::new(ECHO_BATCH, vec![b"s".to_vec()], 64));
+        let batched: Vec<_> = (0..500)
+            .map(|i| {
+                let (client, script) = (client.clone(), script.clone());
+                monoio::spawn(async move {
+                    let key = format!("b{i}");
+                    client
+                        .eval_batched(&script, b"g", &[key.as_bytes()], &[b"a"])
+                        .await
+                })
+            })
+            .collect();
+        // Let every task send (or join its batch) before the kill.
+        while client.stats().commands < 1000 || client.stats().batched < 500 {
             monoio::time::sleep(Duration::from_millis(1)).await;
         }
         redis.kill();
         for task in in_flight {
+            assert_eq!(task.await, Err(RedisError::Disconnected));
+        }
+        for task in batched {
             assert_eq!(task.await, Err(RedisError::Disconnected));
         }
         assert!(!client.is_connected());
