@@ -54,7 +54,9 @@ def main():
     print("# Benchmarks (`make bench`)\n")
     print("Written by `perf/bench.sh` from the loadgen reports beside this file (each has its")
     print("command, machine, per-stage tables, per-endpoint statuses and an SVG chart). Edge")
-    print("with one thread pinned to one CPU, its Redis on the same CPU, loadgen on the other;")
+    server, redis = os.environ.get("SERVER_CPU", "0"), os.environ.get("REDIS_CPU")
+    where = "on the same CPU" if redis in (None, server) else f"on CPU {redis}"
+    print(f"with one thread pinned to CPU {server}, its Redis {where}, loadgen on another;")
     print("nginx's static 200 on the edge's CPU, measured in the same invocation.\n")
     first = next(iter(reports.values()), None)
     if first:

@@ -21,12 +21,14 @@
 #   mixed, journey   the seed's mix and whole buyers, with `worker run` draining the
 #       commits into PostgreSQL; both end with the audit (0 oversold, 0 lost).
 #
-# Redis: a private redis-server (no persistence) pinned to SERVER_CPU, so the edge's
-# core and its Redis share one CPU, as the edge's Redis share of the cost is part of
-# the hold path; loadgen reports edge and Redis CPU-µs per request separately.
+# Redis: a private redis-server (no persistence) pinned to REDIS_CPU, by default
+# SERVER_CPU, so the edge's core and its Redis share one CPU, as the edge's Redis share
+# of the cost is part of the hold path; loadgen reports edge and Redis CPU-µs per
+# request separately. On a machine with a third CPU, REDIS_CPU=2 puts Redis beside the
+# edge the way ElastiCache is: on other hardware.
 # PostgreSQL: the local stack's (infra/local/stack.sh up).
 #
-# Environment (defaults): SERVER_CPU=0 LOAD_CPU=1 DRIVERS="uring epoll"
+# Environment (defaults): SERVER_CPU=0 LOAD_CPU=1 REDIS_CPU=SERVER_CPU DRIVERS="uring epoll"
 #   SCENARIOS="summary hold stepup buy mixed journey" P99_MS=50 TRIAL_S=5 RUN_S=10
 #   CONNECTIONS=256 SEATS_PER_SECTION=200000 MIXED_RATE=4000 JOURNEY_RATE=100
 #   STEPUP_FROM=10000 STEPUP_TO=60000 BUILD=1 OUT_DIR=perf/results
@@ -41,6 +43,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 SERVER_CPU=${SERVER_CPU:-0}
+REDIS_CPU=${REDIS_CPU:-$SERVER_CPU}
 LOAD_CPU=${LOAD_CPU:-1}
 DRIVERS=${DRIVERS:-uring epoll}
 SCENARIOS=${SCENARIOS:-summary hold stepup buy mixed journey}
@@ -140,7 +143,7 @@ wait_port() { # wait_port PORT PID NAME
 }
 
 curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$EDGE_PORT/" && die "port $EDGE_PORT is taken"
-taskset -c "$SERVER_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
+taskset -c "$REDIS_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
     --appendonly no --dir "$SCRATCH" >"$SCRATCH/redis.log" 2>&1 &
 REDIS_PID=$!
 PIDS+=("$REDIS_PID")
@@ -274,6 +277,6 @@ fi
 # Anything the servers complained about while loaded.
 grep -hiE "warn|error" "$SCRATCH"/edge-*.log "$SCRATCH"/worker.log 2>/dev/null | sort | uniq -c | sort -rn | head -n 20 >&2 || true
 
-python3 perf/bench-index.py "$OUT_DIR" >"$OUT_DIR/bench.md"
+SERVER_CPU=$SERVER_CPU REDIS_CPU=$REDIS_CPU python3 perf/bench-index.py "$OUT_DIR" >"$OUT_DIR/bench.md"
 cat "$OUT_DIR/bench.md"
 log "index written to $OUT_DIR/bench.md"
