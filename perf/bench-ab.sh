@@ -5,7 +5,8 @@
 # A (the baseline, e.g. built from a worktree of the previous commit) and B (default:
 # this tree's release build) each run one thread pinned to SERVER_CPU beside one private
 # Redis, loadgen on LOAD_CPU. `loadgen max --of SCENARIO --compare` runs every trial
-# against B, then A; for hold every trial starts on an empty event (FLUSHALL, re-seed).
+# against B, then A; for hold and enter every trial starts on an empty event
+# (FLUSHALL, re-seed).
 # Writes OUT_DIR/SCENARIO.md/.json/.svg (perf/results/ab/).
 #
 #   git worktree add /tmp/base HEAD~1 && (cd /tmp/base && cargo build --release -p edge)
@@ -49,7 +50,7 @@ done
 
 for scenario in $SCENARIOS; do
     reset=()
-    [[ $scenario == hold ]] &&
+    [[ $scenario == hold || $scenario == enter ]] &&
         reset=(--reset-cmd "redis-cli -p $REDIS_PORT flushall >/dev/null && ${SEED[*]} >/dev/null")
     log "$scenario: B (this tree) vs A (baseline), $DRIVER"
     taskset -c "$LOAD_CPU" "$SCRATCH/loadgen" max --of "$scenario" --event perf \

@@ -46,6 +46,7 @@ pub struct Public {
     cache_control: Vec<u8>,
     /// The hold script, with `HOLD_TTL_MS` and `HOLD_LIMIT` as its shared arguments.
     hold: Rc<BatchScript>,
+    enter: Rc<BatchScript>,
 }
 
 struct Cached {
@@ -77,6 +78,7 @@ impl Public {
                 config.hold_ttl.as_millis(),
                 config.hold_limit,
             )),
+            enter: Rc::new(scripts::enter()),
         }
     }
 }
@@ -148,7 +150,8 @@ struct EnterBody<'a> {
     event_id: Cow<'a, str>,
 }
 
-/// `POST /public/enter`: the same user gets the same position (one script).
+/// `POST /public/enter`: the same user gets the same position (one script call,
+/// shared with the core's other entries of the moment).
 pub(crate) async fn enter(core: &Core, body: &[u8], reply: &mut Reply) -> Result<(), Error> {
     let req: EnterBody<'_> = parse(body)?;
     valid_user(&req.user_id)?;
@@ -158,8 +161,9 @@ pub(crate) async fn enter(core: &Core, body: &[u8], reply: &mut Reply) -> Result
     let (positions, queue) = (keys::positions(&req.event_id), keys::queue(&req.event_id));
     let position = core
         .redis
-        .eval(
-            &public.scripts.enter,
+        .eval_batched(
+            &public.enter,
+            req.event_id.as_bytes(),
             &[positions.as_bytes(), queue.as_bytes()],
             &[req.user_id.as_bytes()],
         )

@@ -78,6 +78,44 @@ fn entering_twice_keeps_the_position_and_the_token_reports_it() {
 }
 
 #[test]
+fn concurrent_entries_number_each_buyer_once_from_one() {
+    let edge = edge(&[]);
+    let event = open_event("crowd", 10);
+    // 40 connections at once; threads 2k and 2k+1 enter the same 25 buyers.
+    let threads: Vec<_> = (0..40)
+        .map(|t| {
+            let (mut c, event) = (edge.connect(), event.clone());
+            std::thread::spawn(move || {
+                (0..25)
+                    .map(|i| {
+                        let user = format!("buyer-{}-{i}", t / 2);
+                        let r = c.post(
+                            "/public/enter",
+                            None,
+                            &json!({"userId": user, "eventId": event}),
+                        );
+                        assert_eq!(r.status, 200);
+                        (user, r.json()["position"].as_u64().expect("position"))
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut positions = std::collections::HashMap::new();
+    for (user, position) in threads.into_iter().flat_map(|t| t.join().expect("thread")) {
+        let first = *positions.entry(user.clone()).or_insert(position);
+        assert_eq!(first, position, "{user} entered twice, one position");
+    }
+    let mut numbers: Vec<u64> = positions.into_values().collect();
+    numbers.sort_unstable();
+    assert_eq!(
+        numbers,
+        (1..=500).collect::<Vec<_>>(),
+        "500 buyers, 1 to 500"
+    );
+}
+
+#[test]
 fn bad_bodies_unknown_events_and_bad_tokens_get_their_codes() {
     let edge = edge(&[]);
     let event = open_event("bad", 10);

@@ -26,6 +26,7 @@ usage: loadgen SCENARIO [options]        open-loop load, report in OUT.md/.json/
 scenarios:
   ping      GET --path (default /public/ping)
   summary   GET /public/summary/EVENT/SECTION, random section
+  enter     POST /public/enter, a new buyer each request
   hold      POST /public/hold, random seats, buyers entered beforehand (--users)
   mixed     of every 10 requests: 7 public reads, 2 buying steps (hold, intent, commit),
             1 status poll; ends with the audit
@@ -141,6 +142,7 @@ fn kind_of(name: &str) -> Result<Kind, String> {
     Ok(match name {
         "ping" => Kind::Ping,
         "summary" => Kind::Summary,
+        "enter" => Kind::Enter,
         "hold" => Kind::Hold,
         "mixed" => Kind::Mixed,
         "buy" => Kind::Buy,
@@ -197,7 +199,9 @@ fn real_main(raw: &[String]) -> Result<i32, String> {
         None => None,
     };
     if compare.is_some() && kind.buys() {
-        return Err("--compare needs a stateless scenario (ping, summary, hold)".into());
+        return Err(
+            "--compare needs a scenario without an audit (ping, summary, enter, hold)".into(),
+        );
     }
     let driver = match args.str("driver", "uring").as_str() {
         "uring" => Driver::Uring,

@@ -31,6 +31,7 @@ use crate::{
 pub enum Kind {
     Ping,
     Summary,
+    Enter,
     Hold,
     Mixed,
     Buy,
@@ -252,6 +253,7 @@ fn endpoint_of(kind: Kind) -> Endpoint {
     match kind {
         Kind::Ping => Endpoint::Ping,
         Kind::Summary | Kind::Mixed => Endpoint::Summary,
+        Kind::Enter => Endpoint::Enter,
         Kind::Hold | Kind::Buy => Endpoint::Hold,
         Kind::Journey => Endpoint::Journey,
     }
@@ -300,6 +302,15 @@ fn fill(ctx: &ThreadCtx, conn: &mut Conn, st: &mut ConnState, slot: &Slot) -> En
             Endpoint::Ping
         }
         Kind::Summary => summary_request(conn, st, plan),
+        Kind::Enter => {
+            // A new buyer each time, new in every run of an invocation too.
+            let body = format!(
+                r#"{{"userId":"{}-{}-e{}","eventId":"{}"}}"#,
+                plan.run_id, st.tag, slot.index, plan.event
+            );
+            write_request(&mut conn.req, "POST", "/public/enter", b"", body.as_bytes());
+            Endpoint::Enter
+        }
         Kind::Hold => {
             let seat = st.seat(plan);
             let token = ctx.next_user().map(|u| u.token.as_str()).unwrap_or("none");
