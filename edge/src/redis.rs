@@ -66,6 +66,8 @@ pub struct Stats {
     pub batched: u64,
     pub replies: u64,
     pub writes: u64,
+    /// Commands those writes carried.
+    pub written: u64,
     pub server_errors: u64,
     pub timeouts: u64,
     pub overloaded: u64,
@@ -78,13 +80,12 @@ pub struct Stats {
 impl Stats {
     /// Mean commands per write.
     pub fn mean_depth(&self) -> f64 {
-        self.commands
-            .saturating_sub(self.disconnected + self.overloaded) as f64
-            / self.writes.max(1) as f64
+        self.written as f64 / self.writes.max(1) as f64
     }
 
     fn record_write(&mut self, commands: u32) {
         self.writes += 1;
+        self.written += u64::from(commands);
         let bucket = (u32::BITS - 1 - commands.max(1).leading_zeros()) as usize;
         self.depth[bucket.min(self.depth.len() - 1)] += 1;
     }

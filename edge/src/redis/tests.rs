@@ -123,6 +123,7 @@ fn depth_buckets_are_powers_of_two() {
     }
     assert_eq!(&stats.depth[..4], &[1, 2, 2, 1]);
     assert_eq!(stats.depth[9], 1);
+    assert_eq!(stats.mean_depth(), 1025.0 / 7.0);
 }
 
 fn batch(inner: &mut Inner, calls: usize) -> Vec<usize> {
