@@ -253,6 +253,11 @@ fn holds_refuse_sold_seats_and_enforce_the_per_buyer_limit() {
     assert_eq!(hold(&mut c, &event, &t, "B-1").status, 201);
     let r = hold(&mut c, &event, &t, "A-2");
     assert_eq!((r.status, r.error_code().as_str()), (409, "HOLD_LIMIT"));
+    // At the limit: sold is still said first, then the limit before held.
+    let r = hold(&mut c, &event, &t, "A-5");
+    assert_eq!((r.status, r.error_code().as_str()), (409, "SEAT_SOLD"));
+    let r = hold(&mut c, &event, &t, "A-1");
+    assert_eq!((r.status, r.error_code().as_str()), (409, "HOLD_LIMIT"));
 }
 
 #[test]
