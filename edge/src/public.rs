@@ -307,11 +307,13 @@ pub(crate) async fn hold(
     let mut scratch = [0u8; token::SCRATCH_BYTES];
     let call = seat_call(core, head, &req, &mut scratch).await?;
     let event_id = call.event.catalog.event_id.as_str();
-    let mut hold_id = Vec::with_capacity(16);
-    crate::ids::write_next(&mut hold_id);
-    let mut value = hold_id.clone();
+    // `holdId user`, what the hold key holds; the hold id is its first part.
+    let mut value = Vec::with_capacity(17 + call.user.len());
+    crate::ids::write_next(&mut value);
+    let hold_id_len = value.len();
     value.push(b' ');
     value.extend_from_slice(call.user.as_bytes());
+    let hold_id = &value[..hold_id_len];
     let keys = [
         keys::sold(event_id, call.section),
         keys::hold(event_id, call.section, call.n),
@@ -344,7 +346,7 @@ pub(crate) async fn hold(
         side.mirror(|| MirrorOp::Hold {
             pk: format!("{event_id}#{}", req.seat_id),
             holder: call.user.to_owned(),
-            hold_id: String::from_utf8_lossy(&hold_id).into_owned(),
+            hold_id: String::from_utf8_lossy(hold_id).into_owned(),
             exp_secs: expires_at.div_ceil(1000),
         });
     }
@@ -352,7 +354,7 @@ pub(crate) async fn hold(
     reply.header("cache-control", b"no-store");
     let out = reply.json_body();
     out.extend_from_slice(b"{\"holdId\":");
-    write_str(out, &hold_id);
+    write_str(out, hold_id);
     out.extend_from_slice(b",\"expiresAt\":");
     write_u64(out, expires_at);
     out.push(b'}');
