@@ -39,8 +39,9 @@ set -euo pipefail
 # Thousands of connections (journey): more than the usual 1024 descriptors.
 ulimit -n 65536 2>/dev/null || true
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+NAME=bench
+# shellcheck source=perf/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SERVER_CPU=${SERVER_CPU:-0}
 REDIS_CPU=${REDIS_CPU:-$SERVER_CPU}
@@ -68,41 +69,6 @@ NGINX_PORT=${NGINX_PORT:-18381}
 HOLD_MAX_RATE=${HOLD_MAX_RATE:-160000}
 SUMMARY_MAX_RATE=${SUMMARY_MAX_RATE:-400000}
 
-log() { echo "bench: $*" >&2; }
-die() {
-    log "$*"
-    exit 1
-}
-
-# ---- processes we started, stopped by PID on every exit path ----------------------
-PIDS=()
-SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX")
-stop_pid() {
-    local pid=$1 i
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < 200; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == Z ]] && break
-            sleep 0.05
-        done
-        kill -0 "$pid" 2>/dev/null && [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] &&
-            kill -KILL "$pid" 2>/dev/null
-    fi
-    wait "$pid" 2>/dev/null || true
-    local kept=() p
-    for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || kept+=("$p"); done
-    PIDS=("${kept[@]}")
-}
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-    rm -rf "$SCRATCH"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
 need() { # need COMMAND DEBIAN_PACKAGE
     command -v "$1" >/dev/null 2>&1 && return
     log "$1 missing: apt-get install $2"
@@ -117,37 +83,14 @@ need taskset util-linux
 need curl curl
 need python3 python3
 
-# ---- build; every run uses these copies (others rebuild target/ meanwhile) ---------
-if [[ $BUILD == 1 ]]; then
-    nice -n 10 cargo build --release -j2 -p edge --bin edge -p worker --bin worker -p perf --bin loadgen
-fi
-mkdir -p "$SCRATCH/bin"
-cp "${CARGO_TARGET_DIR:-target}"/release/{edge,worker,loadgen} "$SCRATCH/bin/"
-EDGE=$SCRATCH/bin/edge
-WORKER=$SCRATCH/bin/worker
-LOADGEN=$SCRATCH/bin/loadgen
-
-infra/local/stack.sh up >/dev/null
-eval "$(infra/local/stack.sh env)"
-export DATABASE_URL
-export REDIS_URL=redis://127.0.0.1:$REDIS_PORT
-
-wait_port() { # wait_port PORT PID NAME
-    local i
-    for ((i = 0; i < 200; i++)); do
-        kill -0 "$2" 2>/dev/null || die "$3 exited during start-up"
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return
-        sleep 0.05
-    done
-    die "$3 does not listen on $1"
-}
+release_binaries
+EDGE=$SCRATCH/edge
+WORKER=$SCRATCH/worker
+LOADGEN=$SCRATCH/loadgen
+local_stack_env
 
 curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$EDGE_PORT/" && die "port $EDGE_PORT is taken"
-taskset -c "$REDIS_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
-    --appendonly no --dir "$SCRATCH" >"$SCRATCH/redis.log" 2>&1 &
-REDIS_PID=$!
-PIDS+=("$REDIS_PID")
-wait_port "$REDIS_PORT" "$REDIS_PID" redis-server
+private_redis "$REDIS_PORT" "$REDIS_CPU"
 
 "$WORKER" migrate >/dev/null
 SEED=("$WORKER" seed perf --sections "$SECTIONS" --seats-per-section "$SEATS_PER_SECTION"

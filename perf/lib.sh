@@ -18,9 +18,22 @@ die() {
 
 PIDS=()
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/$NAME.XXXXXX")
-stop_pid() { # stop_pid PID: SIGTERM, then reaped
-    kill -TERM "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
+stop_pid() { # stop_pid PID: SIGTERM, SIGKILL after 10 s, reaped and out of PIDS
+    local pid=$1 i
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < 200; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == Z ]] && break
+            sleep 0.05
+        done
+        kill -0 "$pid" 2>/dev/null && [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] &&
+            kill -KILL "$pid" 2>/dev/null
+    fi
+    wait "$pid" 2>/dev/null || true
+    local kept=() p
+    for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || kept+=("$p"); done
+    PIDS=("${kept[@]}")
 }
 cleanup() {
     local pid
@@ -28,6 +41,8 @@ cleanup() {
     rm -rf "$SCRATCH"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # wait_port PORT [PID NAME]: until something listens on 127.0.0.1:PORT (30 s at most);
 # fails at once when PID exits first.
