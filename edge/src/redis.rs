@@ -491,13 +491,17 @@ impl Inner {
         self.fifo.push_back(Waiters::Batch(slots));
     }
 
-    /// Encodes every open batch: called just before the write buffer is written.
+    /// Encodes every open batch: called by the driver each time it looks for
+    /// something to write.
     fn seal_open(&mut self) {
         for at in 0..self.open.len() {
             self.seal(at);
         }
-        // Only the groups that took calls since the last write keep their buffers.
-        self.open.retain_mut(|b| std::mem::take(&mut b.used));
+        // When a write goes out, the groups that took no call since the previous one
+        // give up their buffers; a look that finds nothing to write keeps them all.
+        if !self.wbuf.is_empty() {
+            self.open.retain_mut(|b| std::mem::take(&mut b.used));
+        }
     }
 
     fn wake_writer(&mut self) {

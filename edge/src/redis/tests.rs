@@ -228,6 +228,13 @@ fn a_sealed_batch_is_one_evalsha_keys_then_shared_then_each_calls_arguments_once
     assert_eq!(inner.wbuf, want, "an emptied batch writes nothing");
     inner.seal_open();
     assert_eq!(inner.open.len(), 1, "it took a call since the last write");
+    inner.wbuf.clear();
     inner.seal_open();
-    assert!(inner.open.is_empty(), "an idle group's batch goes");
+    assert_eq!(inner.open.len(), 1, "nothing to write, nothing dropped");
+    inner.wbuf.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
+    inner.seal_open();
+    assert!(
+        inner.open.is_empty(),
+        "an idle group's batch goes with the next write"
+    );
 }
