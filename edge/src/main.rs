@@ -1,7 +1,11 @@
 //! `edge`: reads its configuration from the environment and serves until SIGTERM or
-//! SIGINT, then drains. A second signal exits at once.
+//! SIGINT, then drains. Another signal a second or more later exits at once.
 
-use std::{io::IsTerminal, process::ExitCode};
+use std::{
+    io::IsTerminal,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
 
 use edge::{config::Config, server::Server};
 use signal_hook::{
@@ -54,18 +58,26 @@ fn main() -> ExitCode {
     let drainer = server.drainer();
     std::thread::spawn(move || {
         let mut drainer = drainer;
+        let mut first: Option<Instant> = None;
         for signal in signals.forever() {
-            match drainer.take() {
-                Some(drainer) => {
+            match first {
+                // One within the second is the same request: Ctrl-C reaches the whole
+                // process group, and a supervisor like `infra/local/run.sh` forwards a
+                // SIGTERM right after (the worker does the same).
+                Some(at) if at.elapsed() < Duration::from_secs(1) => {}
+                Some(_) => {
+                    warn!(signal, "second signal, exiting now");
+                    std::process::exit(130);
+                }
+                None => {
+                    first = Some(Instant::now());
                     info!(
                         signal,
                         "draining: health is 503, finishing in-flight requests"
                     );
-                    drainer.drain();
-                }
-                None => {
-                    warn!(signal, "second signal, exiting now");
-                    std::process::exit(130);
+                    if let Some(drainer) = drainer.take() {
+                        drainer.drain();
+                    }
                 }
             }
         }

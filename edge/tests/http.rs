@@ -50,7 +50,7 @@ fn a_request_split_at_every_byte_is_answered_once() {
     // the request after it would not parse.
     let raw = b"POST /public/ping HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello world";
     for split in 1..raw.len() {
-        c.send(&raw[..split]);
+        c.send_and_wait_read(&raw[..split]);
         c.send(&raw[split..]);
         let r = c.read_response();
         assert_eq!(r.status, 405, "split at {split}");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use edge::token::{Keys, RoomToken};
 use serde_json::json;
-use support::{now_ms, seed_event, unique_event, Edge};
+use support::{now_ms, redis_server::RedisServer, seed_event, unique_event, Edge};
 
 const SECRET: &str = "test-secret";
 
@@ -452,6 +452,104 @@ fn an_expired_summary_is_rendered_once_while_the_others_get_the_old_one() {
         "one fresh rendering, 19 answers from the expired one: {sold:?}"
     );
     assert_eq!(renders() - before, 1, "Redis was asked once");
+}
+
+/// An edge of one core on a private Redis (so it can be stopped) with an open event.
+fn edge_on_private_redis(extra: &[(&str, &str)]) -> (RedisServer, Edge, String) {
+    let redis = RedisServer::start(&[]);
+    let event = unique_event("own");
+    let addr = format!("127.0.0.1:{}", redis.port);
+    support::seed_event_at(&addr, &event, &[("A", 10, 100)], 0, 1_000_000);
+    let url = redis.url();
+    let mut env = vec![("REDIS_URL", url.as_str()), ("EDGE_THREADS", "1")];
+    env.extend_from_slice(extra);
+    let edge = edge(&env);
+    (redis, edge, event)
+}
+
+#[test]
+fn a_stalled_or_lost_redis_is_a_503_with_retry_after_never_a_hang() {
+    let (mut redis, edge, event) = edge_on_private_redis(&[("REDIS_TIMEOUT_MS", "200")]);
+    let mut c = edge.connect();
+    let t = c.enter(&event, "patient");
+
+    redis.pause();
+    let r = hold(&mut c, &event, &t, "A-1");
+    assert_eq!((r.status, r.error_code().as_str()), (503, "UNAVAILABLE"));
+    assert_eq!(r.header("retry-after"), Some("1"), "stalled");
+    redis.resume();
+    redis.kill();
+    let r = hold(&mut c, &event, &t, "A-1");
+    assert_eq!((r.status, r.error_code().as_str()), (503, "UNAVAILABLE"));
+    assert_eq!(r.header("retry-after"), Some("1"), "gone");
+    let r = c.post(
+        "/public/enter",
+        None,
+        &json!({"eventId": event, "userId": "late"}),
+    );
+    assert_eq!((r.status, r.error_code().as_str()), (503, "UNAVAILABLE"));
+
+    redis.restart();
+    let deadline = Instant::now() + support::WAIT;
+    let r = loop {
+        let r = hold(&mut c, &event, &t, "A-1");
+        if r.status != 503 || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(r.status, 201, "served again once Redis is back");
+}
+
+#[test]
+fn a_drain_finishes_a_request_waiting_on_redis() {
+    let (redis, mut edge, event) = edge_on_private_redis(&[("REDIS_TIMEOUT_MS", "10000")]);
+    let mut c = edge.connect();
+    let t = c.enter(&event, "drained");
+    let body = json!({"eventId": event, "seatId": "A-2"}).to_string();
+    let raw = format!(
+        "POST /public/hold HTTP/1.1\r\nHost: t\r\nx-room-token: {t}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    redis.pause();
+    c.send_and_wait_read(raw.as_bytes());
+    // Ctrl-C in a terminal: SIGINT to the process group, then a supervisor's SIGTERM.
+    edge.signal("INT");
+    edge.signal("TERM");
+    support::wait_for_line(&edge.log, "core draining");
+    assert!(
+        std::net::TcpStream::connect(edge.addr).is_err(),
+        "the listener is closed"
+    );
+    redis.resume();
+    let r = c.read_response();
+    assert_eq!(r.status, 201, "the hold in flight completes");
+    assert_eq!(r.header("connection"), Some("close"));
+    assert_eq!(edge.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn a_drain_gives_up_on_a_stuck_request_after_the_grace() {
+    let (redis, mut edge, event) = edge_on_private_redis(&[
+        ("REDIS_TIMEOUT_MS", "60000"),
+        ("EDGE_SHUTDOWN_GRACE_MS", "300"),
+    ]);
+    let mut c = edge.connect();
+    let t = c.enter(&event, "stuck");
+    redis.pause();
+    let body = json!({"eventId": event, "seatId": "A-3"}).to_string();
+    c.send_and_wait_read(
+        format!(
+            "POST /public/hold HTTP/1.1\r\nHost: t\r\nx-room-token: {t}\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    edge.signal("TERM");
+    support::wait_for_line(&edge.log, "shutdown grace over");
+    assert_eq!(edge.wait_exit().code(), Some(0));
+    assert!(c.is_closed(), "the stuck request's connection is closed");
+    redis.resume();
 }
 
 #[test]

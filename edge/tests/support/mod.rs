@@ -29,7 +29,11 @@ impl Edge {
     }
 
     pub fn start_owned(env: &[(&str, String)]) -> Edge {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge"));
+        Self::start_command(Command::new(env!("CARGO_BIN_EXE_edge")), env)
+    }
+
+    /// Starts `cmd`, which runs the edge binary (itself or through a launcher).
+    pub fn start_command(mut cmd: Command, env: &[(&str, String)]) -> Edge {
         // Status look-ups in PostgreSQL are the end-to-end tests' (tests/): these run
         // against Redis alone, whatever `make test` exported.
         cmd.env("EDGE_ADDR", "127.0.0.1:0")
@@ -146,6 +150,30 @@ impl Client {
         self.stream.write_all(raw).expect("write");
     }
 
+    /// Writes `raw` and returns once the edge has read all of it: the client's send
+    /// queue is acknowledged (the bytes are in the edge's socket) and the edge's receive
+    /// queue is empty (a read of its took them), as `/proc/net/tcp` shows. The next
+    /// write then reaches a later read.
+    pub fn send_and_wait_read(&mut self, raw: &[u8]) {
+        self.send(raw);
+        let me = self.stream.local_addr().expect("local addr");
+        let edge = self.stream.peer_addr().expect("peer addr");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+            let sent = tcp_queues(&table, me, edge).map(|(tx, _)| tx);
+            let unread = tcp_queues(&table, edge, me).map(|(_, rx)| rx);
+            if sent == Some(0) && unread == Some(0) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "edge did not read: {sent:?} unacked, {unread:?} unread"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Reads one response; `head_only` for answers to HEAD.
     pub fn read_response_to(&mut self, head_only: bool) -> Response {
         loop {
@@ -218,6 +246,32 @@ impl Client {
             Err(e) => panic!("connection still open: {e}"),
         }
     }
+}
+
+/// `(tx_queue, rx_queue)` of the IPv4 TCP socket `local` -> `remote` in a
+/// `/proc/net/tcp` table (addresses as the kernel prints them: the 32-bit address in
+/// memory order, then the port, both in hex).
+fn tcp_queues(table: &str, local: SocketAddr, remote: SocketAddr) -> Option<(u64, u64)> {
+    let key = |addr: SocketAddr| match addr {
+        SocketAddr::V4(a) => format!(
+            "{:08X}:{:04X}",
+            u32::from_ne_bytes(a.ip().octets()),
+            a.port()
+        ),
+        SocketAddr::V6(_) => panic!("IPv4 only"),
+    };
+    let (local, remote) = (key(local), key(remote));
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) != Some(&local.as_str()) || fields.get(2) != Some(&remote.as_str()) {
+            return None;
+        }
+        let (tx, rx) = fields.get(4)?.split_once(':')?;
+        Some((
+            u64::from_str_radix(tx, 16).ok()?,
+            u64::from_str_radix(rx, 16).ok()?,
+        ))
+    })
 }
 
 pub fn get(path: &str) -> Vec<u8> {

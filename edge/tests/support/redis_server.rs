@@ -141,6 +141,22 @@ impl RedisServer {
         }
     }
 
+    /// SIGSTOP (`pause`) or SIGCONT (`resume`): the server stops answering with its
+    /// connections open, as a stalled or overloaded Redis does.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill").args(["-s", signal, &pid]).status();
+        assert!(status.expect("kill").success(), "kill -s {signal}");
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
