@@ -198,6 +198,46 @@ fn both_drivers_serve_and_the_log_says_which() {
     }
 }
 
+/// The edge started through `support/no-io-uring.py`: io_uring_setup refused (EPERM)
+/// by a seccomp filter, as Docker's default profile and Fargate refuse it.
+fn edge_without_io_uring() -> std::process::Command {
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/no-io-uring.py"
+    ))
+    .arg(env!("CARGO_BIN_EXE_edge"));
+    cmd
+}
+
+#[test]
+fn auto_falls_back_to_epoll_where_seccomp_refuses_io_uring() {
+    let auto = [("EDGE_DRIVER", "auto".to_owned())];
+    let edge = Edge::start_owned(&auto);
+    let line = support::wait_for_line(&edge.log, "drivers=");
+    assert!(
+        line.contains(r#"drivers=["io_uring", "io_uring"]"#),
+        "{line}"
+    );
+
+    let edge = Edge::start_command(edge_without_io_uring(), &auto);
+    let line = support::wait_for_line(&edge.log, "drivers=");
+    assert!(line.contains(r#"drivers=["epoll", "epoll"]"#), "{line}");
+    assert_eq!(edge.connect().request(&get("/public/ping")).status, 200);
+
+    let out = edge_without_io_uring()
+        .env("EDGE_ADDR", "127.0.0.1:0")
+        .env("EDGE_DRIVER", "uring")
+        .output()
+        .expect("run edge");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "EDGE_DRIVER=uring must not start: {log}"
+    );
+    assert!(log.contains("io_uring"), "{log}");
+}
+
 #[test]
 fn bad_configuration_exits_64_naming_the_variable() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
