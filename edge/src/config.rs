@@ -139,6 +139,15 @@ impl Config {
                 redis.tls_ca_file = (lookup)("REDIS_TLS_CA_FILE")
                     .filter(|s| !s.is_empty())
                     .map(Into::into);
+                if let (true, Some(path)) = (redis.url.tls, &redis.tls_ca_file) {
+                    crate::redis::check_tls(&redis).map_err(|_| {
+                        env.bad(
+                            "REDIS_TLS_CA_FILE",
+                            &path.display().to_string(),
+                            "cannot be read, or holds no PEM certificate",
+                        )
+                    })?;
+                }
                 redis.max_in_flight =
                     env.ranged("REDIS_MAX_IN_FLIGHT", 32 * 1024, 1, 1 << 20)? as usize;
                 redis

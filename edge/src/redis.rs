@@ -26,6 +26,12 @@ use std::{
 };
 
 pub use config::RedisConfig;
+
+/// Whether `rediss://` connections can be made with `config`'s trusted roots (its
+/// `tls_ca_file` is readable and holds a certificate).
+pub fn check_tls(config: &RedisConfig) -> Result<(), String> {
+    driver::tls_connector(config).map(drop)
+}
 pub use redis_protocol::resp2::types::BytesFrame as Frame;
 use slab::Slab;
 
@@ -60,8 +66,10 @@ impl RedisError {
 /// Counters of one client. `depth` counts writes by how many commands they carried:
 /// bucket `i` holds writes of `2^i ..= 2^(i+1) - 1` commands. A batch of
 /// [`Client::eval_batched`] calls is one command, its calls are counted in `batched`.
+/// The error counters count callers, by [`RedisError::kind`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// Commands asked for, refused ones included (`written` counts those sent).
     pub commands: u64,
     pub batched: u64,
     pub replies: u64,
@@ -69,8 +77,11 @@ pub struct Stats {
     /// Commands those writes carried.
     pub written: u64,
     pub server_errors: u64,
+    /// Replies of the wrong shape, and connections dropped for bytes that are not RESP.
+    pub protocol_errors: u64,
     pub timeouts: u64,
     pub overloaded: u64,
+    /// Refused while disconnected, or failed in flight by a lost connection.
     pub disconnected: u64,
     pub reconnects: u64,
     pub noscript_retries: u64,
@@ -520,7 +531,10 @@ impl Inner {
         self.stats.replies += 1;
         let reply = match frame {
             Frame::Error(message) => {
-                self.stats.server_errors += 1;
+                self.stats.server_errors += match &waiters {
+                    Waiters::One(_) => 1,
+                    Waiters::Batch(slots) => slots.len() as u64,
+                };
                 Err(RedisError::Server(message.to_string()))
             }
             frame => Ok(frame),
@@ -534,6 +548,7 @@ impl Inner {
                     }
                 }
                 Ok(_) => {
+                    self.stats.protocol_errors += slots.len() as u64;
                     let error =
                         RedisError::Protocol("a batch script must reply one element a call".into());
                     slots
@@ -580,7 +595,9 @@ impl Inner {
             Waiters::One(slot) => vec![slot],
             Waiters::Batch(slots) => slots,
         });
-        for slot in open.chain(sent).collect::<Vec<_>>() {
+        let failed: Vec<usize> = open.chain(sent).collect();
+        self.stats.disconnected += failed.len() as u64;
+        for slot in failed {
             self.answer(slot, Err(RedisError::Disconnected));
         }
     }

@@ -303,6 +303,25 @@ fn block_on<D: Driver>(
                 "shutdown grace over, closing"
             );
         }
+        let r = core.redis.stats();
+        info!(
+            core = core.id,
+            redis_commands = r.commands,
+            redis_batched = r.batched,
+            redis_writes = r.writes,
+            redis_written = r.written,
+            redis_mean_depth = format_args!("{:.1}", r.mean_depth()),
+            redis_depth = ?r.depth,
+            redis_replies = r.replies,
+            redis_server_errors = r.server_errors,
+            redis_protocol_errors = r.protocol_errors,
+            redis_timeouts = r.timeouts,
+            redis_overloaded = r.overloaded,
+            redis_disconnected = r.disconnected,
+            redis_reconnects = r.reconnects,
+            redis_noscript_retries = r.noscript_retries,
+            "core stopped"
+        );
     });
 }
 

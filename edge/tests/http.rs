@@ -246,6 +246,14 @@ fn bad_configuration_exits_64_naming_the_variable() {
         .expect("run edge");
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("EDGE_DRIVER"));
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
+        .env("REDIS_URL", "rediss://127.0.0.1:1")
+        .env("REDIS_TLS_CA_FILE", env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run edge");
+    assert_eq!(out.status.code(), Some(64), "a CA file that is no PEM file");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("REDIS_TLS_CA_FILE"));
 }
 
 #[test]

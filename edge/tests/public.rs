@@ -469,7 +469,7 @@ fn edge_on_private_redis(extra: &[(&str, &str)]) -> (RedisServer, Edge, String) 
 
 #[test]
 fn a_stalled_or_lost_redis_is_a_503_with_retry_after_never_a_hang() {
-    let (mut redis, edge, event) = edge_on_private_redis(&[("REDIS_TIMEOUT_MS", "200")]);
+    let (mut redis, mut edge, event) = edge_on_private_redis(&[("REDIS_TIMEOUT_MS", "200")]);
     let mut c = edge.connect();
     let t = c.enter(&event, "patient");
 
@@ -499,6 +499,25 @@ fn a_stalled_or_lost_redis_is_a_503_with_retry_after_never_a_hang() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(r.status, 201, "served again once Redis is back");
+
+    // The core's Redis counters, logged when it stops, saw each failure by its kind.
+    edge.signal("TERM");
+    let line = support::wait_for_line(&edge.log, "core stopped");
+    let counter = |name: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("redis_{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no redis_{name} in {line}"))
+    };
+    assert_eq!(counter("timeouts"), 1, "{line}");
+    assert!(counter("disconnected") >= 2, "{line}");
+    assert!(counter("reconnects") >= 1, "{line}");
+    assert_eq!(
+        counter("server_errors"),
+        counter("noscript_retries"),
+        "the restarted Redis had no scripts; nothing else was refused: {line}"
+    );
+    assert!(counter("written") >= 3 && counter("writes") >= 3, "{line}");
 }
 
 #[test]

@@ -278,12 +278,18 @@ fn redis_killed_fails_every_command_at_once_and_a_restart_reconnects() {
             monoio::time::sleep(Duration::from_millis(1)).await;
         }
         redis.kill();
-        for task in in_flight {
-            assert_eq!(task.await, Err(RedisError::Disconnected));
-        }
-        for task in batched {
-            assert_eq!(task.await, Err(RedisError::Disconnected));
-        }
+        // Bounded: a command left waiting would fail the test instead of hanging it.
+        let failed = async {
+            for task in in_flight {
+                assert_eq!(task.await, Err(RedisError::Disconnected));
+            }
+            for task in batched {
+                assert_eq!(task.await, Err(RedisError::Disconnected));
+            }
+        };
+        monoio::time::timeout(support::WAIT, failed)
+            .await
+            .expect("every command in flight fails, none hangs");
         assert!(!client.is_connected());
         assert_eq!(
             client.query(&[b"PING"]).await,
@@ -371,6 +377,22 @@ fn auth_and_select_come_from_the_url() {
         assert_eq!(other.query(&[b"GET", b"in-db-2"]).await, Ok(bulk("yes")));
         let db0 = connected(config(&format!("redis://:s3cret@127.0.0.1:{}", redis.port))).await;
         assert_eq!(db0.query(&[b"GET", b"in-db-2"]).await, Ok(Frame::Null));
+
+        // A named ACL user (ElastiCache RBAC), its password percent-encoded in the URL.
+        let acl: [&[u8]; 7] = [
+            b"ACL", b"SETUSER", b"buyer", b"on", b">p@ss/w", b"~*", b"+@all",
+        ];
+        assert_eq!(
+            client.query(&acl).await,
+            Ok(Frame::SimpleString("OK".into()))
+        );
+        let buyer = connected(config(&format!(
+            "redis://buyer:p%40ss%2Fw@127.0.0.1:{}/2",
+            redis.port
+        )))
+        .await;
+        assert_eq!(buyer.query(&[b"GET", b"in-db-2"]).await, Ok(bulk("yes")));
+        assert_eq!(buyer.query(&[b"ACL", b"WHOAMI"]).await, Ok(bulk("buyer")));
 
         let wrong = Client::connect(config(&format!("redis://:nope@127.0.0.1:{}", redis.port)));
         let attempt =

@@ -39,7 +39,8 @@ pub(super) async fn run(inner: Rc<RefCell<Inner>>) {
     let tls = match config.url.tls.then(|| tls_connector(&config)).transpose() {
         Ok(tls) => tls,
         Err(error) => {
-            // Bad CA file: no connection can ever be made; every command fails fast.
+            // The edge checks the CA file at start (`check_tls`); one changed since
+            // then: no connection can ever be made, every command fails fast.
             warn!(%error, "redis TLS configuration unusable");
             return;
         }
@@ -60,7 +61,11 @@ pub(super) async fn run(inner: Rc<RefCell<Inner>>) {
                     Stream::Tls(s) => serve(&inner, *s).await,
                 };
                 warn!(addr = %config.url.addr, %error, "redis connection lost");
-                inner.borrow_mut().on_disconnected();
+                let mut inner = inner.borrow_mut();
+                if let RedisError::Protocol(_) = error {
+                    inner.stats.protocol_errors += 1;
+                }
+                inner.on_disconnected();
             }
             Ok(Err(error)) => warn!(addr = %config.url.addr, %error, "redis connect failed"),
             Err(_) => warn!(addr = %config.url.addr, "redis connect timed out"),
@@ -79,7 +84,7 @@ pub(super) async fn run(inner: Rc<RefCell<Inner>>) {
 
 /// Trusted roots: the Mozilla set (ElastiCache's certificates chain to Amazon's roots,
 /// which it holds), plus the PEM file `REDIS_TLS_CA_FILE` for a private CA.
-fn tls_connector(config: &RedisConfig) -> Result<TlsConnector, String> {
+pub(super) fn tls_connector(config: &RedisConfig) -> Result<TlsConnector, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add_trust_anchors(webpki_roots::TLS_SERVER_ROOTS.iter().map(|ta| {
         rustls::OwnedTrustAnchor::from_subject_spki_name_constraints(

@@ -40,32 +40,55 @@ fn expected() -> Vec<Result<Frame, RedisError>> {
     ]
 }
 
+/// One waiting command for each reply of [`REPLIES`], in order.
+fn waiting_for_replies(inner: &mut Inner) -> Vec<usize> {
+    (0..expected().len())
+        .map(|_| {
+            let slot = inner.slots.insert(Slot::Waiting(None));
+            inner.fifo.push_back(Waiters::One(slot));
+            inner.waiting += 1;
+            slot
+        })
+        .collect()
+}
+
+fn assert_each_got_its_reply(inner: &mut Inner, slots: Vec<usize>, how: &str) {
+    assert!(inner.fifo.is_empty(), "{how}");
+    for (slot, want) in slots.into_iter().zip(expected()) {
+        match inner.slots.remove(slot) {
+            Slot::Done(got) => assert_eq!(got, want, "{how}"),
+            _ => panic!("slot {slot} not answered ({how})"),
+        }
+    }
+}
+
 #[test]
 fn replies_split_at_every_byte_reach_their_commands_in_order() {
     for split in 0..=REPLIES.len() {
         let mut inner = inner();
-        let slots: Vec<usize> = (0..expected().len())
-            .map(|_| {
-                let slot = inner.slots.insert(Slot::Waiting(None));
-                inner.fifo.push_back(Waiters::One(slot));
-                inner.waiting += 1;
-                slot
-            })
-            .collect();
+        let slots = waiting_for_replies(&mut inner);
         let mut rbuf = BytesMut::new();
         for part in [&REPLIES[..split], &REPLIES[split..]] {
             rbuf.extend_from_slice(part);
             driver::deliver_all(&mut inner, &mut rbuf).expect("valid replies");
         }
-        assert!(rbuf.is_empty() && inner.fifo.is_empty(), "split at {split}");
-        for (slot, want) in slots.into_iter().zip(expected()) {
-            match inner.slots.remove(slot) {
-                Slot::Done(got) => assert_eq!(got, want, "split at {split}"),
-                _ => panic!("slot {slot} not answered (split at {split})"),
-            }
-        }
+        assert!(rbuf.is_empty(), "split at {split}");
+        assert_each_got_its_reply(&mut inner, slots, &format!("split at {split}"));
         assert_eq!(inner.stats.server_errors, 1);
     }
+}
+
+#[test]
+fn replies_fed_a_byte_at_a_time_reach_their_commands_in_order() {
+    let mut inner = inner();
+    let slots = waiting_for_replies(&mut inner);
+    let mut rbuf = BytesMut::new();
+    for byte in REPLIES.chunks(1) {
+        rbuf.extend_from_slice(byte);
+        driver::deliver_all(&mut inner, &mut rbuf).expect("valid replies");
+    }
+    assert!(rbuf.is_empty());
+    assert_each_got_its_reply(&mut inner, slots, "a byte at a time");
 }
 
 #[test]
@@ -108,6 +131,7 @@ fn disconnect_fails_every_waiter() {
     inner.wbuf.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
     inner.on_disconnected();
     assert!(!inner.connected && inner.wbuf.is_empty() && inner.fifo.is_empty());
+    assert_eq!(inner.stats.disconnected, 2, "both failed in flight");
     assert!(matches!(
         inner.slots.remove(waiting),
         Slot::Done(Err(RedisError::Disconnected))
@@ -165,6 +189,12 @@ fn a_batch_reply_is_shared_out_an_element_a_call_and_an_error_to_all() {
         ));
     }
     assert_eq!(inner.waiting, 0);
+    let stats = inner.stats;
+    assert_eq!(
+        (stats.server_errors, stats.protocol_errors),
+        (2, 2),
+        "callers"
+    );
 }
 
 #[test]
