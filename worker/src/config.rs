@@ -20,7 +20,8 @@ pub struct Config {
     /// `DATABASE_URL`: `postgres://user:password@host:port/db` or libpq's `key=value`
     /// form. TLS is not supported yet (`sslmode=require` fails to connect).
     pub database: tokio_postgres::Config,
-    /// `REDIS_URL`: `redis://[user[:password]@]host[:port][/db]`.
+    /// `REDIS_URL`: `redis://[user[:password]@]host[:port][/db]`, or `rediss://` for
+    /// TLS; `REDIS_TLS_CA_FILE`: a PEM file of CAs trusted besides the Mozilla roots.
     pub redis: RedisConfig,
     /// `WORKER_LOG`: `error`, `warn`, `info`, `debug` or `trace`.
     pub log_level: LevelFilter,
@@ -130,11 +131,21 @@ impl Config {
                 reason: e.to_string(),
             })?;
         let redis_url = get("REDIS_URL", DEFAULT_REDIS_URL);
-        let redis = RedisConfig::from_url(&redis_url).map_err(|reason| ConfigError {
+        let mut redis = RedisConfig::from_url(&redis_url).map_err(|reason| ConfigError {
             var: "REDIS_URL",
             value: redact(&redis_url),
             reason: reason.to_owned(),
         })?;
+        redis.tls_ca_file = lookup("REDIS_TLS_CA_FILE")
+            .filter(|s| !s.is_empty())
+            .map(Into::into);
+        if let (true, Some(path)) = (redis.tls, &redis.tls_ca_file) {
+            redis.tls_connector().map_err(|reason| ConfigError {
+                var: "REDIS_TLS_CA_FILE",
+                value: path.display().to_string(),
+                reason,
+            })?;
+        }
         let log = get("WORKER_LOG", "info");
         let log_level = LevelFilter::from_str(log.trim()).map_err(|_| ConfigError {
             var: "WORKER_LOG",
@@ -306,8 +317,10 @@ mod tests {
             ("WORKER_VISIBILITY_MS", "5"),
             ("WORKER_EVENTS", "a{b}"),
             ("WORKER_FAULT", "explode"),
+            ("REDIS_TLS_CA_FILE", "/nonexistent/ca.pem"),
         ] {
-            let err = with(&[(var, value)]).expect_err(var);
+            // rediss://, so that REDIS_TLS_CA_FILE is read (the first REDIS_URL wins).
+            let err = with(&[(var, value), ("REDIS_URL", "rediss://h")]).expect_err(var);
             assert_eq!(err.var, var);
             let shown = err.to_string();
             assert!(shown.starts_with(var), "{shown}");

@@ -9,14 +9,21 @@
 //! the worker issues few, large batches, so one connection that waits for its replies
 //! is enough. A connection that timed out or lost sync is dead; make a new one.
 
-use std::{io, time::Duration};
+use std::{io, path::PathBuf, sync::Arc, time::Duration};
 
 use bytes::BytesMut;
 use redis_protocol::resp2::decode::decode_bytes_mut;
 pub use redis_protocol::resp2::types::BytesFrame as Frame;
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
+};
+use tokio_rustls::{
+    rustls::{
+        self,
+        pki_types::{CertificateDer, Der, ServerName, TrustAnchor},
+    },
+    TlsConnector,
 };
 
 /// Deadline of a connect and of each round trip (a whole pipeline). Projections write
@@ -57,7 +64,8 @@ impl RedisError {
     }
 }
 
-/// Where and how to connect: `redis://[user[:password]@]host[:port][/db]`.
+/// Where and how to connect: `redis://[user[:password]@]host[:port][/db]`, or
+/// `rediss://` for TLS (ElastiCache in-transit encryption).
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisConfig {
     /// `host:port`.
@@ -65,6 +73,9 @@ pub struct RedisConfig {
     pub username: Option<String>,
     pub password: Option<String>,
     pub db: u32,
+    pub tls: bool,
+    /// A PEM file of CA certificates trusted for `rediss://`, besides the Mozilla roots.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for RedisConfig {
@@ -74,26 +85,67 @@ impl std::fmt::Debug for RedisConfig {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("db", &self.db)
+            .field("tls", &self.tls)
+            .field("tls_ca_file", &self.tls_ca_file)
             .finish()
     }
 }
 
 impl RedisConfig {
-    /// Parses with `codec::url` (shared with the edge); `rediss://` is refused: the
-    /// worker's connection has no TLS yet.
+    /// Parses with `codec::url` (shared with the edge).
     pub fn from_url(url: &str) -> Result<Self, &'static str> {
         let url = codec::url::RedisUrl::parse(url)?;
-        if url.tls {
-            return Err("rediss:// (TLS) is not supported by the worker yet");
-        }
         Ok(Self {
             addr: url.addr,
             username: url.username,
             password: url.password,
             db: url.db,
+            tls: url.tls,
+            tls_ca_file: None,
         })
     }
+
+    /// The TLS client set-up of `rediss://`: the Mozilla roots (ElastiCache's
+    /// certificates chain to Amazon's, which it holds) and those of `tls_ca_file`.
+    pub fn tls_connector(&self) -> Result<TlsConnector, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().map(|ta| TrustAnchor {
+            subject: Der::from_slice(ta.subject),
+            subject_public_key_info: Der::from_slice(ta.spki),
+            name_constraints: ta.name_constraints.map(Der::from_slice),
+        }));
+        if let Some(path) = &self.tls_ca_file {
+            let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let certs = rustls_pemfile::certs(&mut pem.as_slice()).map_err(|e| e.to_string())?;
+            let (added, _) =
+                roots.add_parsable_certificates(certs.into_iter().map(CertificateDer::from));
+            if added == 0 {
+                return Err(format!("{}: no certificate in it", path.display()));
+            }
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(TlsConnector::from(Arc::new(tls)))
+    }
+
+    /// The host of `addr`, the name a TLS server's certificate must carry.
+    fn host(&self) -> &str {
+        let host = self
+            .addr
+            .rsplit_once(':')
+            .map_or(self.addr.as_str(), |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
 }
+
+/// The socket under a [`Conn`]: plain TCP or TLS over it.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug> Stream for S {}
 
 /// Commands to send with one write; their replies come back in the same order.
 #[derive(Debug, Default)]
@@ -127,7 +179,7 @@ impl Pipeline {
 /// One connection: request, response, in order.
 #[derive(Debug)]
 pub struct Conn {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     rbuf: BytesMut,
     /// Set when a round trip was cut short: replies may still be on their way, so the
     /// next reply read would not be the next command's.
@@ -135,13 +187,27 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Connects, authenticates (`AUTH`) and selects the database, within
-    /// [`ROUND_TRIP_TIMEOUT`] for each step.
+    /// Connects (with a TLS handshake for `rediss://`), authenticates (`AUTH`) and
+    /// selects the database, within [`ROUND_TRIP_TIMEOUT`] for each step.
     pub async fn connect(config: &RedisConfig) -> Result<Self, RedisError> {
-        let stream = tokio::time::timeout(ROUND_TRIP_TIMEOUT, TcpStream::connect(&config.addr))
+        let tcp = tokio::time::timeout(ROUND_TRIP_TIMEOUT, TcpStream::connect(&config.addr))
             .await
             .map_err(|_| RedisError::Timeout(ROUND_TRIP_TIMEOUT))??;
-        stream.set_nodelay(true)?;
+        tcp.set_nodelay(true)?;
+        let stream: Box<dyn Stream> = if config.tls {
+            let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+            let tls = config.tls_connector().map_err(invalid)?;
+            let name = ServerName::try_from(config.host().to_owned())
+                .map_err(|e| invalid(format!("{}: {e}", config.host())))?;
+            let handshake = tokio::time::timeout(ROUND_TRIP_TIMEOUT, tls.connect(name, tcp));
+            Box::new(
+                handshake
+                    .await
+                    .map_err(|_| RedisError::Timeout(ROUND_TRIP_TIMEOUT))??,
+            )
+        } else {
+            Box::new(tcp)
+        };
         let mut conn = Self {
             stream,
             rbuf: BytesMut::with_capacity(MIN_READ_BYTES),

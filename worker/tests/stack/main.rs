@@ -9,5 +9,6 @@ mod catalog;
 mod cli;
 mod consume;
 mod migrate;
+mod redis_tls;
 mod sqs;
 mod support;

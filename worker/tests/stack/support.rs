@@ -192,6 +192,11 @@ pub fn integer(frame: &Frame) -> i64 {
 }
 
 /// Upper bound for anything a test waits for; a hang fails instead of blocking CI.
+/// A private `redis-server` (plain or TLS), shared with the edge's tests.
+#[path = "../../../edge/tests/support/redis_server.rs"]
+#[allow(dead_code)]
+pub mod redis_server;
+
 pub const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Polls `$cond` (which may `.await`) every 20 ms until true; panics after [`WAIT`].
