@@ -20,6 +20,16 @@ fn run<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// Runs the test body on an io_uring runtime, then on an epoll one (as `run`).
+fn on_both_drivers<F: std::future::Future>(test: impl Fn() -> F) {
+    monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("io_uring runtime")
+        .block_on(test());
+    run(test());
+}
+
 async fn connected(config: RedisConfig) -> Client {
     let client = Client::connect(config);
     monoio::time::timeout(support::WAIT, client.wait_connected())
@@ -45,7 +55,7 @@ fn bulk(s: &str) -> Frame {
 
 #[test]
 fn ten_thousand_concurrent_commands_each_get_their_own_reply() {
-    run(async {
+    on_both_drivers(|| async {
         let client = connected(config(&shared_url())).await;
         let prefix = Rc::new(unique_prefix());
         let tasks: Vec<_> = (0..10_000)
@@ -244,8 +254,8 @@ fn calls_of_different_groups_never_share_a_script_call() {
 
 #[test]
 fn redis_killed_fails_every_command_at_once_and_a_restart_reconnects() {
-    let mut redis = RedisServer::start(&[]);
-    run(async {
+    on_both_drivers(|| async {
+        let mut redis = RedisServer::start(&[]);
         let mut cfg = config(&redis.url());
         cfg.timeout = Duration::from_secs(60); // so a failure here cannot be a timeout
         let client = connected(cfg).await;
