@@ -61,6 +61,11 @@ if [[ -z "$vpc_id" ]]; then
 	created "vpc $vpc_id $vpc_name $VPC_CIDR"
 else
 	exists "vpc $vpc_id $vpc_name"
+	if [[ "$(awscli ec2 describe-vpc-attribute --vpc-id "$vpc_id" --attribute enableDnsHostnames |
+		jq -r .EnableDnsHostnames.Value)" != true ]]; then
+		awscli ec2 modify-vpc-attribute --vpc-id "$vpc_id" --enable-dns-hostnames '{"Value":true}'
+		updated "vpc $vpc_id: DNS hostnames enabled"
+	fi
 fi
 state_set network vpcId "$vpc_id"
 

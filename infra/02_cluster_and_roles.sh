@@ -119,9 +119,10 @@ worker_task_policy="$(jq -cn --arg q "$arn_queue" '{
 }')"
 
 roles_json="$(awscli iam list-roles --path-prefix "$IAM_PATH")"
-# role KIND POLICY_JSON: find or create the role, then set its one inline policy.
+# role KIND POLICY_JSON: find or create the role, then set its one inline policy where
+# it is missing or differs.
 role() {
-	local kind=$1 policy=$2 name arn
+	local kind=$1 policy=$2 name arn current said
 	name="$(iam_role_name "$kind")"
 	arn="$(jq -r --arg n "$name" '.Roles[] | select(.RoleName == $n) | .Arn' <<<"$roles_json")"
 	if [[ -z "$arn" ]]; then
@@ -132,8 +133,18 @@ role() {
 	else
 		exists "iam role $arn"
 	fi
-	awscli iam put-role-policy --role-name "$name" --policy-name least-privilege --policy-document "$policy"
-	setting "inline policy least-privilege on $name: $(jq -c '[.Statement[].Action] | flatten' <<<"$policy")"
+	if current="$(aws_try iam get-role-policy --role-name "$name" --policy-name least-privilege)"; then
+		said=updated
+	else
+		aws_not_found || die "get-role-policy $name: $(aws_error)"
+		current='{}' said=setting
+	fi
+	if [[ "$(jq -cS .PolicyDocument <<<"$current")" == "$(jq -cS . <<<"$policy")" ]]; then
+		exists "inline policy least-privilege on $name"
+	else
+		awscli iam put-role-policy --role-name "$name" --policy-name least-privilege --policy-document "$policy"
+		"$said" "inline policy least-privilege on $name: $(jq -c '[.Statement[].Action] | flatten' <<<"$policy")"
+	fi
 	state_set cluster "role_$kind" "$arn"
 }
 role edge-exec "$(exec_policy edge "$NAME_SECRET_ROOM" "$NAME_SECRET_REDIS" "$NAME_SECRET_DB")"

@@ -248,7 +248,7 @@ redis_host="$(jq -r '.ReplicationGroups[0].NodeGroups[0].PrimaryEndpoint.Address
 redis_port="$(jq -r '.ReplicationGroups[0].NodeGroups[0].PrimaryEndpoint.Port // 6379' <<<"$rg")"
 [[ -n "$redis_host" ]] || die "redis $NAME_REDIS has no primary endpoint yet"
 [[ "$(jq -r '.ReplicationGroups[0].TransitEncryptionEnabled' <<<"$rg")" == true ]] ||
-	die "redis $NAME_REDIS exists without in-transit encryption: the edge connects with rediss://; recreate it"
+	die "redis $NAME_REDIS exists without in-transit encryption: the edge and the worker connect with rediss://; recreate it"
 auth_token="$(jq -r .authToken <<<"$redis_secret")"
 patch_secret "$NAME_SECRET_REDIS" "$redis_secret" "$(jq -cn --arg u "rediss://:$auth_token@$redis_host:$redis_port" '{url: $u}')"
 state_set data redisHost "$redis_host"

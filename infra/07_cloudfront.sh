@@ -80,12 +80,19 @@ def behaviour($cache): {
 }')"
 
 # Every field we set, with the value we set (the service adds defaults of its own).
+# Lists of plain values (methods, SSL protocols) are sets, which CloudFront returns in
+# its own order (CachedMethods as HEAD, GET), so they are compared sorted; so are the
+# error responses, by code. Other lists keep their order: cache behaviours' is their
+# precedence.
 # shellcheck disable=SC2016 # jq, not shell
 JQ_COVERS='def covers($want): . as $have
   | if ($want | type) == "object" then all($want | keys[]; . as $k | $have[$k] | covers($want[$k]))
+    elif ($want | type) == "array" and all($want[]; type != "object" and type != "array") then
+      ($have | type) == "array" and ($have | sort) == ($want | sort)
     elif ($want | type) == "array" then ($have | length) == ($want | length)
       and all(range($want | length); . as $i | $have[$i] | covers($want[$i]))
-    else . == $want end;'
+    else . == $want end;
+def errors_by_code: if .CustomErrorResponses.Items then .CustomErrorResponses.Items |= sort_by(.ErrorCode) else . end;'
 
 dist_id="$(awscli cloudfront list-distributions |
 	jq -r --arg c "$comment" '.DistributionList.Items[]? | select(.Comment == $c) | .Id' | head -n1)"
@@ -97,7 +104,7 @@ if [[ -z "$dist_id" ]]; then
 	created "cloudfront distribution $dist_id ($comment -> $alb_dns)"
 else
 	current="$(awscli cloudfront get-distribution-config --id "$dist_id")"
-	if jq -e --argjson want "$desired" "$JQ_COVERS"' .DistributionConfig | covers($want)' <<<"$current" >/dev/null; then
+	if jq -e --argjson want "$desired" "$JQ_COVERS"' .DistributionConfig | errors_by_code | covers($want | errors_by_code)' <<<"$current" >/dev/null; then
 		exists "cloudfront distribution $dist_id ($comment)"
 	else
 		awscli cloudfront update-distribution --id "$dist_id" --if-match "$(jq -r .ETag <<<"$current")" \

@@ -170,8 +170,8 @@ check() {
 
 # ----------------------------------------------------------------------------- lint
 "$ROOT/infra/install-shellcheck.sh"
-if shellcheck_out="$(cd "$ROOT" && shellcheck -x infra/*.sh infra/docker/*.sh 2>&1)"; then
-	ok "shellcheck: infra/*.sh infra/docker/*.sh clean"
+if shellcheck_out="$(cd "$ROOT" && shellcheck -x infra/*.sh infra/docker/*.sh infra/local/*.sh 2>&1)"; then
+	ok "shellcheck: infra/*.sh infra/docker/*.sh infra/local/*.sh clean"
 else
 	fail "shellcheck: $shellcheck_out"
 fi
@@ -195,6 +195,8 @@ say "pass 2 sent $(wc -l <"$WORK/ops2.txt") requests; writes: $(grep -vE '^(Desc
 check "pass 1 made the resources (moto saw creates)" "$(grep -cE "$CREATES" "$WORK/ops1.txt" || true)" '. > 50'
 check "pass 2 asked moto to create nothing (RunTask of 08 aside)" \
 	"$(grep -E "$CREATES" "$WORK/ops2.txt" | grep -vx RunTask | jq -Rn '[inputs]')" '. == []'
+check "pass 2 rewrote no role policy and no VPC attribute (compared first)" \
+	"$(grep -xE 'PutRolePolicy|ModifyVpcAttribute' "$WORK/ops2.txt" | jq -Rn '[inputs]')" '. == []'
 check "pass 2 ran 08's one-off tasks again (migrate, seed demo)" "$(grep -cx RunTask "$WORK/ops2.txt" || true)" '. == 2'
 created_again="$(grep -E '\] created ' "$WORK/pass2.log" || true)"
 check "pass 2 printed no 'created' line" "$(jq -Rn --arg s "$created_again" '$s')" '. == ""'
@@ -218,6 +220,9 @@ rules() { # ROLE FIELD -> sorted "proto/port<-source" strings
 }
 check "vpc over two AZs, 2 public + 2 private subnets, 2 NAT gateways" "$net" \
 	'(.azs | length == 2) and (.publicSubnets | length == 2) and (.privateSubnets | length == 2) and (.natGateways | length == 2)'
+check "vpc: DNS hostnames on (ElastiCache and Aurora names resolve)" \
+	"$(aws_ ec2 describe-vpc-attribute --vpc-id "$(jq -r .vpcId <<<"$net")" --attribute enableDnsHostnames)" \
+	'.EnableDnsHostnames.Value == true'
 check "alb: in only tcp/80 from CloudFront's prefix list; out only to edge:8080" \
 	"$(jq -n --argjson i "$(rules alb IpPermissions)" --argjson o "$(rules alb IpPermissionsEgress)" '{i: $i, o: $o}')" \
 	"(.i | length == 1 and (.[0] | startswith(\"tcp/80<-pl-\"))) and .o == [\"tcp/8080<-$(sg edge)\"]"
@@ -304,10 +309,15 @@ check "edge task definition: ROOM_TOKEN_SECRET, REDIS_URL and DATABASE_URL from 
 check "edge task definition: Fargate, awsvpc, 2 vCPU, read-only root, non-blocking logs" "$edge_td" \
 	'.taskDefinition | .requiresCompatibilities == ["FARGATE"] and .networkMode == "awsvpc" and .cpu == "2048"
 	 and .containerDefinitions[0].readonlyRootFilesystem and .containerDefinitions[0].logConfiguration.options.mode == "non-blocking"'
-check "worker task definition: DATABASE_URL and REDIS_URL secrets, PROFILE=aws, stopTimeout 60" \
-	"$(aws_ ecs describe-task-definition --task-definition max-tps-ecs-worker)" \
+worker_td="$(aws_ ecs describe-task-definition --task-definition max-tps-ecs-worker)"
+check "worker task definition: DATABASE_URL and REDIS_URL secrets, PROFILE=aws, stopTimeout 60" "$worker_td" \
 	'.taskDefinition.containerDefinitions[0] | ([.secrets[].name] == ["DATABASE_URL", "REDIS_URL"])
 	 and ((.environment | from_entries).PROFILE == "aws") and .stopTimeout == 60'
+check "worker task definition: nofile ulimit 65536" "$worker_td" \
+	'.taskDefinition.containerDefinitions[0].ulimits == [{name: "nofile", softLimit: 65536, hardLimit: 65536}]'
+check "worker task definition: health check worker-health every 30 s" "$worker_td" \
+	'.taskDefinition.containerDefinitions[0].healthCheck | .command == ["CMD", "/usr/local/bin/worker-health"]
+	 and .interval == 30 and .timeout == 3 and .retries == 3'
 
 alb="$(cat "$OUT/alb.json")"
 tg_arn="$(jq -r .targetGroupArn <<<"$alb")"
@@ -340,18 +350,36 @@ check "edge: ALBRequestCountPerTarget target tracking on the group" "$policies" 
 	'any(.ScalingPolicies[]; .PolicyName == "edge-requests-target"
 	   and .TargetTrackingScalingPolicyConfiguration.PredefinedMetricSpecification.PredefinedMetricType == "ALBRequestCountPerTarget"
 	   and (.TargetTrackingScalingPolicyConfiguration.PredefinedMetricSpecification.ResourceLabel | test("^app/max-tps-ecs-alb/.+/targetgroup/max-tps-ecs-edge/")))'
-check "edge: p95 step scaling +20%; worker: backlog out, age out, backlog in" "$policies" \
-	'[.ScalingPolicies[] | select(.PolicyType == "StepScaling") | .PolicyName] | sort == ["edge-p95-step", "worker-age-out", "worker-backlog-in", "worker-backlog-out"]'
+# One line per step policy: service/name, adjustment, aggregation, cooldown, steps
+# [lower..upper] (bounds relative to the alarm's threshold) and the change.
+check "step policies: edge p95 +20% (at least 1); worker backlog out +2 (+5 from 10x), age out +2, backlog in -1" \
+	"$(jq -c '[.ScalingPolicies[] | select(.PolicyType == "StepScaling") | (.ResourceId | sub("^service/max-tps-ecs/"; "")) as $svc
+		| .PolicyName as $n | .StepScalingPolicyConfiguration
+		| "\($svc)/\($n): \(.AdjustmentType)\(if .MinAdjustmentMagnitude then " min \(.MinAdjustmentMagnitude)" else "" end)"
+		  + " \(.MetricAggregationType) cooldown \(.Cooldown)s"
+		  + " \([.StepAdjustments[] | "[\(.MetricIntervalLowerBound // "-inf")..\(.MetricIntervalUpperBound // "inf")] \(.ScalingAdjustment)"] | join(", "))"]
+		| sort' <<<"$policies")" \
+	'. == ["edge/edge-p95-step: PercentChangeInCapacity min 1 Maximum cooldown 120s [0..inf] 20",
+	       "worker/worker-age-out: ChangeInCapacity Maximum cooldown 60s [0..inf] 2",
+	       "worker/worker-backlog-in: ChangeInCapacity Average cooldown 300s [-inf..0] -1",
+	       "worker/worker-backlog-out: ChangeInCapacity Average cooldown 60s [0..9000] 2, [9000..inf] 5"]'
 alarms="$(aws_ cloudwatch describe-alarms --alarm-name-prefix max-tps-ecs-)"
 p95_arn="$(jq -r '.ScalingPolicies[] | select(.PolicyName == "edge-p95-step") | .PolicyARN' <<<"$policies")"
 check "alarm: target group p95 TargetResponseTime > 0.2 s triggers the step policy" "$alarms" \
 	'any(.MetricAlarms[]; .AlarmName == "max-tps-ecs-edge-p95-over-200ms" and .ExtendedStatistic == "p95"
 	   and .MetricName == "TargetResponseTime" and .Threshold == 0.2 and .ComparisonOperator == "GreaterThanThreshold"
 	   and .AlarmActions == ["'"$p95_arn"'"])'
-check "alarms: queue depth high/low and oldest-message age on the commit queue" "$alarms" \
-	'[.MetricAlarms[] | select(.Namespace == "AWS/SQS") | "\(.MetricName) \(.Dimensions[0].Value)"] | sort ==
-	 ["ApproximateAgeOfOldestMessage max-tps-ecs-commits.fifo", "ApproximateNumberOfMessagesVisible max-tps-ecs-commits.fifo",
-	  "ApproximateNumberOfMessagesVisible max-tps-ecs-commits.fifo"]'
+# One line per queue alarm: statistic(metric dimension), comparison, threshold, periods,
+# and the policies it triggers, by name.
+check "alarms: queue depth high/low and oldest-message age on the commit queue, each triggering its worker policy" \
+	"$(jq -c --argjson p "$policies" '($p.ScalingPolicies | map({(.PolicyARN): .PolicyName}) | add) as $policy
+		| [.MetricAlarms[] | select(.Namespace == "AWS/SQS")
+		   | "\(.AlarmName): \(.Statistic)(\(.MetricName) \(.Dimensions | map("\(.Name)=\(.Value)") | join(" ")))"
+		     + " \(.ComparisonOperator) \(.Threshold), \(.EvaluationPeriods) x \(.Period)s -> \(.AlarmActions | map($policy[.] // .) | join(" "))"]
+		| sort' <<<"$alarms")" \
+	'. == ["max-tps-ecs-worker-age-high: Maximum(ApproximateAgeOfOldestMessage QueueName=max-tps-ecs-commits.fifo) GreaterThanThreshold 30, 2 x 60s -> worker-age-out",
+	       "max-tps-ecs-worker-backlog-high: Average(ApproximateNumberOfMessagesVisible QueueName=max-tps-ecs-commits.fifo) GreaterThanThreshold 1000, 2 x 60s -> worker-backlog-out",
+	       "max-tps-ecs-worker-backlog-low: Average(ApproximateNumberOfMessagesVisible QueueName=max-tps-ecs-commits.fifo) LessThanThreshold 10, 15 x 60s -> worker-backlog-in"]'
 
 cf="$(aws_ cloudfront get-distribution-config --id "$(jq -r .distributionId "$OUT/cloudfront.json")")"
 check "cloudfront /public/*: UseOriginCacheControlHeaders-QueryStrings, compressed, to the ALB" "$cf" \
