@@ -469,7 +469,7 @@ fn edge_on_private_redis(extra: &[(&str, &str)]) -> (RedisServer, Edge, String) 
 
 #[test]
 fn a_stalled_or_lost_redis_is_a_503_with_retry_after_never_a_hang() {
-    let (mut redis, mut edge, event) = edge_on_private_redis(&[("REDIS_TIMEOUT_MS", "200")]);
+    let (mut redis, edge, event) = edge_on_private_redis(&[("REDIS_TIMEOUT_MS", "200")]);
     let mut c = edge.connect();
     let t = c.enter(&event, "patient");
 
