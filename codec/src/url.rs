@@ -102,6 +102,13 @@ impl RedisUrl {
     }
 }
 
+/// The host of a `host:port` address (`[::1]:7000` -> `::1`): the name a TLS server's
+/// certificate must carry.
+pub fn host(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +140,12 @@ mod tests {
             RedisUrl::parse("redis://[::1]").expect("url").addr,
             "[::1]:6379"
         );
+        assert_eq!(host("[::1]:7000"), "::1");
+        assert_eq!(
+            host("master.cache.amazonaws.com:6379"),
+            "master.cache.amazonaws.com"
+        );
+        assert_eq!(host("127.0.0.1:6379"), "127.0.0.1");
         let u = RedisUrl::parse("rediss://cache.example:6380").expect("url");
         assert!(u.tls && u.addr == "cache.example:6380");
         assert!(

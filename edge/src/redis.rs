@@ -26,12 +26,6 @@ use std::{
 };
 
 pub use config::RedisConfig;
-
-/// Whether `rediss://` connections can be made with `config`'s trusted roots (its
-/// `tls_ca_file` is readable and holds a certificate).
-pub fn check_tls(config: &RedisConfig) -> Result<(), String> {
-    driver::tls_connector(config).map(drop)
-}
 pub use redis_protocol::resp2::types::BytesFrame as Frame;
 use slab::Slab;
 
@@ -48,6 +42,12 @@ pub enum RedisError {
     Server(String),
     #[error("redis: protocol error: {0}")]
     Protocol(String),
+}
+
+/// Whether `rediss://` connections can be made with `config`'s trusted roots (its
+/// `tls_ca_file` is readable and holds a certificate).
+pub fn check_tls(config: &RedisConfig) -> Result<(), String> {
+    driver::tls_connector(config).map(drop)
 }
 
 impl RedisError {

@@ -131,15 +131,6 @@ impl RedisConfig {
             .with_no_client_auth();
         Ok(TlsConnector::from(Arc::new(tls)))
     }
-
-    /// The host of `addr`, the name a TLS server's certificate must carry.
-    fn host(&self) -> &str {
-        let host = self
-            .addr
-            .rsplit_once(':')
-            .map_or(self.addr.as_str(), |(h, _)| h);
-        host.trim_start_matches('[').trim_end_matches(']')
-    }
 }
 
 /// The socket under a [`Conn`]: plain TCP or TLS over it.
@@ -197,8 +188,9 @@ impl Conn {
         let stream: Box<dyn Stream> = if config.tls {
             let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
             let tls = config.tls_connector().map_err(invalid)?;
-            let name = ServerName::try_from(config.host().to_owned())
-                .map_err(|e| invalid(format!("{}: {e}", config.host())))?;
+            let host = codec::url::host(&config.addr);
+            let name = ServerName::try_from(host.to_owned())
+                .map_err(|e| invalid(format!("{host}: {e}")))?;
             let handshake = tokio::time::timeout(ROUND_TRIP_TIMEOUT, tls.connect(name, tcp));
             Box::new(
                 handshake

@@ -116,12 +116,7 @@ async fn connect(config: &RedisConfig, tls: Option<&TlsConnector>) -> Result<Str
     let Some(tls) = tls else {
         return handshake(tcp, config).await.map(Stream::Plain);
     };
-    let host = config
-        .url
-        .addr
-        .rsplit_once(':')
-        .map_or(config.url.addr.as_str(), |(h, _)| h);
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = codec::url::host(&config.url.addr);
     let name = rustls::ServerName::try_from(host)
         .map_err(|_| RedisError::Protocol(format!("{host}: not a TLS server name")))?;
     let stream = tls

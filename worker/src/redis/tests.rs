@@ -138,9 +138,8 @@ fn urls_give_address_credentials_and_db() {
     );
     assert!(!c.tls);
     let c = RedisConfig::from_url("rediss://master.cache.amazonaws.com").expect("url");
-    assert_eq!((c.tls, c.host()), (true, "master.cache.amazonaws.com"));
+    assert!(c.tls);
     let c = RedisConfig::from_url("redis://:secret@[::1]:7000").expect("url");
-    assert_eq!(c.host(), "::1");
     assert_eq!(
         (c.addr.as_str(), c.username, c.password.as_deref()),
         ("[::1]:7000", None, Some("secret"))
