@@ -527,13 +527,9 @@ fn a_drain_finishes_a_request_waiting_on_redis() {
     let (redis, mut edge, event) = edge_on_private_redis(&[("REDIS_TIMEOUT_MS", "10000")]);
     let mut c = edge.connect();
     let t = c.enter(&event, "drained");
-    let body = json!({"eventId": event, "seatId": "A-2"}).to_string();
-    let raw = format!(
-        "POST /public/hold HTTP/1.1\r\nHost: t\r\nx-room-token: {t}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let hold = json!({"eventId": event, "seatId": "A-2"});
     redis.pause();
-    c.send_and_wait_read(raw.as_bytes());
+    c.send_and_wait_read(&support::post("/public/hold", Some(&t), &hold));
     // Ctrl-C in a terminal: SIGINT to the process group, then a supervisor's SIGTERM.
     edge.signal("INT");
     edge.signal("TERM");
@@ -560,15 +556,9 @@ fn a_drain_gives_up_on_a_stuck_request_after_the_grace() {
     ]);
     let mut c = edge.connect();
     let t = c.enter(&event, "stuck");
+    let hold = json!({"eventId": event, "seatId": "A-3"});
     redis.pause();
-    let body = json!({"eventId": event, "seatId": "A-3"}).to_string();
-    c.send_and_wait_read(
-        format!(
-            "POST /public/hold HTTP/1.1\r\nHost: t\r\nx-room-token: {t}\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    );
+    c.send_and_wait_read(&support::post("/public/hold", Some(&t), &hold));
     edge.signal("TERM");
     support::wait_for_line(&edge.log, "shutdown grace over");
     assert_eq!(edge.wait_exit().code(), Some(0));

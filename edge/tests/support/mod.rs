@@ -274,6 +274,19 @@ fn tcp_queues(table: &str, local: SocketAddr, remote: SocketAddr) -> Option<(u64
     })
 }
 
+/// The bytes of `POST path` with a JSON body and optional room token.
+pub fn post(path: &str, token: Option<&str>, body: &serde_json::Value) -> Vec<u8> {
+    let body = body.to_string();
+    let token = token
+        .map(|t| format!("x-room-token: {t}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: t\r\n{token}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 pub fn get(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes()
 }
@@ -367,15 +380,7 @@ pub fn seed_event_at(
 impl Client {
     /// `POST path` with a JSON body and optional room token.
     pub fn post(&mut self, path: &str, token: Option<&str>, body: &serde_json::Value) -> Response {
-        let body = body.to_string();
-        let token = token
-            .map(|t| format!("x-room-token: {t}\r\n"))
-            .unwrap_or_default();
-        let raw = format!(
-            "POST {path} HTTP/1.1\r\nHost: t\r\n{token}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        self.request(raw.as_bytes())
+        self.request(&post(path, token, body))
     }
 
     /// `GET path` with extra header lines (each ending in \r\n).
