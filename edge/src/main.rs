@@ -55,9 +55,8 @@ fn main() -> ExitCode {
         }
     };
     info!(addr = %server.local_addr(), drivers = ?server.drivers(), "listening");
-    let drainer = server.drainer();
+    let mut drainer = server.drainer();
     std::thread::spawn(move || {
-        let mut drainer = drainer;
         let mut first: Option<Instant> = None;
         for signal in signals.forever() {
             match first {

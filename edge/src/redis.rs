@@ -50,23 +50,10 @@ pub fn check_tls(config: &RedisConfig) -> Result<(), String> {
     driver::tls_connector(config).map(drop)
 }
 
-impl RedisError {
-    /// A label for counters and logs.
-    pub const fn kind(&self) -> &'static str {
-        match self {
-            Self::Disconnected => "disconnected",
-            Self::Timeout => "timeout",
-            Self::Overloaded => "overloaded",
-            Self::Server(_) => "server",
-            Self::Protocol(_) => "protocol",
-        }
-    }
-}
-
 /// Counters of one client. `depth` counts writes by how many commands they carried:
 /// bucket `i` holds writes of `2^i ..= 2^(i+1) - 1` commands. A batch of
 /// [`Client::eval_batched`] calls is one command, its calls are counted in `batched`.
-/// The error counters count callers, by [`RedisError::kind`].
+/// The error counters count callers, one counter for each [`RedisError`] variant.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Commands asked for, refused ones included (`written` counts those sent).
