@@ -1,7 +1,11 @@
 //! JSON bodies of the HTTP API and the commit-queue message.
 //!
 //! Field names are camelCase on the wire. Request types are lenient (unknown fields
-//! are ignored); response types carry every field the OpenAPI document requires.
+//! are ignored) and borrow from the request body where no escape forces a copy: the
+//! edge parses into them; response types carry every field the OpenAPI document
+//! requires.
+
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,9 +30,11 @@ pub struct ErrorDetail {
 /// `POST /public/enter`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct EnterRequest {
-    pub user_id: String,
-    pub event_id: String,
+pub struct EnterRequest<'a> {
+    #[serde(borrow)]
+    pub user_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub event_id: Cow<'a, str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,9 +87,11 @@ pub struct SectionSeats {
 /// `POST /public/hold`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct HoldRequest {
-    pub event_id: String,
-    pub seat_id: String,
+pub struct HoldRequest<'a> {
+    #[serde(borrow)]
+    pub event_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub seat_id: Cow<'a, str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,10 +105,13 @@ pub struct HoldResponse {
 /// `POST /public/release`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ReleaseRequest {
-    pub event_id: String,
-    pub seat_id: String,
-    pub hold_id: String,
+pub struct ReleaseRequest<'a> {
+    #[serde(borrow)]
+    pub event_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub seat_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub hold_id: Cow<'a, str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,10 +122,13 @@ pub struct ReleaseResponse {
 /// `POST /confirm/payment-intent`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct PaymentIntentRequest {
-    pub user_id: String,
-    pub event_id: String,
-    pub seat_ids: Vec<String>,
+pub struct PaymentIntentRequest<'a> {
+    #[serde(borrow)]
+    pub user_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub event_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub seat_ids: Vec<Cow<'a, str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,11 +144,15 @@ pub struct PaymentIntentResponse {
 /// `POST /confirm/commit`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CommitRequest {
-    pub intent_id: String,
-    pub event_id: String,
-    pub seat_ids: Vec<String>,
-    pub user_id: String,
+pub struct CommitRequest<'a> {
+    #[serde(borrow)]
+    pub intent_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub event_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub seat_ids: Vec<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub user_id: Cow<'a, str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,6 +169,26 @@ pub struct StatusResponse {
 }
 
 impl StatusResponse {
+    /// The answer for an order accepted and not yet stored: the edge records it when it
+    /// answers `202`.
+    pub fn pending(order: Order) -> Self {
+        let payment = Payment {
+            status: PaymentState::Pending,
+            amount: order.amount,
+            currency: order.currency.clone(),
+        };
+        Self { order, payment }
+    }
+
+    /// The status record in Redis (`keys::order_status`) and the body of
+    /// `GET /confirm/status`: this serializer is the only one of the document, whoever
+    /// writes it (the edge when it accepts, the worker when it stores, the edge again
+    /// from PostgreSQL), so that every copy is byte for byte the same.
+    pub fn record(&self) -> Vec<u8> {
+        // Strings, numbers and enums only: serializing cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
     /// The answer for an order the worker stored: its payment was captured when the
     /// order was confirmed, voided when it was rejected.
     pub fn settled(order: Order) -> Self {
@@ -226,8 +264,10 @@ pub struct AdmissionState {
     pub base_admitted: u64,
 }
 
-/// The commit-queue message (SQS FIFO body / Redis Streams entry), version 1.
-/// `MessageDeduplicationId` is `idem`; the worker sends unknown versions to the DLQ.
+/// The commit-queue message (SQS FIFO body / Redis Streams entry), version 1, encoded
+/// by `codec/lua/commit.lua` ([`crate::store::Commit`]). The SQS
+/// `MessageDeduplicationId` is [`CommitMessage::deduplication_id`]; the worker sends
+/// unknown versions to the DLQ.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CommitMessage {
@@ -246,4 +286,20 @@ pub struct CommitMessage {
 
 impl CommitMessage {
     pub const VERSION: u32 = 1;
+
+    /// SQS deduplicates queue-wide with ids of at most 128 characters, while an
+    /// Idempotency-Key is per event and user and up to 255: the id is a digest of all
+    /// three (SHA-256, its first 16 bytes in hex).
+    pub fn deduplication_id(event: &str, user: &str, idem: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let mut sha = Sha256::new();
+        for part in [event, user, idem] {
+            sha.update(part.as_bytes());
+            sha.update([0]);
+        }
+        sha.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
 }

@@ -23,6 +23,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::json::write_u64;
+
 /// An event's catalog as projected into Redis (`ev:{E}:catalog`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -42,63 +44,150 @@ pub struct CatalogSection {
     pub price: u64,
 }
 
-pub fn catalog(event: &str) -> String {
-    format!("ev:{{{event}}}:catalog")
+/// `ev:{E}:` then `rest`: the prefix every key of an event starts with.
+fn write_event(out: &mut Vec<u8>, event: &str, rest: &str) {
+    out.extend_from_slice(b"ev:{");
+    out.extend_from_slice(event.as_bytes());
+    out.extend_from_slice(b"}:");
+    out.extend_from_slice(rest.as_bytes());
 }
 
-pub fn admission(event: &str) -> String {
-    format!("ev:{{{event}}}:adm")
+/// `{len}:{U}`: a user id that other parts may follow (see the module doc).
+fn write_user(out: &mut Vec<u8>, user: &str) {
+    write_u64(out, user.len() as u64);
+    out.push(b':');
+    out.extend_from_slice(user.as_bytes());
 }
 
-pub fn queue(event: &str) -> String {
-    format!("ev:{{{event}}}:queue")
+/// A key built by one of the `write_*` functions, as a `String`.
+fn string(write: impl FnOnce(&mut Vec<u8>)) -> String {
+    let mut out = Vec::with_capacity(48);
+    write(&mut out);
+    // Every part is a `&str` and every separator ASCII.
+    String::from_utf8(out).unwrap_or_default()
 }
 
-pub fn positions(event: &str) -> String {
-    format!("ev:{{{event}}}:pos")
+pub fn write_catalog(out: &mut Vec<u8>, event: &str) {
+    write_event(out, event, "catalog");
 }
 
-pub fn sold(event: &str, section: &str) -> String {
-    format!("ev:{{{event}}}:sold:{section}")
+pub fn write_admission(out: &mut Vec<u8>, event: &str) {
+    write_event(out, event, "adm");
 }
 
-pub fn hold(event: &str, section: &str, n: u32) -> String {
-    format!("ev:{{{event}}}:hold:{section}:{n}")
+pub fn write_queue(out: &mut Vec<u8>, event: &str) {
+    write_event(out, event, "queue");
 }
 
-pub fn section_holds(event: &str, section: &str) -> String {
-    format!("ev:{{{event}}}:holds:{section}")
+pub fn write_positions(out: &mut Vec<u8>, event: &str) {
+    write_event(out, event, "pos");
 }
 
-pub fn user_holds(event: &str, user: &str) -> String {
-    format!("ev:{{{event}}}:uholds:{user}")
+pub fn write_sold(out: &mut Vec<u8>, event: &str, section: &str) {
+    write_event(out, event, "sold:");
+    out.extend_from_slice(section.as_bytes());
+}
+
+pub fn write_hold(out: &mut Vec<u8>, event: &str, section: &str, n: u32) {
+    write_event(out, event, "hold:");
+    out.extend_from_slice(section.as_bytes());
+    out.push(b':');
+    write_u64(out, u64::from(n));
+}
+
+pub fn write_section_holds(out: &mut Vec<u8>, event: &str, section: &str) {
+    write_event(out, event, "holds:");
+    out.extend_from_slice(section.as_bytes());
+}
+
+pub fn write_user_holds(out: &mut Vec<u8>, event: &str, user: &str) {
+    write_event(out, event, "uholds:");
+    out.extend_from_slice(user.as_bytes());
 }
 
 /// The outcome of `key` for `scope` (`intent` or `commit`), per user.
-pub fn idempotency(event: &str, scope: &str, user: &str, key: &str) -> String {
-    format!("ev:{{{event}}}:idem:{scope}:{}:{user}:{key}", user.len())
+pub fn write_idempotency(out: &mut Vec<u8>, event: &str, scope: &str, user: &str, key: &str) {
+    write_event(out, event, "idem:");
+    out.extend_from_slice(scope.as_bytes());
+    out.push(b':');
+    write_user(out, user);
+    out.push(b':');
+    out.extend_from_slice(key.as_bytes());
 }
 
-pub fn intent(event: &str, intent_id: &str) -> String {
-    format!("ev:{{{event}}}:intent:{intent_id}")
+pub fn write_intent(out: &mut Vec<u8>, event: &str, intent_id: &str) {
+    write_event(out, event, "intent:");
+    out.extend_from_slice(intent_id.as_bytes());
 }
 
 /// An order's status record, per user and Idempotency-Key.
-pub fn order_status(event: &str, user: &str, idem: &str) -> String {
-    format!("ev:{{{event}}}:status:{}:{user}:{idem}", user.len())
+pub fn write_order_status(out: &mut Vec<u8>, event: &str, user: &str, idem: &str) {
+    write_event(out, event, "status:");
+    write_user(out, user);
+    out.push(b':');
+    out.extend_from_slice(idem.as_bytes());
 }
 
 /// The local commit queue: one stream per shard of an event, so a hot event spreads
 /// over several consumers.
+pub fn write_commits(out: &mut Vec<u8>, event: &str, shard: u32) {
+    write_event(out, event, "commits:");
+    write_u64(out, u64::from(shard));
+}
+
+pub fn catalog(event: &str) -> String {
+    string(|o| write_catalog(o, event))
+}
+
+pub fn admission(event: &str) -> String {
+    string(|o| write_admission(o, event))
+}
+
+pub fn queue(event: &str) -> String {
+    string(|o| write_queue(o, event))
+}
+
+pub fn positions(event: &str) -> String {
+    string(|o| write_positions(o, event))
+}
+
+pub fn sold(event: &str, section: &str) -> String {
+    string(|o| write_sold(o, event, section))
+}
+
+pub fn hold(event: &str, section: &str, n: u32) -> String {
+    string(|o| write_hold(o, event, section, n))
+}
+
+pub fn section_holds(event: &str, section: &str) -> String {
+    string(|o| write_section_holds(o, event, section))
+}
+
+pub fn user_holds(event: &str, user: &str) -> String {
+    string(|o| write_user_holds(o, event, user))
+}
+
+pub fn idempotency(event: &str, scope: &str, user: &str, key: &str) -> String {
+    string(|o| write_idempotency(o, event, scope, user, key))
+}
+
+pub fn intent(event: &str, intent_id: &str) -> String {
+    string(|o| write_intent(o, event, intent_id))
+}
+
+pub fn order_status(event: &str, user: &str, idem: &str) -> String {
+    string(|o| write_order_status(o, event, user, idem))
+}
+
 pub fn commits(event: &str, shard: u32) -> String {
-    format!("ev:{{{event}}}:commits:{shard}")
+    string(|o| write_commits(o, event, shard))
 }
 
 /// The local dead-letter queue of an event's commit streams: entries the worker could
 /// not process (poison, or delivered too often), with the reason and the stream they
 /// came from, until `worker dlq redrive` puts them back.
 pub fn commits_dlq(event: &str) -> String {
-    format!("ev:{{{event}}}:commits:dlq")
+    string(|o| write_event(o, event, "commits:dlq"))
 }
 
 /// Splits a seat id `{section}-{n}` into its section and number (n >= 1).
@@ -133,6 +222,13 @@ mod tests {
             assert!(key.contains("{demo}"), "{key}");
         }
         assert_eq!(hold("demo", "B", 12), "ev:{demo}:hold:B:12");
+        assert_eq!(
+            idempotency("demo", "commit", "u:1", "k"),
+            "ev:{demo}:idem:commit:3:u:1:k"
+        );
+        assert_eq!(order_status("demo", "u:1", "k"), "ev:{demo}:status:3:u:1:k");
+        assert_eq!(commits("demo", 3), "ev:{demo}:commits:3");
+        assert_eq!(commits_dlq("demo"), "ev:{demo}:commits:dlq");
     }
 
     #[test]

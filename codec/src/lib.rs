@@ -11,6 +11,9 @@
 //! - [`json`]: JSON writers for bodies built straight into a reused buffer.
 //! - [`keys`]: the Redis data model (key names, the catalog projection).
 //! - [`resp`]: Redis (RESP) command encoding into a reused buffer.
+//! - [`store`]: the storage protocol: every Lua script (`lua/*.lua`) of the edge and
+//!   the worker, with its typed call and typed outcome; the one home of the hold value,
+//!   the commit message's encoding and the status record.
 //! - [`url`]: percent-encoding and `redis://` URLs.
 
 pub mod contract;
@@ -18,4 +21,5 @@ pub mod error_code;
 pub mod json;
 pub mod keys;
 pub mod resp;
+pub mod store;
 pub mod url;

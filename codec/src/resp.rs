@@ -30,6 +30,13 @@ pub fn write_bulks(out: &mut Vec<u8>, args: &[&[u8]]) {
     }
 }
 
+/// Each of `args` as a bulk string.
+pub fn write_bulk_iter<'a>(out: &mut Vec<u8>, args: impl Iterator<Item = &'a [u8]>) {
+    for arg in args {
+        write_bulks(out, &[arg]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::write_command;

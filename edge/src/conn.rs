@@ -15,10 +15,10 @@ use monoio::{
 };
 
 use crate::{
+    core::{Core, Registration},
     error::Error,
     http::{self, Method, Reply},
     router,
-    server::{Core, Registration},
 };
 
 const READ_BUF_BYTES: usize = 16 * 1024;
@@ -119,7 +119,7 @@ impl Conn {
                 Ok(Some(head)) => head,
                 Ok(None) => break,
                 Err(e) => {
-                    e.render(&mut self.reply);
+                    Error::from(e).render(&mut self.reply);
                     http::write_response(&mut self.wbuf, &self.reply, None, false, false);
                     close = true;
                     break;

@@ -1,9 +1,14 @@
 //! The edge's one error type, and the one place that maps it to a status, an error
-//! code and the JSON error body.
+//! code and the JSON error body. Failures that are the server's (a dependency down, a
+//! reply no script returns) keep their cause, which `router` logs once, with the
+//! request id, where the error becomes a response.
 
-use codec::error_code::ErrorCode;
+use codec::{error_code::ErrorCode, store::Unexpected};
 
-use crate::{http::Reply, redis::RedisError};
+use crate::{
+    http::{FramingError, Reply},
+    redis::RedisError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -23,34 +28,84 @@ pub enum Error {
     },
     #[error("method not allowed")]
     MethodNotAllowed { allow: &'static str },
-    /// Try again later, with `Retry-After`: draining or a dependency down (503), or
-    /// the first request with this Idempotency-Key still in flight (409).
+    /// Try again later, with `Retry-After`: draining, or the first request with this
+    /// Idempotency-Key still in flight (409).
     #[error("{message}")]
     RetryLater {
         code: ErrorCode,
         message: &'static str,
         retry_after_secs: u32,
     },
-    /// A failure that is our fault: 500.
+    /// A dependency (Redis, SQS, PostgreSQL) is down, slow or overloaded: 503 with
+    /// `Retry-After`.
     #[error("{message}")]
-    Internal { message: &'static str },
+    Unavailable {
+        message: &'static str,
+        cause: String,
+    },
+    /// A failure that is our fault (a Redis error reply, a reply of the wrong shape):
+    /// 500.
+    #[error("{message}")]
+    Internal {
+        message: &'static str,
+        cause: String,
+    },
+}
+
+impl From<FramingError> for Error {
+    fn from(e: FramingError) -> Self {
+        Self::Framing {
+            code: e.code,
+            message: e.message,
+        }
+    }
 }
 
 impl From<RedisError> for Error {
-    /// Redis unreachable, slow or overloaded is a retryable 503; an error reply means
-    /// a bug or a broken deployment, a 500.
+    /// Redis unreachable, slow or overloaded is a retryable 503, and so is an error
+    /// reply that says the server cannot write now (out of memory, its disk failing
+    /// the AOF, loading, a replica, a cluster in change); any other error reply means a
+    /// bug or a broken deployment, a 500.
     fn from(e: RedisError) -> Self {
+        const TRANSIENT: [&str; 8] = [
+            "OOM ",
+            "MISCONF ",
+            "LOADING ",
+            "BUSY ",
+            "TRYAGAIN ",
+            "READONLY ",
+            "MASTERDOWN ",
+            "CLUSTERDOWN ",
+        ];
         match e {
-            RedisError::Server(_) | RedisError::Protocol(_) => Self::Internal {
-                message: "storage error",
-            },
-            RedisError::Disconnected | RedisError::Timeout | RedisError::Overloaded => {
-                Self::RetryLater {
-                    code: ErrorCode::Unavailable,
+            RedisError::Server(ref m) if TRANSIENT.iter().any(|p| m.starts_with(p)) => {
+                Self::Unavailable {
                     message: "storage unavailable, retry",
-                    retry_after_secs: 1,
+                    cause: e.to_string(),
                 }
             }
+            RedisError::Server(_) | RedisError::Protocol(_) => Self::Internal {
+                message: "storage error",
+                cause: e.to_string(),
+            },
+            RedisError::Disconnected
+            | RedisError::Timeout
+            | RedisError::Overloaded
+            | RedisError::Io(_)
+            | RedisError::Tls(_)
+            | RedisError::Closed => Self::Unavailable {
+                message: "storage unavailable, retry",
+                cause: e.to_string(),
+            },
+        }
+    }
+}
+
+impl From<Unexpected> for Error {
+    fn from(e: Unexpected) -> Self {
+        Self::Internal {
+            message: "unexpected reply from storage",
+            cause: e.to_string(),
         }
     }
 }
@@ -64,18 +119,30 @@ impl Error {
         Self::Request { code, message }
     }
 
+    pub fn unavailable(message: &'static str, cause: impl std::fmt::Display) -> Self {
+        Self::Unavailable {
+            message,
+            cause: cause.to_string(),
+        }
+    }
+
     pub const fn code(&self) -> ErrorCode {
         match self {
             Self::Framing { code, .. } | Self::Request { code, .. } => *code,
             Self::RetryLater { code, .. } => *code,
             Self::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
+            Self::Unavailable { .. } => ErrorCode::Unavailable,
             Self::Internal { .. } => ErrorCode::Internal,
         }
     }
 
-    /// Whether the connection must close after this answer.
-    pub const fn closes_connection(&self) -> bool {
-        matches!(self, Self::Framing { .. })
+    /// What went wrong on the server's side, for the log; `None` for the request's
+    /// own faults and for refusals by design.
+    pub fn cause(&self) -> Option<&str> {
+        match self {
+            Self::Unavailable { cause, .. } | Self::Internal { cause, .. } => Some(cause),
+            _ => None,
+        }
     }
 
     /// Renders the error as the reply: status, headers and
@@ -90,6 +157,7 @@ impl Error {
             } => {
                 reply.header("retry-after", retry_after_secs.to_string().as_bytes());
             }
+            Self::Unavailable { .. } => reply.header("retry-after", b"1"),
             Self::Framing { .. } | Self::Request { .. } | Self::Internal { .. } => {}
         }
         let body = reply.json_body();

@@ -10,7 +10,6 @@ use std::{
 };
 
 use codec::{error_code::ErrorCode, keys, keys::Catalog};
-use tracing::warn;
 
 use crate::{
     error::Error,
@@ -132,11 +131,9 @@ async fn load(redis: &Client, id: &str) -> Result<Option<Event>, Error> {
     let Frame::BulkString(json) = catalog else {
         return Ok(None);
     };
-    let catalog: Catalog = serde_json::from_slice(&json).map_err(|e| {
-        warn!(event = id, error = %e, "catalog in Redis does not parse");
-        Error::Internal {
-            message: "catalog unreadable",
-        }
+    let catalog: Catalog = serde_json::from_slice(&json).map_err(|e| Error::Internal {
+        message: "catalog unreadable",
+        cause: format!("the catalog of event {id} in Redis does not parse: {e}"),
     })?;
     let field = |i: usize| match &admission {
         Frame::Array(fields) => match fields.get(i) {

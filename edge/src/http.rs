@@ -11,7 +11,19 @@ use std::{
 
 use codec::{error_code::ErrorCode, json::write_u64};
 
-use crate::error::Error;
+/// A request HTTP/1.1 cannot frame, or over a limit: answered with `code`, then the
+/// connection closes (the next request's first byte can no longer be found).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FramingError {
+    pub code: ErrorCode,
+    pub message: &'static str,
+}
+
+impl FramingError {
+    pub const fn new(code: ErrorCode, message: &'static str) -> Self {
+        Self { code, message }
+    }
+}
 
 /// Largest request head (request line and fields) accepted.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
@@ -49,32 +61,32 @@ pub struct Head<'b> {
 
 /// Parses one request head from the start of `buf`: `Ok(None)` means not all of it has
 /// arrived yet (a normal outcome, not an error). Every error closes the connection.
-pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, Error> {
+pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, FramingError> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut fields);
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD_BYTES => len,
         Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD_BYTES => return Ok(None),
         Ok(_) => {
-            return Err(Error::framing(
+            return Err(FramingError::new(
                 ErrorCode::HeadersTooLarge,
                 "request head too large",
             ))
         }
         Err(httparse::Error::TooManyHeaders) => {
-            return Err(Error::framing(
+            return Err(FramingError::new(
                 ErrorCode::HeadersTooLarge,
                 "too many header fields",
             ))
         }
         Err(_) => {
-            return Err(Error::framing(
+            return Err(FramingError::new(
                 ErrorCode::BadRequest,
                 "malformed request head",
             ))
         }
     };
-    let bad = |message| Err(Error::framing(ErrorCode::BadRequest, message));
+    let bad = |message| Err(FramingError::new(ErrorCode::BadRequest, message));
     let method = match req.method {
         Some("GET") => Method::Get,
         Some("HEAD") => Method::Head,
@@ -145,7 +157,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, Error> {
         if content_length.is_some() {
             return bad("both Transfer-Encoding and Content-Length");
         }
-        return Err(Error::framing(
+        return Err(FramingError::new(
             ErrorCode::LengthRequired,
             "chunked request bodies are not supported: send Content-Length",
         ));
@@ -215,6 +227,9 @@ pub struct Reply {
     /// Extra header lines, already formatted as `name: value\r\n`.
     headers: Vec<u8>,
     body: Vec<u8>,
+    /// The request id given to a request that came without one, when it had to be
+    /// known before the response was written (to log an error with it).
+    request_id: Vec<u8>,
 }
 
 impl Default for Reply {
@@ -223,6 +238,7 @@ impl Default for Reply {
             status: 200,
             headers: Vec::with_capacity(256),
             body: Vec::with_capacity(1024),
+            request_id: Vec::new(),
         }
     }
 }
@@ -233,10 +249,23 @@ impl Reply {
         self.status = status;
         self.headers.clear();
         self.body.clear();
+        self.request_id.clear();
     }
 
     pub fn status(&self) -> u16 {
         self.status
+    }
+
+    /// The request id the response will carry: `echoed` (the request's), else one made
+    /// now.
+    pub fn request_id<'a>(&'a mut self, echoed: Option<&'a [u8]>) -> &'a [u8] {
+        if let Some(id) = echoed {
+            return id;
+        }
+        if self.request_id.is_empty() {
+            crate::ids::write_next(&mut self.request_id);
+        }
+        &self.request_id
     }
 
     /// Adds a header line; `value` comes from this program, never raw from a client.
@@ -276,6 +305,7 @@ pub fn write_response(
     out.extend_from_slice(b"\r\nx-request-id: ");
     match request_id {
         Some(id) => out.extend_from_slice(id),
+        None if !reply.request_id.is_empty() => out.extend_from_slice(&reply.request_id),
         None => crate::ids::write_next(out),
     }
     if reply.status != 304 {

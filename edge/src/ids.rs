@@ -12,12 +12,24 @@ thread_local! {
     );
 }
 
+/// Characters in an id.
+pub const ID_BYTES: usize = 16;
+
 /// Appends a new id to `out`.
 pub fn write_next(out: &mut Vec<u8>) {
+    let mut id = [0; ID_BYTES];
+    write_next_into(&mut id);
+    out.extend_from_slice(&id);
+}
+
+/// Writes a new id into `out`.
+pub fn write_next_into(out: &mut [u8; ID_BYTES]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let id = NEXT.get();
     NEXT.set((id & !0xffff_ffff) | (id.wrapping_add(1) & 0xffff_ffff));
-    out.extend((0..16).rev().map(|i| HEX[((id >> (i * 4)) & 0xf) as usize]));
+    for (i, digit) in out.iter_mut().enumerate() {
+        *digit = HEX[((id >> ((ID_BYTES - 1 - i) * 4)) & 0xf) as usize];
+    }
 }
 
 #[cfg(test)]

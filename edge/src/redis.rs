@@ -25,8 +25,9 @@ use std::{
     task::{Context, Poll, Waker},
 };
 
+use codec::store::Call;
+pub use codec::store::Frame;
 pub use config::RedisConfig;
-pub use redis_protocol::resp2::types::BytesFrame as Frame;
 use slab::Slab;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,8 +41,17 @@ pub enum RedisError {
     /// An error reply (`-ERR ...`, `-WRONGTYPE ...`, `-NOSCRIPT ...`).
     #[error("redis: {0}")]
     Server(String),
+    /// Bytes that are not RESP, or a reply nobody waits for.
     #[error("redis: protocol error: {0}")]
     Protocol(String),
+    /// The connection failed: connecting, reading or writing.
+    #[error("redis: {0}")]
+    Io(String),
+    #[error("redis: TLS: {0}")]
+    Tls(String),
+    /// The server closed the connection.
+    #[error("redis: connection closed by the server")]
+    Closed,
 }
 
 /// Whether `rediss://` connections can be made with `config`'s trusted roots (its
@@ -53,7 +63,8 @@ pub fn check_tls(config: &RedisConfig) -> Result<(), String> {
 /// Counters of one client. `depth` counts writes by how many commands they carried:
 /// bucket `i` holds writes of `2^i ..= 2^(i+1) - 1` commands. A batch of
 /// [`Client::eval_batched`] calls is one command, its calls are counted in `batched`.
-/// The error counters count callers, one counter for each [`RedisError`] variant.
+/// The error counters of replies count callers (one counter for each way a command
+/// fails); those of connections count connections.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Commands asked for, refused ones included (`written` counts those sent).
@@ -66,6 +77,11 @@ pub struct Stats {
     pub server_errors: u64,
     /// Replies of the wrong shape, and connections dropped for bytes that are not RESP.
     pub protocol_errors: u64,
+    /// Connections lost (or never made) by what happened: an I/O error, a TLS
+    /// error, the server closing it.
+    pub io_errors: u64,
+    pub tls_errors: u64,
+    pub closed_by_server: u64,
     pub timeouts: u64,
     pub overloaded: u64,
     /// Refused while disconnected, or failed in flight by a lost connection.
@@ -290,15 +306,57 @@ impl Client {
         }
     }
 
+    /// Runs a typed script call (`codec::store`): like [`Client::eval`], with the
+    /// call's keys and arguments.
+    pub fn run<'a>(
+        &self,
+        script: &'a Script,
+        call: &'a Call,
+    ) -> impl Future<Output = Result<Frame, RedisError>> + 'a {
+        let first = self.send_script(script, call, false);
+        let first = within_deadline(self.inner.clone(), first);
+        let client = self.clone();
+        async move {
+            match first.await {
+                Err(RedisError::Server(msg)) if msg.starts_with("NOSCRIPT") => {
+                    client.inner.borrow_mut().stats.noscript_retries += 1;
+                    let again = client.send_script(script, call, true);
+                    within_deadline(client.inner.clone(), again).await
+                }
+                reply => reply,
+            }
+        }
+    }
+
+    fn send_script(&self, script: &Script, call: &Call, whole: bool) -> Pending {
+        self.send_with(|out| {
+            let mut digits = [0u8; 20];
+            let numkeys = decimal(call.key_count(), &mut digits);
+            let (verb, id): (&[u8], &[u8]) = if whole {
+                (b"EVAL", script.body.as_bytes())
+            } else {
+                (b"EVALSHA", script.sha.as_bytes())
+            };
+            codec::resp::write_array_header(out, 3 + call.key_count() + call.arg_count());
+            codec::resp::write_bulks(out, &[verb, id, numkeys]);
+            codec::resp::write_bulk_iter(out, call.keys());
+            codec::resp::write_bulk_iter(out, call.args());
+        })
+    }
+
     /// Encodes the command into the write buffer now (so replies keep this order) and
     /// returns what waits for its reply, with no deadline.
     pub fn send_parts(&self, groups: &[&[&[u8]]]) -> Pending {
+        self.send_with(|out| codec::resp::write_command(out, groups))
+    }
+
+    fn send_with(&self, encode: impl FnOnce(&mut Vec<u8>)) -> Pending {
         let mut inner = self.inner.borrow_mut();
         inner.stats.commands += 1;
         if let Err(error) = inner.admit() {
             return self.refused(error);
         }
-        codec::resp::write_command(&mut inner.wbuf, groups);
+        encode(&mut inner.wbuf);
         inner.unwritten += 1;
         let slot = inner.slots.insert(Slot::Waiting(None));
         inner.waiting += 1;
@@ -333,6 +391,34 @@ impl Client {
         }
     }
 
+    /// [`Client::eval_batched`] of a typed script call (`codec::store`).
+    pub fn run_batched<'a>(
+        &self,
+        script: &'a Rc<BatchScript>,
+        group: &'a [u8],
+        call: &'a Call,
+    ) -> impl Future<Output = Result<Frame, RedisError>> + 'a {
+        let client = self.clone();
+        async move {
+            let once = || {
+                let pending =
+                    client.join(script, group, call.key_count(), call.arg_count(), |k, a| {
+                        codec::resp::write_bulk_iter(k, call.keys());
+                        codec::resp::write_bulk_iter(a, call.args());
+                    });
+                within_deadline(client.inner.clone(), pending)
+            };
+            match once().await {
+                Err(RedisError::Server(msg)) if msg.starts_with("NOSCRIPT") => {
+                    client.inner.borrow_mut().stats.noscript_retries += 1;
+                    script.send_body.set(true);
+                    once().await
+                }
+                reply => reply,
+            }
+        }
+    }
+
     async fn batched_once(
         &self,
         script: &Rc<BatchScript>,
@@ -340,16 +426,22 @@ impl Client {
         keys: &[&[u8]],
         args: &[&[u8]],
     ) -> Result<Frame, RedisError> {
-        let pending = self.join(script, group, keys, args);
+        let pending = self.join(script, group, keys.len(), args.len(), |k, a| {
+            codec::resp::write_bulks(k, keys);
+            codec::resp::write_bulks(a, args);
+        });
         within_deadline(self.inner.clone(), pending).await
     }
 
+    /// Adds a call of `key_count` keys and `arg_count` arguments, which `encode`
+    /// appends (as RESP bulk strings) to the batch's keys and arguments.
     fn join(
         &self,
         script: &Rc<BatchScript>,
         group: &[u8],
-        keys: &[&[u8]],
-        args: &[&[u8]],
+        key_count: usize,
+        arg_count: usize,
+        encode: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>),
     ) -> Pending {
         let mut inner = self.inner.borrow_mut();
         inner.stats.batched += 1;
@@ -380,10 +472,9 @@ impl Client {
         inner.waiting += 1;
         let batch = &mut inner.open[at];
         batch.used = true;
-        codec::resp::write_bulks(&mut batch.keys, keys);
-        codec::resp::write_bulks(&mut batch.args, args);
-        batch.key_count += keys.len();
-        batch.arg_count += args.len();
+        encode(&mut batch.keys, &mut batch.args);
+        batch.key_count += key_count;
+        batch.arg_count += arg_count;
         batch.slots.push(slot);
         if batch.slots.len() >= script.max_calls {
             inner.seal(at);

@@ -1,22 +1,35 @@
 //! Routes: path and method to handler. A handler fills the [`Reply`]; errors are
-//! rendered in one place ([`Error::render`]).
+//! rendered in one place ([`Error::render`]), and a failure on the server's side is
+//! logged here, once, with the request id the response carries.
 
 use codec::error_code::ErrorCode;
+use tracing::warn;
 
 use crate::{
-    confirm,
+    api::{admin, confirm, public},
+    core::Core,
     error::Error,
     http::{Head, Method, Reply},
-    public,
-    server::Core,
 };
 
 const GET: &str = "GET, HEAD";
 const POST: &str = "POST";
 
-pub(crate) async fn dispatch(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Reply) {
+pub async fn dispatch(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Reply) {
     if let Err(e) = route(core, head, body, reply).await {
         e.render(reply);
+        if let Some(cause) = e.cause() {
+            let request_id = reply.request_id(head.request_id);
+            warn!(
+                request_id = %String::from_utf8_lossy(request_id),
+                core = core.id,
+                path = head.path,
+                code = e.code().as_str(),
+                error = %e,
+                cause,
+                "request failed"
+            );
+        }
     }
 }
 
@@ -40,43 +53,43 @@ async fn route(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Reply) -> 
         }
         (Some("public"), Some("enter"), None, ..) => {
             allow(head, POST)?;
-            public::enter(core, body, reply).await
+            public::room::enter(core, body, reply).await
         }
         (Some("public"), Some("room-status"), None, ..) => {
             allow(head, GET)?;
-            public::room_status(core, head, reply).await
+            public::room::room_status(core, head, reply).await
         }
         (Some("public"), Some("hold"), None, ..) => {
             allow(head, POST)?;
-            public::hold(core, head, body, reply).await
+            public::holds::hold(core, head, body, reply).await
         }
         (Some("public"), Some("release"), None, ..) => {
             allow(head, POST)?;
-            public::release(core, head, body, reply).await
+            public::holds::release(core, head, body, reply).await
         }
         (Some("public"), Some("summary"), Some(event), Some(section), None) => {
             allow(head, GET)?;
-            public::summary(core, head, event, section, reply).await
+            public::reads::summary(core, head, event, section, reply).await
         }
         (Some("public"), Some("seats"), Some(event), None, ..) => {
             allow(head, GET)?;
-            public::seats(core, head, event, reply).await
+            public::reads::seats(core, head, event, reply).await
         }
         (Some("confirm"), Some("payment-intent"), None, ..) => {
             allow(head, POST)?;
-            confirm::payment_intent(core, head, body, reply).await
+            confirm::intent::payment_intent(core, head, body, reply).await
         }
         (Some("confirm"), Some("commit"), None, ..) => {
             allow(head, POST)?;
-            confirm::commit(core, head, body, reply).await
+            confirm::commit::commit(core, head, body, reply).await
         }
         (Some("confirm"), Some("status"), None, ..) => {
             allow(head, GET)?;
-            confirm::status(core, head, reply).await
+            confirm::status::status(core, head, reply).await
         }
         (Some("admin"), Some("events"), Some(event), Some("admission"), None) => {
             allow(head, POST)?;
-            public::set_admission(core, head, event, body, reply).await
+            admin::set_admission(core, head, event, body, reply).await
         }
         _ => Err(Error::request(ErrorCode::NotFound, "no such route")),
     }

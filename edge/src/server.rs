@@ -8,18 +8,10 @@
 //! once none is left or the grace period ends.
 
 use std::{
-    cell::{Cell, RefCell},
-    collections::HashMap,
-    future::poll_fn,
     io,
     net::SocketAddr,
-    os::fd::{AsRawFd, RawFd},
     rc::Rc,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        mpsc, Arc,
-    },
-    task::{Poll, Waker},
+    sync::{atomic::Ordering, mpsc, Arc},
     thread::JoinHandle,
     time::Duration,
 };
@@ -34,26 +26,12 @@ use tracing::{info, warn};
 
 use crate::{
     config::{Config, DriverChoice},
-    confirm::Confirm,
-    public::Public,
-    redis::Client,
+    core::{Core, Shared},
     side::Side,
 };
 
 /// Pending connections the kernel queues per listener.
 const LISTEN_BACKLOG: i32 = 4096;
-
-/// State every core may read.
-#[derive(Debug, Default)]
-pub struct Shared {
-    draining: AtomicBool,
-}
-
-impl Shared {
-    pub fn draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
-    }
-}
 
 /// A running edge: its core threads and the address they listen on.
 pub struct Server {
@@ -72,7 +50,7 @@ pub struct Drainer {
 
 impl Drainer {
     pub fn drain(self) {
-        self.shared.draining.store(true, Ordering::Relaxed);
+        self.shared.start_draining();
         for stop in self.stops {
             let _ = stop.send(());
         }
@@ -286,10 +264,10 @@ fn block_on<D: Driver>(
             _ = stop => {},
         }
         drop(listener);
-        core.drain();
+        core.close_idle();
         info!(
             core = core.id,
-            open = core.conns.borrow().len(),
+            open = core.open_connections(),
             "core draining"
         );
         let grace = core.config.shutdown_grace;
@@ -299,7 +277,7 @@ fn block_on<D: Driver>(
         {
             warn!(
                 core = core.id,
-                open = core.conns.borrow().len(),
+                open = core.open_connections(),
                 "shutdown grace over, closing"
             );
         }
@@ -315,6 +293,9 @@ fn block_on<D: Driver>(
             redis_replies = r.replies,
             redis_server_errors = r.server_errors,
             redis_protocol_errors = r.protocol_errors,
+            redis_io_errors = r.io_errors,
+            redis_tls_errors = r.tls_errors,
+            redis_closed_by_server = r.closed_by_server,
             redis_timeouts = r.timeouts,
             redis_overloaded = r.overloaded,
             redis_disconnected = r.disconnected,
@@ -338,105 +319,5 @@ async fn accept_loop(core: &Rc<Core>, listener: &TcpListener) {
                 monoio::time::sleep(Duration::from_millis(10)).await;
             }
         }
-    }
-}
-
-/// One core's state, shared by its tasks through `Rc`.
-pub(crate) struct Core {
-    pub id: usize,
-    pub config: Arc<Config>,
-    pub shared: Arc<Shared>,
-    pub redis: Client,
-    pub public: Public,
-    pub confirm: Confirm,
-    /// The side thread: SQS sends and the DynamoDB hold mirror (aws profile), order
-    /// look-ups in PostgreSQL (`DATABASE_URL`).
-    pub side: Option<Side>,
-    conns: RefCell<HashMap<u64, Rc<ConnSlot>>>,
-    next_conn: Cell<u64>,
-    all_closed: RefCell<Option<Waker>>,
-}
-
-/// What the core knows of one of its connections, to close it when idle at drain.
-pub(crate) struct ConnSlot {
-    fd: RawFd,
-    /// Waiting for the first byte of a request: closing it loses nothing.
-    pub idle: Cell<bool>,
-}
-
-/// Keeps a connection in its core's registry while alive.
-pub(crate) struct Registration {
-    core: Rc<Core>,
-    id: u64,
-    pub slot: Rc<ConnSlot>,
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        let mut conns = self.core.conns.borrow_mut();
-        conns.remove(&self.id);
-        if conns.is_empty() {
-            if let Some(waker) = self.core.all_closed.take() {
-                waker.wake();
-            }
-        }
-    }
-}
-
-impl Core {
-    /// Inside the core's runtime: the Redis driver task starts here.
-    fn new(id: usize, config: Arc<Config>, shared: Arc<Shared>, side: Option<Side>) -> Self {
-        Self {
-            id,
-            side,
-            redis: Client::connect(config.redis.clone()),
-            public: Public::new(&config),
-            confirm: Confirm::default(),
-            config,
-            shared,
-            conns: RefCell::default(),
-            next_conn: Cell::new(0),
-            all_closed: RefCell::default(),
-        }
-    }
-
-    /// True from the moment a drain starts, before this core has handled its stop.
-    pub fn draining(&self) -> bool {
-        self.shared.draining()
-    }
-
-    pub fn register(self: &Rc<Self>, stream: &impl AsRawFd) -> Registration {
-        let id = self.next_conn.get();
-        self.next_conn.set(id + 1);
-        let slot = Rc::new(ConnSlot {
-            fd: stream.as_raw_fd(),
-            idle: Cell::new(false),
-        });
-        self.conns.borrow_mut().insert(id, slot.clone());
-        Registration {
-            core: self.clone(),
-            id,
-            slot,
-        }
-    }
-
-    /// Shuts down every idle connection: the client sees the close at once and the
-    /// pending read ends. Busy ones see `draining` after their answer and close.
-    fn drain(&self) {
-        for slot in self.conns.borrow().values().filter(|slot| slot.idle.get()) {
-            // The fd is open: a registration is dropped before its stream closes.
-            let _ = nix::sys::socket::shutdown(slot.fd, nix::sys::socket::Shutdown::Both);
-        }
-    }
-
-    async fn all_closed(&self) {
-        poll_fn(|cx| {
-            if self.conns.borrow().is_empty() {
-                return Poll::Ready(());
-            }
-            *self.all_closed.borrow_mut() = Some(cx.waker().clone());
-            Poll::Pending
-        })
-        .await;
     }
 }

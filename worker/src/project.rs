@@ -2,7 +2,7 @@
 //! PostgreSQL commit and before the ack, so a crash in between only repeats them:
 //! every write here is idempotent.
 //!
-//! Per order, one script ([`PROJECT`]): a CONFIRMED order sets its seats' sold bits; any
+//! Per order, one script ([`PROJECT`], `codec/lua/project.lua`): a CONFIRMED order sets its seats' sold bits; any
 //! order removes its own holds (compare-and-delete of `holdId user`, so another buyer's
 //! later hold on the seat stays) from the hold keys, the section's holds zset and the
 //! buyer's; then the status record `ev:{E}:status:...` becomes the final
@@ -25,26 +25,8 @@ use crate::{
     store::{self, Outcome},
 };
 
-/// KEYS: status, buyer's holds zset, then per seat its section's sold bitmap, its hold
-/// key and its section's holds zset.
-/// ARGV: status JSON, ttl ms, `1` when confirmed, user, then per seat n, seatId, holdId.
-pub const PROJECT: &str = "
-local confirmed = ARGV[3] == '1'
-for i = 1, (#KEYS - 2) / 3 do
-  local k, a = 3 * i, 3 * i + 2
-  if confirmed then redis.call('SETBIT', KEYS[k], ARGV[a], 1) end
-  local hold = redis.call('GET', KEYS[k + 1])
-  if hold == ARGV[a + 2] .. ' ' .. ARGV[4] then
-    redis.call('DEL', KEYS[k + 1])
-    redis.call('ZREM', KEYS[k + 2], ARGV[a])
-  elseif not hold then
-    redis.call('ZREM', KEYS[k + 2], ARGV[a])
-  end
-  redis.call('ZREM', KEYS[2], ARGV[a + 1])
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-";
+/// The projection script (`codec/lua/project.lua`).
+pub use codec::store::scripts::PROJECT;
 
 /// The status record of an order: what `GET /confirm/status` answers.
 pub fn status(key: OrderKey<'_>, outcome: &Outcome) -> StatusResponse {
@@ -61,7 +43,7 @@ pub fn status(key: OrderKey<'_>, outcome: &Outcome) -> StatusResponse {
 }
 
 fn status_json(key: OrderKey<'_>, outcome: &Outcome) -> Result<Vec<u8>, Error> {
-    serde_json::to_vec(&status(key, outcome)).map_err(|e| Error::Invalid(e.to_string()))
+    Ok(status(key, outcome).record())
 }
 
 /// Projects stored orders into Redis, one pipeline for all of them.

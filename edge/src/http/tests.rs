@@ -3,7 +3,7 @@ use codec::error_code::ErrorCode;
 use super::*;
 
 fn code(raw: &[u8]) -> ErrorCode {
-    parse_head(raw).expect_err("must be refused").code()
+    parse_head(raw).expect_err("must be refused").code
 }
 
 fn complete(raw: &[u8]) -> Head<'_> {

@@ -62,8 +62,13 @@ pub(super) async fn run(inner: Rc<RefCell<Inner>>) {
                 };
                 warn!(addr = %config.url.addr, %error, "redis connection lost");
                 let mut inner = inner.borrow_mut();
-                if let RedisError::Protocol(_) = error {
-                    inner.stats.protocol_errors += 1;
+                let stats = &mut inner.stats;
+                match error {
+                    RedisError::Protocol(_) => stats.protocol_errors += 1,
+                    RedisError::Io(_) => stats.io_errors += 1,
+                    RedisError::Tls(_) => stats.tls_errors += 1,
+                    RedisError::Closed => stats.closed_by_server += 1,
+                    _ => {}
                 }
                 inner.on_disconnected();
             }
@@ -118,11 +123,11 @@ async fn connect(config: &RedisConfig, tls: Option<&TlsConnector>) -> Result<Str
     };
     let host = codec::url::host(&config.url.addr);
     let name = rustls::ServerName::try_from(host)
-        .map_err(|_| RedisError::Protocol(format!("{host}: not a TLS server name")))?;
+        .map_err(|_| RedisError::Tls(format!("{host}: not a TLS server name")))?;
     let stream = tls
         .connect(name, tcp)
         .await
-        .map_err(|e| RedisError::Protocol(format!("TLS: {e}")))?;
+        .map_err(|e| RedisError::Tls(e.to_string()))?;
     handshake(stream, config)
         .await
         .map(|s| Stream::Tls(Box::new(s)))
@@ -246,16 +251,14 @@ async fn read_more(stream: &mut impl AsyncReadRent, rbuf: &mut BytesMut) -> Resu
     let (res, slice) = stream.read(buf.slice_mut(len..cap)).await;
     *rbuf = slice.into_inner();
     match res {
-        Ok(0) => Err(RedisError::Protocol(
-            "connection closed by the server".into(),
-        )),
+        Ok(0) => Err(RedisError::Closed),
         Ok(_) => Ok(()),
         Err(e) => Err(io_error(e)),
     }
 }
 
 fn io_error(e: io::Error) -> RedisError {
-    RedisError::Protocol(e.to_string())
+    RedisError::Io(e.to_string())
 }
 
 fn protocol_error(e: redis_protocol::error::RedisProtocolError) -> RedisError {

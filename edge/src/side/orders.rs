@@ -142,6 +142,5 @@ fn render(idem: &str, event: &str, row: &tokio_postgres::Row) -> Result<Vec<u8>,
         reason: row.try_get(1).map_err(|_| bad("reason"))?,
         updated_at: number(2)?,
     };
-    serde_json::to_vec(&StatusResponse::settled(order))
-        .map_err(|e| LookupError::Database(e.to_string()))
+    Ok(StatusResponse::settled(order).record())
 }

@@ -1,0 +1,21 @@
+-- The worker's projection of one stored order (worker/src/project.rs).
+-- KEYS: status, buyer's holds zset, then per seat its section's sold bitmap, its hold
+-- key and its section's holds zset.
+-- ARGV: status record, ttl ms, `1` when confirmed, user, then per seat n, seatId, holdId.
+-- A CONFIRMED order sets its seats' sold bits; any order removes its own holds (another
+-- buyer's later hold on the seat stays), then the status record is written.
+local confirmed = ARGV[3] == '1'
+for i = 1, (#KEYS - 2) / 3 do
+  local k, a = 3 * i, 3 * i + 2
+  if confirmed then redis.call('SETBIT', KEYS[k], ARGV[a], 1) end
+  local hold = redis.call('GET', KEYS[k + 1])
+  if hold and hold_of(hold, ARGV[4]) == ARGV[a + 2] then
+    redis.call('DEL', KEYS[k + 1])
+    redis.call('ZREM', KEYS[k + 2], ARGV[a])
+  elseif not hold then
+    redis.call('ZREM', KEYS[k + 2], ARGV[a])
+  end
+  redis.call('ZREM', KEYS[2], ARGV[a + 1])
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1

@@ -1,0 +1,164 @@
+//! `/confirm/*`: payment intent, commit through the queue, order status.
+//!
+//! Idempotency follows the IETF httpapi Idempotency-Key draft and Stripe: the key is
+//! required, scoped to the user and the endpoint, stored with a fingerprint of the
+//! request for `IDEMPOTENCY_TTL_MS`; the same key with the same request replays the
+//! stored body byte for byte (`X-Idempotent-Replay: true`, `Idempotent-Replayed: true`),
+//! with another request answers 422, while the first is in flight 409. Each request is
+//! one script (`codec::store`), so 32 identical calls at once still make one intent.
+
+pub mod commit;
+pub mod intent;
+pub mod status;
+
+use std::{borrow::Cow, rc::Rc};
+
+use codec::{
+    error_code::ErrorCode,
+    keys,
+    store::{Refusal, Seat},
+};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    api::request::{for_event, now_ms, verify},
+    core::Core,
+    error::Error,
+    events::Event,
+    http::{Head, Reply},
+    token::{self, RoomToken},
+};
+
+const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
+
+/// The `Idempotency-Key` header: required, 1..=255 visible ASCII characters.
+fn idempotency_key<'h>(head: &Head<'h>) -> Result<&'h str, Error> {
+    let key = head.idempotency_key.ok_or(Error::request(
+        ErrorCode::IdempotencyKeyMissing,
+        "Idempotency-Key header is required",
+    ))?;
+    if key.is_empty()
+        || key.len() > MAX_IDEMPOTENCY_KEY_BYTES
+        || !key.iter().all(u8::is_ascii_graphic)
+    {
+        return Err(Error::request(
+            ErrorCode::IdempotencyKeyInvalid,
+            "Idempotency-Key must be 1 to 255 visible characters",
+        ));
+    }
+    std::str::from_utf8(key)
+        .map_err(|_| Error::request(ErrorCode::IdempotencyKeyInvalid, "not ASCII"))
+}
+
+/// The verified caller of a `/confirm/*` request about `event_id` as `user_id`.
+struct Caller<'s> {
+    token: RoomToken<'s>,
+    event: Rc<Event>,
+}
+
+async fn caller<'s>(
+    core: &Core,
+    head: &Head<'_>,
+    user_id: &str,
+    event_id: &str,
+    scratch: &'s mut [u8; token::SCRATCH_BYTES],
+) -> Result<Caller<'s>, Error> {
+    let token = verify(core, head.room_token, now_ms(), scratch)?;
+    if user_id != token.user {
+        return Err(Error::request(
+            ErrorCode::UserMismatch,
+            "userId is not the room token's user",
+        ));
+    }
+    for_event(&token, event_id)?;
+    let event = core.events.get(&core.redis, event_id).await?;
+    Ok(Caller { token, event })
+}
+
+/// The requested seats, sorted (so the same set in any order is the same request),
+/// distinct, at most `HOLD_LIMIT`, all in the catalog; and their price.
+fn seats<'r>(
+    event: &'r Event,
+    ids: &'r [Cow<'_, str>],
+    limit: u32,
+) -> Result<(Vec<Seat<'r>>, u64), Error> {
+    let invalid = |m| Error::request(ErrorCode::InvalidField, m);
+    if ids.is_empty() || ids.len() > limit as usize {
+        return Err(invalid("seatIds must list 1 to HOLD_LIMIT seats"));
+    }
+    let mut seats = Vec::with_capacity(ids.len());
+    let mut amount = 0u64;
+    for id in ids {
+        let not_found = || Error::request(ErrorCode::SeatNotFound, "no such seat");
+        let (section, n) = keys::parse_seat(id).ok_or_else(not_found)?;
+        let sec = event
+            .section(section)
+            .filter(|s| n <= s.seats)
+            .ok_or_else(not_found)?;
+        amount = amount.saturating_add(sec.price);
+        seats.push(Seat {
+            id,
+            section: &sec.id,
+            n,
+        });
+    }
+    seats.sort_by(|a, b| (a.section, a.n).cmp(&(b.section, b.n)));
+    if seats.windows(2).any(|w| w[0].id == w[1].id) {
+        return Err(invalid("seatIds must not repeat"));
+    }
+    if amount > codec::store::MAX_AMOUNT {
+        return Err(invalid("the seats' total is larger than an order may be"));
+    }
+    Ok((seats, amount))
+}
+
+fn csv(seats: &[Seat<'_>]) -> String {
+    seats.iter().map(|s| s.id).collect::<Vec<_>>().join(",")
+}
+
+/// A hex digest identifying a request's meaning (RFC draft: "fingerprint").
+fn fingerprint(parts: &[&str]) -> String {
+    let mut sha = Sha256::new();
+    for part in parts {
+        sha.update(part.as_bytes());
+        sha.update([0]);
+    }
+    sha.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What an idempotent script's refusal answers.
+fn refused(refusal: Refusal) -> Error {
+    match refusal {
+        Refusal::NotHeld => Error::request(ErrorCode::HoldMismatch, "a seat is not held by you"),
+        Refusal::IntentNotFound => Error::request(ErrorCode::IntentNotFound, "no such intent"),
+        Refusal::IntentExpired => {
+            Error::request(ErrorCode::IntentExpired, "the intent outlived its holds")
+        }
+        Refusal::IntentMismatch => Error::request(
+            ErrorCode::IntentMismatch,
+            "not this intent's user, seats or amount",
+        ),
+        Refusal::InFlight => Error::RetryLater {
+            code: ErrorCode::IdempotencyInFlight,
+            message: "the first request with this Idempotency-Key is still in flight",
+            retry_after_secs: 1,
+        },
+        Refusal::KeyReused => Error::request(
+            ErrorCode::IdempotencyKeyReused,
+            "this Idempotency-Key was used with another request",
+        ),
+    }
+}
+
+fn answer(reply: &mut Reply, status: u16, replay: bool, body: &[u8]) {
+    reply.reset(if replay && status == 201 { 200 } else { status });
+    reply.header("cache-control", b"no-store");
+    if replay {
+        reply.header("x-idempotent-replay", b"true");
+        reply.header("idempotent-replayed", b"true");
+    }
+    reply.json_body().extend_from_slice(body);
+}

@@ -1,0 +1,87 @@
+//! What the handlers share: request bodies parsed into codec's types (borrowed), the
+//! rules every field is held to, the room token, the clock.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use codec::{error_code::ErrorCode, keys};
+use serde::Deserialize;
+
+use crate::{
+    core::Core,
+    error::Error,
+    token::{self, RoomToken},
+};
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Parses a JSON body: not JSON -> `INVALID_JSON`, wrong shape -> `INVALID_FIELD`.
+pub fn parse<'b, T: Deserialize<'b>>(body: &'b [u8]) -> Result<T, Error> {
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => Error::request(
+            ErrorCode::InvalidField,
+            "a field is missing or has the wrong type",
+        ),
+        _ => Error::request(ErrorCode::InvalidJson, "the body is not valid JSON"),
+    })
+}
+
+/// A user id: 1..=64 visible ASCII characters.
+pub fn valid_user(user: &str) -> Result<(), Error> {
+    if (1..=64).contains(&user.len()) && user.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(Error::request(
+            ErrorCode::InvalidField,
+            "userId must be 1 to 64 visible characters",
+        ))
+    }
+}
+
+pub fn valid_event(event: &str) -> Result<(), Error> {
+    if keys::is_id(event) {
+        Ok(())
+    } else {
+        Err(Error::request(
+            ErrorCode::InvalidField,
+            "eventId must be 1 to 64 of [A-Za-z0-9_-]",
+        ))
+    }
+}
+
+/// The value of query parameter `name` as sent (not percent-decoded).
+pub fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query.split('&').find_map(|kv| {
+        kv.strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('='))
+    })
+}
+
+/// The room token, verified with no I/O.
+pub fn verify<'s>(
+    core: &Core,
+    token: Option<&[u8]>,
+    now: u64,
+    scratch: &'s mut [u8; token::SCRATCH_BYTES],
+) -> Result<RoomToken<'s>, Error> {
+    let token = token.ok_or(Error::request(
+        ErrorCode::TokenMissing,
+        "x-room-token is required",
+    ))?;
+    core.tokens.verify(token, now, scratch)
+}
+
+/// A token for `event_id` (checked to be an event id first).
+pub fn for_event(token: &RoomToken<'_>, event_id: &str) -> Result<(), Error> {
+    valid_event(event_id)?;
+    if token.event != event_id {
+        return Err(Error::request(
+            ErrorCode::TokenWrongEvent,
+            "room token is for another event",
+        ));
+    }
+    Ok(())
+}
