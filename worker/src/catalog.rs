@@ -141,11 +141,7 @@ pub fn default_prices(sections: usize) -> Vec<u64> {
         .collect()
 }
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use crate::now_ms;
 
 /// What a projection wrote for one event.
 #[derive(Debug, Clone, PartialEq, Eq)]

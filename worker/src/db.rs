@@ -24,11 +24,7 @@ pub async fn connect(config: &tokio_postgres::Config) -> Result<Client, Error> {
     Ok(client)
 }
 
-/// A pooled connection and the statements prepared on it.
-pub struct PgConn {
-    pub client: Client,
-    pub statements: store::Statements,
-}
+pub use crate::store::PgConn;
 
 /// At most `size` connections, made when first needed and kept while healthy; a
 /// connection that broke is dropped when handed back, and the next [`Pool::get`]

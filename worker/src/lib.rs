@@ -41,3 +41,10 @@ pub mod run;
 pub mod store;
 
 pub use error::Error;
+
+/// The wall clock in epoch milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

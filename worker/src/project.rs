@@ -18,9 +18,9 @@ use codec::{
 use tokio_postgres::Client;
 
 use crate::{
-    catalog::now_ms,
     commit::{Commit, OrderKey},
     error::Error,
+    now_ms,
     redis::{Conn, Pipeline, Script},
     store::{self, Outcome},
 };

@@ -23,7 +23,6 @@ use tokio_postgres::{Client, Statement};
 
 use crate::{
     commit::{Commit, OrderKey},
-    db::PgConn,
     error::Error,
 };
 
@@ -73,6 +72,12 @@ SELECT o.event_id, o.user_id, o.idem, o.order_id, o.status, o.reason,
        (extract(epoch FROM o.updated_at) * 1000)::bigint, o.seat_ids, o.amount, o.currency::text
   FROM unnest($1::text[], $2::text[], $3::text[]) AS k (event_id, user_id, idem)
   JOIN orders o USING (event_id, user_id, idem)";
+
+/// A pooled connection (`db::Pool`) and the statements prepared on it.
+pub struct PgConn {
+    pub client: Client,
+    pub statements: Statements,
+}
 
 /// [`INSERT`], [`REJECT`] and [`EXISTING`], prepared on one connection.
 pub struct Statements {

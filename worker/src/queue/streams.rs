@@ -26,8 +26,8 @@ use tokio::sync::watch;
 
 use super::{Consumer, Delivery};
 use crate::{
-    catalog::now_ms,
     error::Error,
+    now_ms,
     redis::{Conn, Frame, Pipeline, RedisConfig, RedisError, Script},
 };
 
