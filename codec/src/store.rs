@@ -69,6 +69,10 @@ pub mod scripts {
     pub const COMMIT_FINISH: &str = script!("commit_finish.lua");
     pub const COMMIT_ABORT: &str = script!("commit_abort.lua");
     pub const PROJECT: &str = script!(holds, "project.lua");
+    /// The worker's local queue (Redis Streams): claim, dead-letter, redrive.
+    pub const RECLAIM: &str = script!("reclaim.lua");
+    pub const DEAD_LETTER: &str = script!("dead_letter.lua");
+    pub const REDRIVE: &str = script!("redrive.lua");
 }
 
 /// A script call's keys, then its arguments, end to end in one buffer.

@@ -14,14 +14,8 @@ use crate::{
 /// Dead letters read per `XRANGE`.
 const PAGE: usize = 1_000;
 
-/// KEYS: dead-letter stream, target stream. ARGV: dead-letter entry id, msg.
-/// Appends the message to its stream again (a new entry, delivered afresh) and drops
-/// the dead letter, atomically.
-const REDRIVE: &str = "
-if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('XADD', KEYS[2], '*', 'msg', ARGV[2])
-return 1
-";
+/// The redrive script (`codec/lua/redrive.lua`).
+use codec::store::scripts::REDRIVE;
 
 /// One entry of a dead-letter stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
