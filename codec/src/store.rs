@@ -420,6 +420,14 @@ fn decode_idempotent<'r>(
     })
 }
 
+/// The fingerprint in a stored Idempotency-Key record (`state|fingerprint|body`,
+/// written by `intent.lua` and `commit.lua`, read by `lua/idempotent.lua`).
+pub fn recorded_fingerprint(record: &[u8]) -> Option<&[u8]> {
+    let mut parts = record.splitn(3, |&b| b == b'|');
+    let (_state, fingerprint) = (parts.next()?, parts.next()?);
+    parts.next().map(|_| fingerprint)
+}
+
 /// `intent.lua`: every seat held by this buyer; the intent stored for the holds'
 /// remaining lifetime. The body is `PaymentIntentResponse`, encoded by the script.
 #[derive(Debug, Clone, Copy)]
@@ -571,6 +579,16 @@ mod tests {
         );
         assert_eq!(args, [&b"7"[..], b"h1", b"u:1", b"A-7"]);
         assert_eq!((call.key_count(), call.arg_count()), (4, 4));
+    }
+
+    #[test]
+    fn a_record_gives_its_fingerprint() {
+        assert_eq!(
+            recorded_fingerprint(b"done|ab12|{\"a\":1}"),
+            Some(&b"ab12"[..])
+        );
+        assert_eq!(recorded_fingerprint(b"inflight|ab12|"), Some(&b"ab12"[..]));
+        assert_eq!(recorded_fingerprint(b"done|ab12"), None);
     }
 
     #[test]

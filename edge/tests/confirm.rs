@@ -295,6 +295,60 @@ fn commit_enqueues_the_message_and_records_the_order_pending() {
     assert_eq!(code(&other), (422, "IDEMPOTENCY_KEY_REUSED".into()));
 }
 
+/// A reused Idempotency-Key is 422 whatever else is wrong with the new body: a seat
+/// that does not exist, another event, another user, an id no intent has.
+#[test]
+fn a_reused_key_is_refused_before_the_body_is_checked() {
+    let edge = edge(&[]);
+    let mut c = edge.connect();
+    let (event, token, _) = buyer_with_holds(&mut c, "u9", &["A-1"]);
+    let first = intent(&mut c, &token, "k-9", "u9", &event, &["A-1"]);
+    assert_eq!(first.status, 201);
+    let intent_id = first.json()["intentId"].as_str().expect("id").to_owned();
+    let done = commit(&mut c, &token, "c-9", "u9", &event, &intent_id, &["A-1"]);
+    assert_eq!(done.status, 202);
+
+    for (what, seats, ev, user) in [
+        ("no such seat", &["A-999"][..], event.as_str(), "u9"),
+        ("another event", &["A-1"][..], "elsewhere", "u9"),
+        ("another user", &["A-1"][..], event.as_str(), "u10"),
+    ] {
+        let r = intent(&mut c, &token, "k-9", user, ev, seats);
+        assert_eq!(
+            code(&r),
+            (422, "IDEMPOTENCY_KEY_REUSED".into()),
+            "intent, {what}"
+        );
+        let r = commit(&mut c, &token, "c-9", user, ev, &intent_id, seats);
+        assert_eq!(
+            code(&r),
+            (422, "IDEMPOTENCY_KEY_REUSED".into()),
+            "commit, {what}"
+        );
+    }
+    let r = commit(&mut c, &token, "c-9", "u9", &event, "no such id!", &["A-1"]);
+    assert_eq!(
+        code(&r),
+        (422, "IDEMPOTENCY_KEY_REUSED".into()),
+        "commit, bad intent id"
+    );
+    // A fresh key with the same faults gets the faults' own answers.
+    let r = intent(&mut c, &token, "k-10", "u9", &event, &["A-999"]);
+    assert_eq!(code(&r), (404, "SEAT_NOT_FOUND".into()));
+    let r = intent(&mut c, &token, "k-10", "u9", "elsewhere", &["A-1"]);
+    assert_eq!(code(&r), (401, "TOKEN_WRONG_EVENT".into()));
+    let r = commit(
+        &mut c,
+        &token,
+        "c-10",
+        "u9",
+        &event,
+        "no such id!",
+        &["A-1"],
+    );
+    assert_eq!(code(&r), (404, "INTENT_NOT_FOUND".into()));
+}
+
 #[test]
 fn commit_checks_the_intent() {
     let edge = edge(&[]);

@@ -16,7 +16,7 @@ use std::{borrow::Cow, rc::Rc};
 use codec::{
     error_code::ErrorCode,
     keys,
-    store::{Refusal, Seat},
+    store::{recorded_fingerprint, Refusal, Seat},
 };
 use sha2::{Digest, Sha256};
 
@@ -50,35 +50,68 @@ fn idempotency_key<'h>(head: &Head<'h>) -> Result<&'h str, Error> {
         .map_err(|_| Error::request(ErrorCode::IdempotencyKeyInvalid, "not ASCII"))
 }
 
-/// The verified caller of a `/confirm/*` request about `event_id` as `user_id`.
-struct Caller<'s> {
+/// A `/confirm/*` request's Idempotency-Key, its caller and the fingerprint of what it
+/// asks. An Idempotency-Key used before with another request is refused as such
+/// (422) whatever else is wrong with this one: the key is checked before the body.
+struct Idempotent<'s, 'h> {
+    key: &'h str,
     token: RoomToken<'s>,
-    event: Rc<Event>,
+    fingerprint: String,
 }
 
-async fn caller<'s>(
+/// The key, the room token and the request's `fingerprint` (of the body's fields as
+/// sent), before anything in the body is checked.
+fn idempotent<'s, 'h>(
     core: &Core,
-    head: &Head<'_>,
-    user_id: &str,
-    event_id: &str,
+    head: &Head<'h>,
+    key: &'h str,
+    fingerprint: String,
     scratch: &'s mut [u8; token::SCRATCH_BYTES],
-) -> Result<Caller<'s>, Error> {
+) -> Result<Idempotent<'s, 'h>, Error> {
     let token = verify(core, head.room_token, now_ms(), scratch)?;
-    if user_id != token.user {
-        return Err(Error::request(
-            ErrorCode::UserMismatch,
-            "userId is not the room token's user",
-        ));
+    Ok(Idempotent {
+        key,
+        token,
+        fingerprint,
+    })
+}
+
+impl Idempotent<'_, '_> {
+    /// `refusal` of this request, unless the key was used with another request:
+    /// then `IDEMPOTENCY_KEY_REUSED`.
+    async fn refuse(&self, core: &Core, scope: &str, refusal: Error) -> Error {
+        if !matches!(refusal, Error::Request { .. }) {
+            return refusal;
+        }
+        let key = keys::idempotency(self.token.event, scope, self.token.user, self.key);
+        match core.store.get(key.as_bytes()).await {
+            Ok(Some(record))
+                if recorded_fingerprint(&record)
+                    .is_some_and(|fp| fp != self.fingerprint.as_bytes()) =>
+            {
+                refused(Refusal::KeyReused)
+            }
+            _ => refusal,
+        }
     }
-    for_event(&token, event_id)?;
-    let event = core.events.get(&core.redis, event_id).await?;
-    Ok(Caller { token, event })
+
+    /// The caller of a request about `event_id` as `user_id`, with the event.
+    async fn caller(&self, core: &Core, user_id: &str, event_id: &str) -> Result<Rc<Event>, Error> {
+        if user_id != self.token.user {
+            return Err(Error::request(
+                ErrorCode::UserMismatch,
+                "userId is not the room token's user",
+            ));
+        }
+        for_event(&self.token, event_id)?;
+        core.events.get(&core.redis, event_id).await
+    }
 }
 
 /// The requested seats, sorted (so the same set in any order is the same request),
 /// distinct, at most `HOLD_LIMIT`, all in the catalog; and their price.
 fn seats<'r>(
-    event: &'r Event,
+    event: &Event,
     ids: &'r [Cow<'_, str>],
     limit: u32,
 ) -> Result<(Vec<Seat<'r>>, u64), Error> {
@@ -96,11 +129,7 @@ fn seats<'r>(
             .filter(|s| n <= s.seats)
             .ok_or_else(not_found)?;
         amount = amount.saturating_add(sec.price);
-        seats.push(Seat {
-            id,
-            section: &sec.id,
-            n,
-        });
+        seats.push(Seat { id, section, n });
     }
     seats.sort_by(|a, b| (a.section, a.n).cmp(&(b.section, b.n)));
     if seats.windows(2).any(|w| w[0].id == w[1].id) {
@@ -116,10 +145,13 @@ fn csv(seats: &[Seat<'_>]) -> String {
     seats.iter().map(|s| s.id).collect::<Vec<_>>().join(",")
 }
 
-/// A hex digest identifying a request's meaning (RFC draft: "fingerprint").
-fn fingerprint(parts: &[&str]) -> String {
+/// A hex digest identifying a request's meaning (RFC draft: "fingerprint"): its
+/// fields as sent, the seats in any order.
+fn fingerprint(fields: &[&str], seat_ids: &[Cow<'_, str>]) -> String {
+    let mut seats: Vec<&str> = seat_ids.iter().map(|s| s.as_ref()).collect();
+    seats.sort_unstable();
     let mut sha = Sha256::new();
-    for part in parts {
+    for part in fields.iter().chain(&seats) {
         sha.update(part.as_bytes());
         sha.update([0]);
     }

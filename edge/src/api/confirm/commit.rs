@@ -15,7 +15,7 @@ use codec::{
     url::percent_encode,
 };
 
-use super::{answer, caller, csv, fingerprint, idempotency_key, refused, seats, Caller};
+use super::{answer, csv, fingerprint, idempotency_key, idempotent, refused, seats};
 use crate::{
     api::request::{now_ms, parse},
     cache::fnv1a,
@@ -38,14 +38,26 @@ pub async fn commit(
 ) -> Result<(), Error> {
     let key = idempotency_key(head)?;
     let req: CommitRequest<'_> = parse(body)?;
-    if !keys::is_id(&req.intent_id) {
-        // Not an id this system hands out, so there is no such intent.
-        return Err(Error::request(ErrorCode::IntentNotFound, "no such intent"));
-    }
     let mut scratch = [0u8; token::SCRATCH_BYTES];
-    let Caller { token, event } =
-        caller(core, head, &req.user_id, &req.event_id, &mut scratch).await?;
-    let (seats, amount) = seats(&event, &req.seat_ids, core.config.hold_limit)?;
+    let fp = fingerprint(
+        &[&req.event_id, &req.user_id, &req.intent_id],
+        &req.seat_ids,
+    );
+    let call = idempotent(core, head, key, fp, &mut scratch)?;
+    let checked = async {
+        if !keys::is_id(&req.intent_id) {
+            // Not an id this system hands out, so there is no such intent.
+            return Err(Error::request(ErrorCode::IntentNotFound, "no such intent"));
+        }
+        let event = call.caller(core, &req.user_id, &req.event_id).await?;
+        let (seats, amount) = seats(&event, &req.seat_ids, core.config.hold_limit)?;
+        Ok((event, seats, amount))
+    };
+    let (event, seats, amount) = match checked.await {
+        Ok(checked) => checked,
+        Err(e) => return Err(call.refuse(core, "commit", e).await),
+    };
+    let (key, token) = (call.key, &call.token);
     let seat_csv = csv(&seats);
     let event_id = event.catalog.event_id.as_str();
     let currency = event.catalog.currency.as_str();
@@ -69,7 +81,7 @@ pub async fn commit(
         event: event_id,
         user: token.user,
         idem: key,
-        fingerprint: &fingerprint(&[event_id, &req.intent_id, &seat_csv]),
+        fingerprint: &call.fingerprint,
         intent_id: &req.intent_id,
         shard: (fnv1a(key.as_bytes()) % u64::from(core.config.commit_shards)) as u32,
         amount,

@@ -5,7 +5,7 @@ use codec::{
     store::{Idempotent, Intent},
 };
 
-use super::{answer, caller, csv, fingerprint, idempotency_key, refused, seats, Caller};
+use super::{answer, csv, fingerprint, idempotency_key, idempotent, refused, seats};
 use crate::{
     api::request::parse,
     core::Core,
@@ -25,18 +25,26 @@ pub async fn payment_intent(
     let key = idempotency_key(head)?;
     let req: PaymentIntentRequest<'_> = parse(body)?;
     let mut scratch = [0u8; token::SCRATCH_BYTES];
-    let Caller { token, event } =
-        caller(core, head, &req.user_id, &req.event_id, &mut scratch).await?;
-    let (seats, amount) = seats(&event, &req.seat_ids, core.config.hold_limit)?;
+    let fp = fingerprint(&[&req.event_id, &req.user_id], &req.seat_ids);
+    let call = idempotent(core, head, key, fp, &mut scratch)?;
+    let checked = async {
+        let event = call.caller(core, &req.user_id, &req.event_id).await?;
+        let (seats, amount) = seats(&event, &req.seat_ids, core.config.hold_limit)?;
+        Ok::<_, Error>((event, seats, amount))
+    };
+    let (event, seats, amount) = match checked.await {
+        Ok(checked) => checked,
+        Err(e) => return Err(call.refuse(core, "intent", e).await),
+    };
     let seat_csv = csv(&seats);
     let event_id = event.catalog.event_id.as_str();
     let mut intent_id = [0u8; crate::ids::ID_BYTES];
     crate::ids::write_next_into(&mut intent_id);
     let intent = Intent {
         event: event_id,
-        user: token.user,
-        idem: key,
-        fingerprint: &fingerprint(&[event_id, &seat_csv]),
+        user: call.token.user,
+        idem: call.key,
+        fingerprint: &call.fingerprint,
         // Hex digits: ASCII.
         intent_id: std::str::from_utf8(&intent_id).unwrap_or_default(),
         amount,
