@@ -143,6 +143,43 @@ fn thirty_two_identical_intents_at_once_make_one_intent() {
 }
 
 #[test]
+fn thirty_two_identical_commits_at_once_make_one_order() {
+    let edge = edge(&[]);
+    let mut c = edge.connect();
+    let (event, token, _) = buyer_with_holds(&mut c, "u1", &["B-7"]);
+    let first = intent(&mut c, &token, "pi", "u1", &event, &["B-7"]);
+    let intent_id = first.json()["intentId"].as_str().expect("id").to_owned();
+    let threads: Vec<_> = (0..32)
+        .map(|_| {
+            let (mut c, token, event) = (edge.connect(), token.clone(), event.clone());
+            let intent_id = intent_id.clone();
+            std::thread::spawn(move || {
+                commit(&mut c, &token, "one", "u1", &event, &intent_id, &["B-7"])
+            })
+        })
+        .collect();
+    let answers: Vec<Response> = threads
+        .into_iter()
+        .map(|t| t.join().expect("thread"))
+        .collect();
+    assert!(
+        answers
+            .iter()
+            .all(|r| r.status == 202 || code(r) == (409, "IDEMPOTENCY_IN_FLIGHT".into())),
+        "{:?}",
+        answers.iter().map(code).collect::<Vec<_>>()
+    );
+    let effects = answers
+        .iter()
+        .filter(|r| r.status == 202 && r.header("x-idempotent-replay").is_none())
+        .count();
+    assert_eq!(effects, 1, "exactly one accepted, the rest replays");
+    let messages = stream_messages(&event);
+    assert_eq!(messages.len(), 1, "one message enqueued");
+    assert_eq!(messages[0].idem, "one");
+}
+
+#[test]
 fn intents_need_this_buyers_holds() {
     let edge = edge(&[]);
     let mut c = edge.connect();

@@ -4,7 +4,10 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::HashSet,
+    time::{Duration, Instant},
+};
 
 use edge::token::{Keys, RoomToken};
 use serde_json::json;
@@ -363,7 +366,20 @@ fn an_admission_change_reaches_every_core_within_a_second() {
     let edge = edge(&[("ADMIN_TOKEN", "op-secret"), ("EDGE_THREADS", "2")]);
     let event = unique_event("admin");
     seed_event(&event, &[("A", 10, 1)], now_ms() + 3_600_000, 100);
-    let mut clients: Vec<_> = (0..16).map(|_| edge.connect()).collect();
+    // SO_REUSEPORT spreads connections by hash: connect until both cores answer. A
+    // core is told by the 8-hex-digit prefix of the request ids it makes (`ids.rs`).
+    let mut clients: Vec<support::Client> = Vec::new();
+    let mut cores = HashSet::new();
+    while cores.len() < 2 {
+        assert!(clients.len() < 200, "every connection went to one core");
+        let mut c = edge.connect();
+        let id = c
+            .get_with("/public/ping", "")
+            .header("x-request-id")
+            .map(str::to_owned);
+        cores.insert(id.expect("x-request-id")[..8].to_owned());
+        clients.push(c);
+    }
     let token = clients[0].enter(&event, "waiting");
     let ready = |c: &mut support::Client| {
         c.get_with(&format!("/public/room-status?token={token}"), "")
