@@ -228,6 +228,49 @@ pub enum OrderState {
     Rejected,
 }
 
+/// The select list of PostgreSQL's `orders` that a stored order's status comes from,
+/// in the order [`Order::stored`] takes it; a macro, so queries can `concat!` it.
+#[macro_export]
+macro_rules! order_columns {
+    () => {
+        "status, reason, (extract(epoch FROM updated_at) * 1000)::bigint, seat_ids, amount, currency::text"
+    };
+}
+
+impl Order {
+    /// An order as PostgreSQL stores it ([`order_columns!`]): CONFIRMED or REJECTED
+    /// (PENDING exists only in Redis), numbers non-negative. `None` for a row this
+    /// code cannot have written.
+    #[allow(clippy::too_many_arguments)]
+    pub fn stored(
+        idem: &str,
+        event_id: &str,
+        status: &str,
+        reason: Option<String>,
+        updated_at_ms: i64,
+        seat_ids: Vec<String>,
+        amount: i64,
+        currency: &str,
+    ) -> Option<Self> {
+        let status = match status {
+            "CONFIRMED" => OrderState::Confirmed,
+            "REJECTED" => OrderState::Rejected,
+            _ => return None,
+        };
+        Some(Self {
+            idem: idem.to_owned(),
+            status,
+            event_id: event_id.to_owned(),
+            seat_ids,
+            amount: u64::try_from(amount).ok()?,
+            // char(3) comes back padded when shorter.
+            currency: currency.trim_end().to_owned(),
+            reason,
+            updated_at: u64::try_from(updated_at_ms).ok()?,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payment {
     pub status: PaymentState,

@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use codec::contract::{Order, OrderState, StatusResponse};
+use codec::contract::{Order, StatusResponse};
 use futures_channel::oneshot;
 use tokio::{
     sync::{mpsc, Semaphore},
@@ -30,10 +30,11 @@ const RECONNECT: Duration = Duration::from_secs(1);
 /// A look-up (or connecting) that takes longer fails: the buyer polls again.
 const DEADLINE: Duration = Duration::from_secs(2);
 
-const BY_KEY: &str = "SELECT status, reason, (extract(epoch FROM updated_at) * 1000)::bigint,
-        seat_ids, amount, currency::text
-   FROM orders
-  WHERE event_id = $1 AND user_id = $2 AND idem = $3";
+const BY_KEY: &str = concat!(
+    "SELECT ",
+    codec::order_columns!(),
+    " FROM orders WHERE event_id = $1 AND user_id = $2 AND idem = $3"
+);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LookupError {
@@ -116,31 +117,17 @@ async fn connect(
 
 /// The row as the worker's status record says it (`StatusResponse::settled`).
 fn render(idem: &str, event: &str, row: &tokio_postgres::Row) -> Result<Vec<u8>, LookupError> {
-    let bad = |what: &str| LookupError::Database(format!("unexpected {what} in orders"));
-    let status = match row.try_get::<_, &str>(0).map_err(|_| bad("status"))? {
-        "CONFIRMED" => OrderState::Confirmed,
-        "REJECTED" => OrderState::Rejected,
-        _ => return Err(bad("status")),
-    };
-    let number = |i: usize| {
-        row.try_get::<_, i64>(i)
-            .ok()
-            .and_then(|n| u64::try_from(n).ok())
-            .ok_or_else(|| bad("number"))
-    };
-    let order = Order {
-        idem: idem.to_owned(),
-        status,
-        event_id: event.to_owned(),
-        seat_ids: row.try_get(3).map_err(|_| bad("seat_ids"))?,
-        amount: number(4)?,
-        currency: row
-            .try_get::<_, String>(5)
-            .map_err(|_| bad("currency"))?
-            .trim_end()
-            .to_owned(),
-        reason: row.try_get(1).map_err(|_| bad("reason"))?,
-        updated_at: number(2)?,
-    };
+    let bad = || LookupError::Database("an order row of an unexpected shape".into());
+    let order = Order::stored(
+        idem,
+        event,
+        row.try_get(0).map_err(|_| bad())?,
+        row.try_get(1).map_err(|_| bad())?,
+        row.try_get(2).map_err(|_| bad())?,
+        row.try_get(3).map_err(|_| bad())?,
+        row.try_get(4).map_err(|_| bad())?,
+        row.try_get(5).map_err(|_| bad())?,
+    )
+    .ok_or_else(bad)?;
     Ok(StatusResponse::settled(order).record())
 }
