@@ -6,8 +6,9 @@
 //! `WORKER_EVENT_REFRESH_MS` (and creates the consumer group on a new event's
 //! streams). A batch's path:
 //!
-//! receive -> [`commit::check`] (poison -> dead letter at once) -> [`store::store`] (one
-//! transaction; retryable errors back off and retry, visibility extended meanwhile) ->
+//! receive -> [`commit::check`] (poison -> dead letter at once; a commit no retry can
+//! sell -> stored `REJECTED` with the reason) -> [`store::store`] (one transaction;
+//! retryable errors back off and retry, visibility extended meanwhile) ->
 //! [`project::project`] (Redis, one round trip) -> ack.
 //!
 //! Nothing is acknowledged before its PostgreSQL commit; a crash anywhere after the
@@ -383,7 +384,7 @@ async fn sort_out<C: Consumer>(
             continue;
         }
         let mut checked = commit::check(&delivery.body, &shared.catalogs.borrow().clone());
-        if let Checked::UnknownEvent(_) = checked {
+        if checked.wants_fresh_catalog() {
             // Maybe seeded since the last refresh: ask for one now, wait for it.
             let mut catalogs = shared.catalogs.clone();
             catalogs.mark_unchanged();
@@ -400,7 +401,13 @@ async fn sort_out<C: Consumer>(
                     );
                     dead_letter(queue, shared, &delivery, &reason).await;
                 }
-                _ => work.push((delivery, commit)),
+                _ => {
+                    if let Some(rejected) = &commit.rejected {
+                        warn!(source = %delivery.source, event = %commit.msg.event_id, idem = %commit.msg.idem,
+                              reason = rejected.reason, detail = %rejected.detail, "storing the order REJECTED");
+                    }
+                    work.push((delivery, commit))
+                }
             },
             Checked::Poison(poison) => dead_letter(queue, shared, &delivery, &poison.0).await,
             Checked::UnknownEvent(event) => {
