@@ -420,6 +420,49 @@ async fn a_seat_missing_from_a_stale_catalog_is_looked_up_again_before_rejecting
 }
 
 #[tokio::test]
+async fn a_seat_the_database_no_longer_has_ends_rejected_not_in_the_dlq() {
+    let (mut pg, mut redis) = (pg().await, redis().await);
+    let event = unique("shrunk");
+    seed(&mut pg, &mut redis, &event, &[("A", 10)]).await;
+    let worker = Running::start(worker_config(
+        &[&event],
+        &[("WORKER_EVENT_REFRESH_MS", "600000")],
+    ));
+    xadd(
+        &mut redis,
+        &event,
+        0,
+        &commit_message(&event, "early", "k", &["A-1"]),
+    )
+    .await;
+    eventually!("the first acked", worker.acked() == 1);
+    // The operator shrinks the section; the worker's copy still says 10 seats, so
+    // PostgreSQL (sold_seats' trigger, SQLSTATE 23503) is the one to refuse A-8.
+    seed(&mut pg, &mut redis, &event, &[("A", 5)]).await;
+    xadd(
+        &mut redis,
+        &event,
+        0,
+        &commit_message(&event, "late", "k", &["A-3", "A-8"]),
+    )
+    .await;
+    eventually!("the second acked", worker.acked() == 2);
+    worker.stop().await;
+    let late = status(&mut redis, &event, "late", "k")
+        .await
+        .expect("a status record");
+    assert_eq!(format!("{:?}", late.order.status), "Rejected");
+    assert_eq!(late.order.reason.as_deref(), Some("SEAT_NOT_FOUND"));
+    assert_eq!(late.order.seat_ids, ["A-3", "A-8"]);
+    assert_eq!(dlq::list(&mut redis, &event).await.expect("list").len(), 0);
+    assert_eq!(count(&pg, ORDERS, &event).await, 2);
+    assert_eq!(count(&pg, SOLD, &event).await, 1, "A-3 not sold");
+    assert_eq!(pending(&mut redis, &event, 1).await, 0);
+
+    drop_event(&pg, &mut redis, &event).await;
+}
+
+#[tokio::test]
 async fn an_entry_delivered_too_often_becomes_a_dead_letter() {
     let (mut pg, mut redis) = (pg().await, redis().await);
     let event = unique("ghost");
