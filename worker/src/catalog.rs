@@ -334,6 +334,8 @@ pub async fn rebuild_redis(
                 p.statuses = crate::project::rebuild_statuses(pg, redis, id, status_ttl).await?;
                 projections.push(p);
             }
+            // Deleted since the listing: nothing of it to project.
+            None if event_id.is_none() => {}
             None => return Err(Error::Invalid(format!("no event {id} in PostgreSQL"))),
         }
     }
