@@ -214,10 +214,22 @@ pub struct Order {
     pub seat_ids: Vec<String>,
     pub amount: u64,
     pub currency: String,
-    /// Why an order was rejected (`SEAT_SOLD`), else null.
+    /// Why an order was rejected (one of [`reason`]), else null.
     pub reason: Option<String>,
     /// Epoch milliseconds.
     pub updated_at: u64,
+}
+
+/// Why the worker rejected an order: [`Order::reason`], `orders.reason`. Each is final:
+/// no retry changes it (what an operator can fix goes to the dead-letter queue instead).
+pub mod reason {
+    /// Another order won one of its seats.
+    pub const SEAT_SOLD: &str = "SEAT_SOLD";
+    /// A seat is not in the event's catalog (its section is gone, or smaller now).
+    pub const SEAT_NOT_FOUND: &str = "SEAT_NOT_FOUND";
+    /// Its seat list breaks [`crate::rules::seat_id`] or [`crate::rules::order_seats`]
+    /// (a message from an edge older than the rules); the order records no seats.
+    pub const INVALID_SEAT_ID: &str = "INVALID_SEAT_ID";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,7 +23,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::json::write_u64;
+use crate::{json::write_u64, rules};
 
 /// An event's catalog as projected into Redis (`ev:{E}:catalog`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,19 +190,16 @@ pub fn commits_dlq(event: &str) -> String {
     string(|o| write_event(o, event, "commits:dlq"))
 }
 
-/// Splits a seat id `{section}-{n}` into its section and number (n >= 1).
+/// Splits a seat id `{section}-{n}` into its section and number: [`rules::seat_id`].
+/// (Kept for the edge's callers; new code calls the rule, which says why it refused.)
 pub fn parse_seat(seat_id: &str) -> Option<(&str, u32)> {
-    let (section, n) = seat_id.rsplit_once('-')?;
-    let n: u32 = n.parse().ok().filter(|&n| n >= 1)?;
-    (!section.is_empty() && is_id(section) && !section.contains('-')).then_some((section, n))
+    rules::seat_id(seat_id).ok().map(|s| (s.section, s.n))
 }
 
-/// Ids that may appear inside keys: 1..=64 of `[A-Za-z0-9_-]` (no braces, spaces or
-/// colons, which would break the hash tag or the key layout).
+/// Ids that may appear inside keys (event and intent ids): [`rules::event_id`]. No
+/// braces, spaces or colons, which would break the hash tag or the key layout.
 pub fn is_id(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    rules::event_id(s).is_ok()
 }
 
 #[cfg(test)]
@@ -244,6 +241,9 @@ mod tests {
             "A-B-3",
             "A:1-3",
             "A-99999999999",
+            "A-1000000000",
+            "A-01",
+            "A-+1",
         ] {
             assert_eq!(parse_seat(bad), None, "{bad}");
         }

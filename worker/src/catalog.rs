@@ -20,7 +20,10 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use codec::keys::{self, Catalog, CatalogSection};
+use codec::{
+    keys::{self, Catalog, CatalogSection},
+    rules,
+};
 use tokio_postgres::{Client, IsolationLevel};
 
 use crate::{
@@ -28,8 +31,6 @@ use crate::{
     redis::{Conn, Pipeline},
 };
 
-/// Most seats one section may have (its sold bitmap is then 1.25 MB).
-pub const MAX_SECTION_SEATS: u32 = 10_000_000;
 /// Most sections one event may have.
 pub const MAX_SECTIONS: usize = 1_000;
 /// Most new users a second the waiting room can be set to admit.
@@ -68,11 +69,9 @@ impl SeedSpec {
     /// Refuses what PostgreSQL or the key layout would refuse, with the reason.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |what: String| Err(Error::Invalid(what));
-        if !keys::is_id(&self.event_id) {
-            return bad(format!(
-                "event id {:?}: expected 1 to 64 of A-Z a-z 0-9 _ -",
-                self.event_id
-            ));
+        let bad_field = |what: &str, e: rules::Invalid| Err(Error::Invalid(format!("{what}: {e}")));
+        if let Err(e) = rules::event_id(&self.event_id) {
+            return bad_field(&format!("event id {:?}", self.event_id), e);
         }
         if self.name.trim().is_empty() || self.name.len() > 200 {
             return bad(format!(
@@ -80,11 +79,8 @@ impl SeedSpec {
                 self.name
             ));
         }
-        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
-            return bad(format!(
-                "currency {:?}: expected three capital letters (KRW)",
-                self.currency
-            ));
+        if let Err(e) = rules::currency(&self.currency) {
+            return bad_field(&format!("currency {:?}", self.currency), e);
         }
         if self.sections.is_empty() || self.sections.len() > MAX_SECTIONS {
             return bad(format!(
@@ -93,23 +89,20 @@ impl SeedSpec {
             ));
         }
         for (i, s) in self.sections.iter().enumerate() {
-            if !keys::is_id(&s.id) || s.id.contains('-') {
-                return bad(format!(
-                    "section id {:?}: expected 1 to 64 of A-Z a-z 0-9 _",
-                    s.id
-                ));
+            if let Err(e) = rules::section_id(&s.id) {
+                return bad_field(&format!("section id {:?}", s.id), e);
             }
             if self.sections[..i].iter().any(|t| t.id == s.id) {
                 return bad(format!("section {} named twice", s.id));
             }
-            if !(1..=MAX_SECTION_SEATS).contains(&s.seats) {
-                return bad(format!(
-                    "section {}: {} seats, expected 1 to {MAX_SECTION_SEATS}",
-                    s.id, s.seats
-                ));
+            if let Err(e) = rules::section_seats(s.seats) {
+                return bad_field(&format!("section {}: {} seats", s.id, s.seats), e);
             }
-            if i64::try_from(s.price).is_err() {
-                return bad(format!("section {}: price {} too large", s.id, s.price));
+            if let Err(e) = rules::amount(s.price) {
+                return bad_field(
+                    &format!("section {}: price {}", s.id, s.price),
+                    e.named("price"),
+                );
             }
         }
         if !(1..=MAX_RATE).contains(&self.rate) {
@@ -337,6 +330,8 @@ pub async fn rebuild_redis(
                 p.statuses = crate::project::rebuild_statuses(pg, redis, id, status_ttl).await?;
                 projections.push(p);
             }
+            // Deleted since the listing: nothing of it to project.
+            None if event_id.is_none() => {}
             None => return Err(Error::Invalid(format!("no event {id} in PostgreSQL"))),
         }
     }

@@ -203,7 +203,7 @@ fn run_config(lookup: &impl Fn(&str) -> Option<String>) -> Result<RunConfig, Con
                 .map(|e| e.trim().to_owned())
                 .filter(|e| !e.is_empty())
                 .collect();
-            if ids.is_empty() || !ids.iter().all(|e| codec::keys::is_id(e)) {
+            if ids.is_empty() || !ids.iter().all(|e| codec::rules::event_id(e).is_ok()) {
                 return Err(bad(
                     "WORKER_EVENTS",
                     &list,

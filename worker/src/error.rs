@@ -68,6 +68,14 @@ impl Error {
         }
     }
 
+    /// PostgreSQL's SQLSTATE, when it was PostgreSQL that refused.
+    pub fn sqlstate(&self) -> Option<&tokio_postgres::error::SqlState> {
+        match self {
+            Self::Postgres(e) => e.code(),
+            _ => None,
+        }
+    }
+
     /// A label for logs and counters.
     pub fn kind(&self) -> &'static str {
         match self {

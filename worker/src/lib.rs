@@ -13,7 +13,8 @@
 //! - [`run`]: `worker run`: the consumer loops, the event refresher, retries, shutdown.
 //! - [`queue`]: the [`queue::Consumer`] trait and its two backends, Redis Streams and
 //!   SQS FIFO.
-//! - [`commit`]: a message decoded and validated, or poison with its reason.
+//! - [`commit`]: a message decoded and validated with `codec::rules`: a commit to sell,
+//!   one to store `REJECTED` with its reason, or poison with its reason.
 //! - [`store`]: a batch of commits in one PostgreSQL transaction (orders, sold seats,
 //!   payments; the unique constraints decide).
 //! - [`project`]: the Redis projection after the commit (sold bits, holds released,

@@ -32,7 +32,11 @@ macro_rules! migration {
 }
 
 /// Every migration, in order. A unit test checks this list against the directory.
-pub const MIGRATIONS: &[Migration] = &[migration!(1, "0001_init")];
+pub const MIGRATIONS: &[Migration] = &[
+    migration!(1, "0001_init"),
+    migration!(2, "0002_rules"),
+    migration!(3, "0003_rules_validate"),
+];
 
 /// Key of the advisory lock taken while migrating (any constant works; this one reads
 /// "maxtps_m" in ASCII so it is recognisable in `pg_locks`).

@@ -6,8 +6,9 @@
 //! `WORKER_EVENT_REFRESH_MS` (and creates the consumer group on a new event's
 //! streams). A batch's path:
 //!
-//! receive -> [`commit::check`] (poison -> dead letter at once) -> [`store::store`] (one
-//! transaction; retryable errors back off and retry, visibility extended meanwhile) ->
+//! receive -> [`commit::check`] (poison -> dead letter at once; a commit no retry can
+//! sell -> stored `REJECTED` with the reason) -> [`store::store`] (one transaction;
+//! retryable errors back off and retry, visibility extended meanwhile) ->
 //! [`project::project`] (Redis, one round trip) -> ack.
 //!
 //! Nothing is acknowledged before its PostgreSQL commit; a crash anywhere after the
@@ -29,6 +30,7 @@ use tokio::{
     sync::{watch, Notify},
     task::JoinSet,
 };
+use tokio_postgres::error::SqlState;
 use tracing::{debug, error, info, warn};
 
 use crate::{
@@ -383,13 +385,9 @@ async fn sort_out<C: Consumer>(
             continue;
         }
         let mut checked = commit::check(&delivery.body, &shared.catalogs.borrow().clone());
-        if let Checked::UnknownEvent(_) = checked {
-            // Maybe seeded since the last refresh: ask for one now, wait for it.
-            let mut catalogs = shared.catalogs.clone();
-            catalogs.mark_unchanged();
-            shared.refresh.notify_one();
-            let _ = tokio::time::timeout(Duration::from_secs(5), catalogs.changed()).await;
-            checked = commit::check(&delivery.body, &catalogs.borrow().clone());
+        if checked.wants_fresh_catalog() {
+            // Maybe seeded since the last refresh.
+            checked = commit::check(&delivery.body, &*fresh_catalogs(shared).await);
         }
         match checked {
             Checked::Valid(commit) => match &delivery.event_id {
@@ -400,7 +398,13 @@ async fn sort_out<C: Consumer>(
                     );
                     dead_letter(queue, shared, &delivery, &reason).await;
                 }
-                _ => work.push((delivery, commit)),
+                _ => {
+                    if let Some(rejected) = &commit.rejected {
+                        warn!(source = %delivery.source, event = %commit.msg.event_id, idem = %commit.msg.idem,
+                              reason = rejected.reason, detail = %rejected.detail, "storing the order REJECTED");
+                    }
+                    work.push((delivery, commit))
+                }
             },
             Checked::Poison(poison) => dead_letter(queue, shared, &delivery, &poison.0).await,
             Checked::UnknownEvent(event) => {
@@ -410,6 +414,16 @@ async fn sort_out<C: Consumer>(
         }
     }
     work
+}
+
+/// The catalogs after a refresh asked for now (at most 5 s later: then the ones in hand).
+async fn fresh_catalogs(shared: &Shared) -> Arc<Catalogs> {
+    let mut catalogs = shared.catalogs.clone();
+    catalogs.mark_unchanged();
+    shared.refresh.notify_one();
+    let _ = tokio::time::timeout(Duration::from_secs(5), catalogs.changed()).await;
+    let fresh = catalogs.borrow().clone();
+    fresh
 }
 
 async fn dead_letter<C: Consumer>(
@@ -457,17 +471,53 @@ async fn process<C: Consumer>(
                     }
                     Stored::GaveUp => return,
                     Stored::Refused(e) => {
-                        let reason = format!("cannot be stored: {e}");
-                        dead_letter(queue, shared, &one[0].0, &reason).await;
+                        refused(queue, shared, redis, &one[0], &e, shutdown).await
                     }
                 }
             }
         }
-        Stored::Refused(e) => {
-            let reason = format!("cannot be stored: {e}");
-            dead_letter(queue, shared, &chunk[0].0, &reason).await;
+        Stored::Refused(e) => refused(queue, shared, redis, &chunk[0], &e, shutdown).await,
+    }
+}
+
+/// One commit PostgreSQL refused for good. A seat gone from the catalog since this
+/// worker's copy (a re-seed shrank or dropped its section; `sold_seats`' trigger or
+/// foreign key refused it: SQLSTATE 23503) is no operator's to fix: once a fresh
+/// catalog agrees, the order is stored `REJECTED` with `SEAT_NOT_FOUND`. Anything else
+/// goes to the dead-letter queue with PostgreSQL's message.
+async fn refused<C: Consumer>(
+    queue: &mut C,
+    shared: &Shared,
+    redis: &mut Option<Conn>,
+    (delivery, commit): &(Delivery, Commit),
+    e: &Error,
+    shutdown: &watch::Receiver<bool>,
+) {
+    let mut error = e.to_string();
+    if commit.rejected.is_none() && e.sqlstate() == Some(&SqlState::FOREIGN_KEY_VIOLATION) {
+        if let Checked::Valid(again) = commit::check(&delivery.body, &*fresh_catalogs(shared).await)
+        {
+            if let Some(rejected) = &again.rejected {
+                warn!(source = %delivery.source, event = %again.msg.event_id, idem = %again.msg.idem,
+                      reason = rejected.reason, detail = %rejected.detail, "storing the order REJECTED");
+                let one = [(delivery.clone(), again)];
+                match store_retrying(queue, shared, &one, shutdown).await {
+                    Stored::Done(outcomes) => {
+                        return finish(queue, shared, redis, &one, &outcomes, shutdown).await
+                    }
+                    Stored::GaveUp => return,
+                    Stored::Refused(e) => error = e.to_string(),
+                }
+            }
         }
     }
+    dead_letter(
+        queue,
+        shared,
+        delivery,
+        &format!("cannot be stored: {error}"),
+    )
+    .await;
 }
 
 /// One transaction for the chunk; retryable errors back off and try again, with the

@@ -11,6 +11,9 @@
 //!   freed and its payment `VOIDED`, in the same transaction. The constraint decides,
 //!   not Redis.
 //!
+//! A commit [`crate::commit`] rejected already (`SEAT_NOT_FOUND`, `INVALID_SEAT_ID`) is
+//! written `REJECTED` with its reason and a `VOIDED` payment, and sells nothing.
+//!
 //! Two commits of one batch that want the same seat go into successive rounds (one
 //! statement each, same transaction), so the batch decides exactly as one-by-one
 //! processing in arrival order would. Rows are inserted in key order, so concurrent
@@ -18,7 +21,7 @@
 
 use std::collections::HashMap;
 
-use codec::contract::OrderState;
+use codec::contract::{reason, OrderState};
 use tokio_postgres::{Client, Statement};
 
 use crate::{
@@ -27,31 +30,36 @@ use crate::{
 };
 
 /// The reason of an order that lost a seat race.
-pub const SEAT_SOLD: &str = "SEAT_SOLD";
+pub const SEAT_SOLD: &str = reason::SEAT_SOLD;
 
 /// Orders, their seats and payments, for one round of commits whose seats are distinct.
 /// Parameters: parallel arrays event, user, idem, intent, seats (comma-joined), amount,
-/// currency. Returns one row per order inserted: id, event, user, idem, updatedAt ms,
-/// whether it won every seat. Payments start `CAPTURED`; [`REJECT`] voids the losers'.
+/// currency, reason (null: sell the seats; else store `REJECTED` with it). Returns one
+/// row per order inserted: id, event, user, idem, updatedAt ms, whether it won every
+/// seat. Payments start `CAPTURED` (`VOIDED` when rejected); [`REJECT`] voids the
+/// losers'.
 const INSERT: &str = "
 WITH m AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[])
-        AS m (event_id, user_id, idem, intent_id, seats, amount, currency)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[])
+        AS m (event_id, user_id, idem, intent_id, seats, amount, currency, reason)
 ), o AS (
-    INSERT INTO orders (idem, user_id, event_id, intent_id, seat_ids, amount, currency, status)
-    SELECT idem, user_id, event_id, intent_id, string_to_array(seats, ','), amount, currency, 'CONFIRMED'
+    INSERT INTO orders (idem, user_id, event_id, intent_id, seat_ids, amount, currency, status, reason)
+    SELECT idem, user_id, event_id, intent_id, string_to_array(seats, ','), amount, currency,
+           CASE WHEN reason IS NULL THEN 'CONFIRMED' ELSE 'REJECTED' END, reason
       FROM m ORDER BY event_id, user_id, idem
     ON CONFLICT (event_id, user_id, idem) DO NOTHING
-    RETURNING order_id, event_id, user_id, idem, intent_id, seat_ids, amount, currency, updated_at
+    RETURNING order_id, event_id, user_id, idem, intent_id, seat_ids, amount, currency, status, updated_at
 ), s AS (
     INSERT INTO sold_seats (event_id, seat_id, order_id)
     SELECT o.event_id, seat.id, o.order_id FROM o, unnest(o.seat_ids) AS seat (id)
+     WHERE o.status = 'CONFIRMED'
      ORDER BY o.event_id, seat.id
     ON CONFLICT (event_id, seat_id) DO NOTHING
     RETURNING order_id
 ), p AS (
     INSERT INTO payments (order_id, status, amount, currency, intent_id)
-    SELECT order_id, 'CAPTURED', amount, currency, intent_id FROM o
+    SELECT order_id, CASE WHEN status = 'CONFIRMED' THEN 'CAPTURED' ELSE 'VOIDED' END,
+           amount, currency, intent_id FROM o
 )
 SELECT o.order_id, o.event_id, o.user_id, o.idem,
        (extract(epoch FROM o.updated_at) * 1000)::bigint,
@@ -107,7 +115,7 @@ pub struct Outcome {
     pub order_id: i64,
     /// `Confirmed` or `Rejected`.
     pub state: OrderState,
-    /// `SEAT_SOLD` when rejected.
+    /// One of `codec::contract::reason` when rejected.
     pub reason: Option<String>,
     /// Epoch milliseconds.
     pub updated_at_ms: u64,
@@ -148,6 +156,7 @@ pub async fn store(conn: &mut PgConn, commits: &[&Commit]) -> Result<Vec<Outcome
                     &columns.seats,
                     &columns.amount,
                     &columns.currency,
+                    &columns.reason,
                 ],
             )
             .await?;
@@ -160,20 +169,24 @@ pub async fn store(conn: &mut PgConn, commits: &[&Commit]) -> Result<Vec<Outcome
             let Some(&i) = first.get(&key) else {
                 continue;
             };
-            let won: bool = row.get(5);
             let order_id: i64 = row.get(0);
-            if !won {
-                lost.push(order_id);
-            }
+            let rejected = match &commits[i].rejected {
+                Some(rejected) => Some(rejected.reason),
+                None if row.get::<_, bool>(5) => None,
+                None => {
+                    lost.push(order_id);
+                    Some(SEAT_SOLD)
+                }
+            };
             let msg = &commits[i].msg;
             outcomes[i] = Some(Outcome {
                 order_id,
-                state: if won {
-                    OrderState::Confirmed
-                } else {
+                state: if rejected.is_some() {
                     OrderState::Rejected
+                } else {
+                    OrderState::Confirmed
                 },
-                reason: (!won).then(|| SEAT_SOLD.to_owned()),
+                reason: rejected.map(str::to_owned),
                 updated_at_ms: row.get::<_, i64>(4) as u64,
                 seat_ids: msg.seat_ids.clone(),
                 amount: msg.amount,
@@ -247,7 +260,8 @@ pub fn existing(row: &tokio_postgres::Row, at: usize) -> Result<Outcome, Error> 
 }
 
 /// Splits the first occurrences into rounds whose seats are distinct: a commit goes
-/// one round after the last earlier commit that wants one of its seats.
+/// one round after the last earlier commit that wants one of its seats. A rejected
+/// commit wants none.
 fn rounds(commits: &[&Commit], of: &[usize]) -> Vec<Vec<usize>> {
     let mut last: HashMap<(&str, &str), usize> = HashMap::new();
     let mut rounds: Vec<Vec<usize>> = Vec::new();
@@ -256,14 +270,16 @@ fn rounds(commits: &[&Commit], of: &[usize]) -> Vec<Vec<usize>> {
             continue;
         }
         let event = commit.msg.event_id.as_str();
-        let round = commit
-            .msg
-            .seat_ids
+        let wanted: &[String] = match commit.rejected {
+            Some(_) => &[],
+            None => &commit.msg.seat_ids,
+        };
+        let round = wanted
             .iter()
             .filter_map(|seat| last.get(&(event, seat.as_str())).map(|r| r + 1))
             .max()
             .unwrap_or(0);
-        for seat in &commit.msg.seat_ids {
+        for seat in wanted {
             last.insert((event, seat.as_str()), round);
         }
         if rounds.len() <= round {
@@ -284,6 +300,7 @@ struct Columns<'a> {
     seats: Vec<String>,
     amount: Vec<i64>,
     currency: Vec<&'a str>,
+    reason: Vec<Option<&'static str>>,
 }
 
 impl<'a> Columns<'a> {
@@ -295,10 +312,11 @@ impl<'a> Columns<'a> {
             c.user.push(&m.user_id);
             c.idem.push(&m.idem);
             c.intent.push(&m.intent_id);
-            // Seat ids hold no commas (`codec::keys::parse_seat`).
+            // Seat ids hold no commas (`codec::rules::seat_id`).
             c.seats.push(m.seat_ids.join(","));
             c.amount.push(m.amount as i64);
             c.currency.push(&m.currency);
+            c.reason.push(commit.rejected.as_ref().map(|r| r.reason));
         }
         c
     }
@@ -307,7 +325,7 @@ impl<'a> Columns<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commit::decode;
+    use crate::commit::{decode, Rejected};
 
     fn commit(idem: &str, seats: &[&str]) -> Commit {
         let holds: Vec<String> = seats.iter().map(|s| format!("h{s}")).collect();
@@ -319,15 +337,22 @@ mod tests {
 
     #[test]
     fn commits_wanting_one_seat_go_into_successive_rounds() {
+        let mut rejected = commit("r", &["A-4"]);
+        rejected.rejected = Some(Rejected {
+            reason: reason::SEAT_NOT_FOUND,
+            detail: String::new(),
+        });
         let commits = [
             commit("a", &["A-1", "A-2"]),
             commit("b", &["A-2", "A-3"]),
             commit("c", &["A-4"]),
             commit("d", &["A-3"]),
             commit("a", &["A-1", "A-2"]),
+            // Sells nothing, so waits for no one.
+            rejected,
         ];
         let refs: Vec<&Commit> = commits.iter().collect();
-        let of = [0, 1, 2, 3, 0];
-        assert_eq!(rounds(&refs, &of), [vec![0, 2], vec![1], vec![3]]);
+        let of = [0, 1, 2, 3, 0, 5];
+        assert_eq!(rounds(&refs, &of), [vec![0, 2, 5], vec![1], vec![3]]);
     }
 }

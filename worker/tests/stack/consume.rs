@@ -1,6 +1,6 @@
 //! `worker run` on the local profile (Redis Streams) against the stack's PostgreSQL and
 //! Redis: exactly-once effects from at-least-once delivery, seat races, dead letters,
-//! crashes between commit and ack, graceful shutdown.
+//! final rejections, crashes between commit and ack, graceful shutdown.
 
 use std::{
     process::{Child, Command, Stdio},
@@ -232,14 +232,12 @@ async fn poison_goes_to_the_dead_letter_stream_with_its_reason_and_redrive_works
     v2["v"] = serde_json::json!(2);
     xadd(&mut redis, &event, 0, &v2.to_string()).await;
     xadd(&mut redis, &event, 1, "not json").await;
-    // A seat beyond the section: poison until the section grows.
-    xadd(
-        &mut redis,
-        &event,
-        2,
-        &commit_message(&event, "u", "later", &["A-20"]),
-    )
-    .await;
+    // A currency the edge never writes (it copies the catalog's): a broken producer,
+    // for an operator to look at.
+    let mut lower: serde_json::Value =
+        serde_json::from_str(&commit_message(&event, "u", "lower", &["A-1"])).expect("json");
+    lower["currency"] = serde_json::json!("usd");
+    xadd(&mut redis, &event, 2, &lower.to_string()).await;
     xadd(
         &mut redis,
         &event,
@@ -257,9 +255,9 @@ async fn poison_goes_to_the_dead_letter_stream_with_its_reason_and_redrive_works
     let letters = dlq::list(&mut redis, &event).await.expect("list");
     let mut reasons: Vec<&str> = letters.iter().map(|l| l.reason.as_str()).collect();
     reasons.sort();
-    assert!(
-        reasons[0].starts_with("no seat A-20 in event"),
-        "{reasons:?}"
+    assert_eq!(
+        reasons[0],
+        "currency must be three capital letters A-Z (got \"usd\")"
     );
     assert!(reasons[1].starts_with("not a JSON object"), "{reasons:?}");
     assert_eq!(reasons[2], "unknown version 2");
@@ -274,21 +272,192 @@ async fn poison_goes_to_the_dead_letter_stream_with_its_reason_and_redrive_works
     assert_eq!(pending(&mut redis, &event, 4).await, 0);
     assert_eq!(count(&pg, ORDERS, &event).await, 1);
 
-    // The operator grows the section, then redrives: A-20 sells, the other two are
-    // poison again.
-    seed(&mut pg, &mut redis, &event, &[("A", 30)]).await;
-    tokio::time::sleep(Duration::from_millis(500)).await; // the worker's refresh: 200 ms
+    // Redriven, they are poison again: back in the dead-letter stream, no order.
     assert_eq!(dlq::redrive(&mut redis, &event).await.expect("redrive"), 3);
+    eventually!("redriven", stream_len(&mut redis, &event, 4).await == 0);
     eventually!(
-        "A-20 confirmed",
-        state(&mut redis, &event, "u", "later").await.as_deref() == Some("CONFIRMED")
-    );
-    eventually!(
-        "two dead letters again",
-        dlq::list(&mut redis, &event).await.expect("list").len() == 2
+        "three dead letters again",
+        dlq::list(&mut redis, &event).await.expect("list").len() == 3
     );
     worker.stop().await;
+    assert_eq!(count(&pg, ORDERS, &event).await, 1);
+    assert_eq!(state(&mut redis, &event, "u", "lower").await, None);
+
+    drop_event(&pg, &mut redis, &event).await;
+}
+
+#[tokio::test]
+async fn a_commit_no_retry_can_sell_ends_rejected_with_its_reason_not_in_the_dlq() {
+    let (mut pg, mut redis) = (pg().await, redis().await);
+    let event = unique("reject");
+    seed(&mut pg, &mut redis, &event, &[("A", 10)]).await;
+    // What an edge older than codec::rules accepted (u32::from_str read these as seats
+    // 1 and 1000000000), what is not in the catalog, and one good order.
+    let cases = [
+        ("zero", "A-01", "INVALID_SEAT_ID"),
+        ("plus", "A-+1", "INVALID_SEAT_ID"),
+        ("ten-digits", "A-1000000000", "INVALID_SEAT_ID"),
+        ("beyond", "A-11", "SEAT_NOT_FOUND"),
+        ("no-section", "Z-1", "SEAT_NOT_FOUND"),
+    ];
+    for (i, (user, seat, _)) in cases.iter().enumerate() {
+        xadd(
+            &mut redis,
+            &event,
+            i as u32 % 4,
+            &commit_message(&event, user, "k", &["A-2", seat]),
+        )
+        .await;
+    }
+    xadd(
+        &mut redis,
+        &event,
+        0,
+        &commit_message(&event, "good", "k", &["A-2"]),
+    )
+    .await;
+
+    let worker = Running::start(worker_config(&[&event], &[]));
+    eventually!("all acked", worker.acked() == 6);
+    worker.stop().await;
+
+    for (user, seat, reason) in cases {
+        let s = status(&mut redis, &event, user, "k")
+            .await
+            .unwrap_or_else(|| panic!("{user}: a status record"));
+        // An invalid seat list is stored, and shown, as no seats.
+        let seats = if reason == "INVALID_SEAT_ID" {
+            serde_json::json!([])
+        } else {
+            serde_json::json!(["A-2", seat])
+        };
+        assert_eq!(
+            serde_json::to_value(&s).expect("json"),
+            serde_json::json!({
+                "order": {"idem": "k", "status": "REJECTED", "eventId": event,
+                          "seatIds": seats, "amount": 2000, "currency": "USD",
+                          "reason": reason, "updatedAt": s.order.updated_at},
+                "payment": {"status": "VOIDED", "amount": 2000, "currency": "USD"}
+            }),
+            "{user}"
+        );
+    }
+    assert_eq!(
+        state(&mut redis, &event, "good", "k").await.as_deref(),
+        Some("CONFIRMED")
+    );
+    // user, status, reason, seat_ids, payment
+    let rows: Vec<String> = pg
+        .query(
+            "SELECT format('%s %s %s %s %s', o.user_id, o.status, coalesce(o.reason, '-'),
+                           o.seat_ids, p.status)
+               FROM orders o JOIN payments p USING (order_id)
+              WHERE o.event_id = $1 ORDER BY o.user_id",
+            &[&event],
+        )
+        .await
+        .expect("orders")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "beyond REJECTED SEAT_NOT_FOUND {A-2,A-11} VOIDED",
+            "good CONFIRMED - {A-2} CAPTURED",
+            "no-section REJECTED SEAT_NOT_FOUND {A-2,Z-1} VOIDED",
+            "plus REJECTED INVALID_SEAT_ID {} VOIDED",
+            "ten-digits REJECTED INVALID_SEAT_ID {} VOIDED",
+            "zero REJECTED INVALID_SEAT_ID {} VOIDED",
+        ]
+    );
+    // Only the good order sold a seat; nothing waits in the dead-letter stream.
+    assert_eq!(count(&pg, SOLD, &event).await, 1);
+    assert_eq!(sold_bit(&mut redis, &event, "A-2").await, 1);
+    assert_eq!(dlq::list(&mut redis, &event).await.expect("list").len(), 0);
+    assert_eq!(stream_len(&mut redis, &event, 4).await, 0);
+    assert_eq!(pending(&mut redis, &event, 4).await, 0);
+
+    drop_event(&pg, &mut redis, &event).await;
+}
+
+#[tokio::test]
+async fn a_seat_missing_from_a_stale_catalog_is_looked_up_again_before_rejecting() {
+    let (mut pg, mut redis) = (pg().await, redis().await);
+    let event = unique("grown");
+    seed(&mut pg, &mut redis, &event, &[("A", 10)]).await;
+    // The worker reads the catalog at start, then not for ten minutes...
+    let worker = Running::start(worker_config(
+        &[&event],
+        &[("WORKER_EVENT_REFRESH_MS", "600000")],
+    ));
+    xadd(
+        &mut redis,
+        &event,
+        0,
+        &commit_message(&event, "early", "k", &["A-1"]),
+    )
+    .await;
+    eventually!("the first acked", worker.acked() == 1);
+    // ...while the operator grows the section and a buyer commits a new seat.
+    seed(&mut pg, &mut redis, &event, &[("A", 30)]).await;
+    xadd(
+        &mut redis,
+        &event,
+        0,
+        &commit_message(&event, "late", "k", &["A-20"]),
+    )
+    .await;
+    eventually!("the second acked", worker.acked() == 2);
+    worker.stop().await;
+    assert_eq!(
+        state(&mut redis, &event, "late", "k").await.as_deref(),
+        Some("CONFIRMED")
+    );
+    assert_eq!(count(&pg, SOLD, &event).await, 2);
+
+    drop_event(&pg, &mut redis, &event).await;
+}
+
+#[tokio::test]
+async fn a_seat_the_database_no_longer_has_ends_rejected_not_in_the_dlq() {
+    let (mut pg, mut redis) = (pg().await, redis().await);
+    let event = unique("shrunk");
+    seed(&mut pg, &mut redis, &event, &[("A", 10)]).await;
+    let worker = Running::start(worker_config(
+        &[&event],
+        &[("WORKER_EVENT_REFRESH_MS", "600000")],
+    ));
+    xadd(
+        &mut redis,
+        &event,
+        0,
+        &commit_message(&event, "early", "k", &["A-1"]),
+    )
+    .await;
+    eventually!("the first acked", worker.acked() == 1);
+    // The operator shrinks the section; the worker's copy still says 10 seats, so
+    // PostgreSQL (sold_seats' trigger, SQLSTATE 23503) is the one to refuse A-8.
+    seed(&mut pg, &mut redis, &event, &[("A", 5)]).await;
+    xadd(
+        &mut redis,
+        &event,
+        0,
+        &commit_message(&event, "late", "k", &["A-3", "A-8"]),
+    )
+    .await;
+    eventually!("the second acked", worker.acked() == 2);
+    worker.stop().await;
+    let late = status(&mut redis, &event, "late", "k")
+        .await
+        .expect("a status record");
+    assert_eq!(format!("{:?}", late.order.status), "Rejected");
+    assert_eq!(late.order.reason.as_deref(), Some("SEAT_NOT_FOUND"));
+    assert_eq!(late.order.seat_ids, ["A-3", "A-8"]);
+    assert_eq!(dlq::list(&mut redis, &event).await.expect("list").len(), 0);
     assert_eq!(count(&pg, ORDERS, &event).await, 2);
+    assert_eq!(count(&pg, SOLD, &event).await, 1, "A-3 not sold");
+    assert_eq!(pending(&mut redis, &event, 1).await, 0);
 
     drop_event(&pg, &mut redis, &event).await;
 }

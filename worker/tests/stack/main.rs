@@ -10,5 +10,6 @@ mod cli;
 mod consume;
 mod migrate;
 mod redis_tls;
+mod rules;
 mod sqs;
 mod support;

@@ -100,3 +100,59 @@ async fn an_applied_migration_that_changed_is_refused() {
     assert!(matches!(err, Error::Schema(_)), "{err}");
     assert!(!err.is_retryable());
 }
+
+#[tokio::test]
+async fn rows_the_rules_refuse_stop_0003_by_name_and_new_ones_are_refused_meanwhile() {
+    let db = ScratchDb::create().await;
+    let mut client = db.connect().await;
+    migrate::run(&mut client).await.expect("first run");
+    // Back to the schema of 0001, with an order 0002's rules refuse (a user id with a
+    // space), as a database written before them could hold.
+    client
+        .batch_execute(
+            "ALTER TABLE orders DROP CONSTRAINT orders_idem_rule, DROP CONSTRAINT orders_user_id_rule,
+                 DROP CONSTRAINT orders_intent_id_rule, DROP CONSTRAINT orders_currency_rule,
+                 DROP CONSTRAINT orders_seat_ids_rule;
+             ALTER TABLE payments DROP CONSTRAINT payments_intent_id_rule,
+                 DROP CONSTRAINT payments_currency_rule;
+             ALTER TABLE sections DROP CONSTRAINT sections_seats_rule;
+             DROP FUNCTION seat_ids_ok;
+             DELETE FROM schema_migrations WHERE version > 1;
+             INSERT INTO events (event_id, name, currency, open_at, admission_rate)
+                 VALUES ('e', 'e', 'USD', now(), 1);
+             INSERT INTO orders (idem, user_id, event_id, intent_id, seat_ids, amount, currency, status)
+                 VALUES ('k', 'a user', 'e', 'pi', '{A-1}', 0, 'USD', 'CONFIRMED');",
+        )
+        .await
+        .expect("the schema of 0001 and an old row");
+
+    let err = migrate::run(&mut client).await.expect_err("0003 refused");
+    assert_eq!(
+        err.sqlstate(),
+        Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION)
+    );
+    assert!(err.to_string().contains("orders_user_id_rule"), "{err}");
+    // 0002 landed: new rows are checked already.
+    let versions: Vec<i32> = versions_table(&client).await.iter().map(|v| v.0).collect();
+    assert_eq!(versions, [1, 2]);
+    let refused = client
+        .execute(
+            "INSERT INTO orders (idem, user_id, event_id, intent_id, seat_ids, amount, currency, status)
+             VALUES ('k2', 'another user', 'e', 'pi', '{A-1}', 0, 'USD', 'CONFIRMED')",
+            &[],
+        )
+        .await
+        .expect_err("refused by 0002");
+    assert_eq!(
+        refused.code(),
+        Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION)
+    );
+
+    // The operator fixes the row; the next run validates.
+    client
+        .execute("UPDATE orders SET user_id = 'a_user'", &[])
+        .await
+        .expect("fix");
+    let report = migrate::run(&mut client).await.expect("second run");
+    assert_eq!(report.applied, [3]);
+}

@@ -1,0 +1,243 @@
+//! What the system accepts: one rule per identifier and field, used by the edge at the
+//! door, by the worker on every commit message and said again by PostgreSQL's `CHECK`s
+//! (`worker/migrations/0002_rules.sql`; a worker test feeds generated values to both and
+//! requires the same verdict). Where two places must agree, they call these.
+//!
+//! Every rule accepts exactly one spelling of a value (its canonical form), so two
+//! accepted strings never name the same thing: `A-1` is a seat id, `A-01` and `A-+1`
+//! are not (Rust's `u32::from_str` reads all three as seat 1, which let the edge accept
+//! seats that PostgreSQL then refused, leaving orders `PENDING` for ever).
+//!
+//! | field | rule | PostgreSQL |
+//! |---|---|---|
+//! | event id | 1..=64 of `A-Z a-z 0-9 _ -` | `events.event_id` |
+//! | section id | 1..=64 of `A-Z a-z 0-9 _` (no `-`: seat ids are `{section}-{n}`) | `sections.section_id` |
+//! | seat id | `{section}-{n}`, n in 1..=[`SEAT_NUMBER_MAX`] in decimal, no sign, no leading 0 | `sold_seats.seat_id`, `orders.seat_ids` |
+//! | seats of a section | 1..=[`SECTION_SEATS_MAX`] | `sections.seats` |
+//! | seats of an order | 1..=[`ORDER_SEATS_MAX`], distinct | `orders.seat_ids` |
+//! | user id | 1..=64 visible ASCII (`!`..=`~`) | `orders.user_id` |
+//! | Idempotency-Key | 1..=255 visible ASCII | `orders.idem` |
+//! | intent id | as an event id | `orders.intent_id`, `payments.intent_id` |
+//! | hold id | 1..=64 visible ASCII | (Redis only) |
+//! | request id | 1..=128 visible ASCII | (not stored) |
+//! | currency | 3 of `A-Z` (ISO 4217 letters) | `events`, `orders`, `payments` `.currency` |
+//! | amount, price | 0..=`i64::MAX` minor units (PostgreSQL `bigint`) | `orders.amount`, `payments.amount`, `sections.price` |
+//!
+//! The checks are allocation-free single passes over the bytes: they run on the hot
+//! path. Text rules take `&str` (JSON fields, decoded URLs); the two header fields
+//! ([`idempotency_key`], [`request_id`]) take the raw header bytes and hand back the
+//! text, since a visible ASCII value is UTF-8.
+
+use std::fmt;
+
+/// Longest event, section and intent id.
+pub const ID_MAX_BYTES: usize = 64;
+/// Longest user id.
+pub const USER_ID_MAX_BYTES: usize = 64;
+/// Longest Idempotency-Key.
+pub const IDEMPOTENCY_KEY_MAX_BYTES: usize = 255;
+/// Longest hold id (the edge makes 16 hex digits).
+pub const HOLD_ID_MAX_BYTES: usize = 64;
+/// Longest `x-request-id` kept (a longer one is replaced, not refused).
+pub const REQUEST_ID_MAX_BYTES: usize = 128;
+/// Highest seat number a seat id may spell: nine digits, so that it fits PostgreSQL's
+/// `integer` (`sold_seats.n`) and the `CHECK`'s `[1-9][0-9]{0,8}`.
+pub const SEAT_NUMBER_MAX: u32 = 999_999_999;
+/// Most seats in one section (seats are numbered 1..=seats; a section's seat map is one
+/// byte a seat, so this bounds that answer at 10 MB).
+pub const SECTION_SEATS_MAX: u32 = 10_000_000;
+/// Most seats in one payment intent or commit: the edge's `HOLD_LIMIT` may not exceed it.
+pub const ORDER_SEATS_MAX: usize = 100;
+/// Largest amount or price, in minor units: PostgreSQL's `bigint`.
+pub const AMOUNT_MAX: u64 = i64::MAX as u64;
+
+/// A value a rule refused: which field, and what it must be. The edge answers 400
+/// `INVALID_FIELD` with it; the worker records it as the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Invalid {
+    /// The field's name on the wire (`seatIds`, `Idempotency-Key`).
+    pub field: &'static str,
+    /// What the field must be, completing "`field` must be ...".
+    pub rule: &'static str,
+}
+
+impl Invalid {
+    /// The same refusal for a field that carries this value under another name (the
+    /// `idem` query parameter is an Idempotency-Key, `price` an amount).
+    pub const fn named(self, field: &'static str) -> Self {
+        Self { field, ..self }
+    }
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} must be {}", self.field, self.rule)
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// A seat id split into its section and number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seat<'a> {
+    pub section: &'a str,
+    pub n: u32,
+}
+
+fn id_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+}
+
+fn section_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// `!` (0x21) to `~` (0x7e): no space, no control character, nothing beyond ASCII.
+fn visible(b: u8) -> bool {
+    b.is_ascii_graphic()
+}
+
+fn check(s: &[u8], max: usize, byte: fn(u8) -> bool, err: Invalid) -> Result<(), Invalid> {
+    if (1..=max).contains(&s.len()) && s.iter().all(|&b| byte(b)) {
+        Ok(())
+    } else {
+        Err(err)
+    }
+}
+
+/// Text made of visible ASCII only is UTF-8; the conversion cannot fail after [`check`],
+/// but is done without `unsafe`.
+fn text(s: &[u8], err: Invalid) -> Result<&str, Invalid> {
+    std::str::from_utf8(s).map_err(|_| err)
+}
+
+pub fn event_id(s: &str) -> Result<(), Invalid> {
+    const ERR: Invalid = Invalid {
+        field: "eventId",
+        rule: "1 to 64 of A-Z a-z 0-9 _ -",
+    };
+    check(s.as_bytes(), ID_MAX_BYTES, id_byte, ERR)
+}
+
+pub fn section_id(s: &str) -> Result<(), Invalid> {
+    const ERR: Invalid = Invalid {
+        field: "section",
+        rule: "1 to 64 of A-Z a-z 0-9 _",
+    };
+    check(s.as_bytes(), ID_MAX_BYTES, section_byte, ERR)
+}
+
+/// `{section}-{n}`: the section's rule, `-`, then n in 1..=[`SEAT_NUMBER_MAX`] written
+/// in decimal with no sign and no leading zero.
+pub fn seat_id(s: &str) -> Result<Seat<'_>, Invalid> {
+    const ERR: Invalid = Invalid {
+        field: "seatId",
+        rule: "{section}-{n}: a section of 1 to 64 of A-Z a-z 0-9 _, then n from 1 to 999999999 without sign or leading zero",
+    };
+    let (section, digits) = s.split_once('-').ok_or(ERR)?;
+    section_id(section).map_err(|_| ERR)?;
+    let digits = digits.as_bytes();
+    // Nine digits at most: the number then fits u32 and SEAT_NUMBER_MAX is all nines.
+    let canonical = (1..=9).contains(&digits.len())
+        && digits[0] != b'0'
+        && digits.iter().all(u8::is_ascii_digit);
+    if !canonical {
+        return Err(ERR);
+    }
+    let n = digits
+        .iter()
+        .fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'));
+    Ok(Seat { section, n })
+}
+
+/// How many seats one payment intent or commit may list: 1..=[`ORDER_SEATS_MAX`].
+pub fn order_seats(count: usize) -> Result<(), Invalid> {
+    if (1..=ORDER_SEATS_MAX).contains(&count) {
+        Ok(())
+    } else {
+        Err(Invalid {
+            field: "seatIds",
+            rule: "a list of 1 to 100 seat ids",
+        })
+    }
+}
+
+/// How many seats a section of the catalog may have: 1..=[`SECTION_SEATS_MAX`].
+pub fn section_seats(seats: u32) -> Result<(), Invalid> {
+    if (1..=SECTION_SEATS_MAX).contains(&seats) {
+        Ok(())
+    } else {
+        Err(Invalid {
+            field: "seats",
+            rule: "1 to 10000000",
+        })
+    }
+}
+
+pub fn user_id(s: &str) -> Result<(), Invalid> {
+    const ERR: Invalid = Invalid {
+        field: "userId",
+        rule: "1 to 64 visible ASCII characters",
+    };
+    check(s.as_bytes(), USER_ID_MAX_BYTES, visible, ERR)
+}
+
+/// The `Idempotency-Key` header's bytes, as text.
+pub fn idempotency_key(s: &[u8]) -> Result<&str, Invalid> {
+    const ERR: Invalid = Invalid {
+        field: "Idempotency-Key",
+        rule: "1 to 255 visible ASCII characters",
+    };
+    check(s, IDEMPOTENCY_KEY_MAX_BYTES, visible, ERR)?;
+    text(s, ERR)
+}
+
+pub fn intent_id(s: &str) -> Result<(), Invalid> {
+    const ERR: Invalid = Invalid {
+        field: "intentId",
+        rule: "1 to 64 of A-Z a-z 0-9 _ -",
+    };
+    check(s.as_bytes(), ID_MAX_BYTES, id_byte, ERR)
+}
+
+pub fn hold_id(s: &str) -> Result<(), Invalid> {
+    const ERR: Invalid = Invalid {
+        field: "holdId",
+        rule: "1 to 64 visible ASCII characters",
+    };
+    check(s.as_bytes(), HOLD_ID_MAX_BYTES, visible, ERR)
+}
+
+/// The `x-request-id` header's bytes, as text (the edge replaces a refused one).
+pub fn request_id(s: &[u8]) -> Result<&str, Invalid> {
+    const ERR: Invalid = Invalid {
+        field: "x-request-id",
+        rule: "1 to 128 visible ASCII characters",
+    };
+    check(s, REQUEST_ID_MAX_BYTES, visible, ERR)?;
+    text(s, ERR)
+}
+
+pub fn currency(s: &str) -> Result<(), Invalid> {
+    const ERR: Invalid = Invalid {
+        field: "currency",
+        rule: "three capital letters A-Z",
+    };
+    check(s.as_bytes(), 3, |b| b.is_ascii_uppercase(), ERR)?;
+    if s.len() == 3 {
+        Ok(())
+    } else {
+        Err(ERR)
+    }
+}
+
+/// An amount or price in minor units, as PostgreSQL's `bigint` stores it.
+pub fn amount(n: u64) -> Result<i64, Invalid> {
+    i64::try_from(n).map_err(|_| Invalid {
+        field: "amount",
+        rule: "0 to 9223372036854775807 minor units",
+    })
+}
+
+#[cfg(test)]
+mod tests;
