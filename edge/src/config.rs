@@ -157,7 +157,9 @@ impl Config {
                 .filter(|s| !s.is_empty()),
             room_token_ttl: env.millis("ROOM_TOKEN_TTL_MS", 2 * 3600 * 1000)?,
             hold_ttl: env.millis("HOLD_TTL_MS", 5 * 60 * 1000)?,
-            hold_limit: env.ranged("HOLD_LIMIT", 4, 1, 100)? as u32,
+            // A buyer's holds go into one commit: at most the seats an order may have.
+            hold_limit: env.ranged("HOLD_LIMIT", 4, 1, codec::rules::ORDER_SEATS_MAX as u64)?
+                as u32,
             public_cache: env.millis("PUBLIC_CACHE_MS", 1_000)?,
             event_refresh: env.millis("EVENT_REFRESH_MS", 500)?,
             admin_token: (lookup)("ADMIN_TOKEN").filter(|s| !s.is_empty()),

@@ -3,7 +3,7 @@
 //! reply no script returns) keep their cause, which `router` logs once, with the
 //! request id, where the error becomes a response.
 
-use codec::{error_code::ErrorCode, store::Unexpected};
+use codec::{error_code::ErrorCode, rules::Invalid, store::Unexpected};
 
 use crate::{
     http::{FramingError, Reply},
@@ -26,6 +26,9 @@ pub enum Error {
         code: ErrorCode,
         message: &'static str,
     },
+    /// A field a rule of `codec::rules` refused: 400, the message naming the field.
+    #[error("{invalid}")]
+    Invalid { code: ErrorCode, invalid: Invalid },
     #[error("method not allowed")]
     MethodNotAllowed { allow: &'static str },
     /// Try again later, with `Retry-After`: draining, or the first request with this
@@ -50,6 +53,15 @@ pub enum Error {
         message: &'static str,
         cause: String,
     },
+}
+
+impl From<Invalid> for Error {
+    fn from(invalid: Invalid) -> Self {
+        Self::Invalid {
+            code: ErrorCode::InvalidField,
+            invalid,
+        }
+    }
 }
 
 impl From<FramingError> for Error {
@@ -128,7 +140,9 @@ impl Error {
 
     pub const fn code(&self) -> ErrorCode {
         match self {
-            Self::Framing { code, .. } | Self::Request { code, .. } => *code,
+            Self::Framing { code, .. }
+            | Self::Request { code, .. }
+            | Self::Invalid { code, .. } => *code,
             Self::RetryLater { code, .. } => *code,
             Self::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
             Self::Unavailable { .. } => ErrorCode::Unavailable,
@@ -158,7 +172,10 @@ impl Error {
                 reply.header("retry-after", retry_after_secs.to_string().as_bytes());
             }
             Self::Unavailable { .. } => reply.header("retry-after", b"1"),
-            Self::Framing { .. } | Self::Request { .. } | Self::Internal { .. } => {}
+            Self::Framing { .. }
+            | Self::Request { .. }
+            | Self::Invalid { .. }
+            | Self::Internal { .. } => {}
         }
         let body = reply.json_body();
         body.extend_from_slice(b"{\"error\":{\"code\":\"");

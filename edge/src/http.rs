@@ -30,7 +30,7 @@ pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// Most header fields accepted in one request.
 pub const MAX_HEADERS: usize = 64;
 /// Longest `x-request-id` echoed back; longer or non-visible ones are replaced.
-pub const MAX_REQUEST_ID_BYTES: usize = 128;
+pub const MAX_REQUEST_ID_BYTES: usize = codec::rules::REQUEST_ID_MAX_BYTES;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -217,7 +217,7 @@ fn parse_decimal(digits: &[u8]) -> Option<usize> {
 }
 
 fn is_request_id(v: &[u8]) -> bool {
-    (1..=MAX_REQUEST_ID_BYTES).contains(&v.len()) && v.iter().all(|b| (0x21..=0x7e).contains(b))
+    codec::rules::request_id(v).is_ok()
 }
 
 /// What a handler answers, built into buffers the connection reuses for every request.

@@ -496,6 +496,20 @@ fn status_is_per_buyer() {
     assert_eq!(code(&r), (404, "ORDER_NOT_FOUND".into()));
     let r = c.get_with("/confirm/status?idem=mine", "");
     assert_eq!(code(&r), (401, "TOKEN_MISSING".into()));
+    // A key no commit can have (a control character, too long) is the request's
+    // fault: 400 naming the parameter, never a 503 from the database refusing it.
+    for idem in ["a%01b", "%7F", &"k".repeat(256)] {
+        let r = c.get_with(
+            &format!("/confirm/status?idem={idem}"),
+            &format!("x-room-token: {token}\r\n"),
+        );
+        assert_eq!(code(&r), (400, "INVALID_FIELD".into()), "{idem}");
+        let message = r.json()["error"]["message"].as_str().map(str::to_owned);
+        assert!(
+            message.is_some_and(|m| m.starts_with("idem must be")),
+            "{idem}"
+        );
+    }
 }
 
 #[test]

@@ -191,6 +191,53 @@ fn bad_bodies_unknown_events_and_bad_tokens_get_their_codes() {
     }
 }
 
+/// Seat ids that PostgreSQL would refuse (`codec::rules::seat_id`: one spelling a
+/// seat) are no seat at the door, so no hold, intent or commit is ever accepted for
+/// them; once, `A-01` was held as a second spelling of `A-1` and its order stuck.
+#[test]
+fn a_seat_has_one_spelling() {
+    let edge = edge(&[]);
+    let event = open_event("spell", 10);
+    let mut c = edge.connect();
+    let t = c.enter(&event, "u1");
+    for seat in [
+        "A-01",
+        "A-+1",
+        "A- 1",
+        "A-1 ",
+        "a-1",
+        "A-1000000000",
+        "A-１",
+    ] {
+        let r = hold(&mut c, &event, &t, seat);
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (404, "SEAT_NOT_FOUND"),
+            "{seat}"
+        );
+    }
+    assert_eq!(hold(&mut c, &event, &t, "A-1").status, 201);
+    // A field a rule refuses is 400 with the field named.
+    let r = c.post(
+        "/public/enter",
+        None,
+        &json!({"userId": "a b", "eventId": event}),
+    );
+    assert_eq!((r.status, r.error_code().as_str()), (400, "INVALID_FIELD"));
+    assert_eq!(
+        r.json()["error"]["message"],
+        "userId must be 1 to 64 visible ASCII characters"
+    );
+    let long = "h".repeat(65);
+    let body = json!({"eventId": event, "seatId": "A-1", "holdId": long});
+    let r = c.post("/public/release", Some(&t), &body);
+    assert_eq!((r.status, r.error_code().as_str()), (400, "INVALID_FIELD"));
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .expect("message")
+        .starts_with("holdId must be"));
+}
+
 #[test]
 fn thousand_buyers_racing_for_ten_seats_get_exactly_ten_holds() {
     let edge = edge(&[]);

@@ -15,7 +15,7 @@ use std::{borrow::Cow, rc::Rc};
 
 use codec::{
     error_code::ErrorCode,
-    keys,
+    keys, rules,
     store::{recorded_fingerprint, Refusal, Seat},
 };
 use sha2::{Digest, Sha256};
@@ -29,25 +29,16 @@ use crate::{
     token::{self, RoomToken},
 };
 
-const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
-
-/// The `Idempotency-Key` header: required, 1..=255 visible ASCII characters.
+/// The `Idempotency-Key` header: required, [`rules::idempotency_key`].
 fn idempotency_key<'h>(head: &Head<'h>) -> Result<&'h str, Error> {
     let key = head.idempotency_key.ok_or(Error::request(
         ErrorCode::IdempotencyKeyMissing,
         "Idempotency-Key header is required",
     ))?;
-    if key.is_empty()
-        || key.len() > MAX_IDEMPOTENCY_KEY_BYTES
-        || !key.iter().all(u8::is_ascii_graphic)
-    {
-        return Err(Error::request(
-            ErrorCode::IdempotencyKeyInvalid,
-            "Idempotency-Key must be 1 to 255 visible characters",
-        ));
-    }
-    std::str::from_utf8(key)
-        .map_err(|_| Error::request(ErrorCode::IdempotencyKeyInvalid, "not ASCII"))
+    rules::idempotency_key(key).map_err(|invalid| Error::Invalid {
+        code: ErrorCode::IdempotencyKeyInvalid,
+        invalid,
+    })
 }
 
 /// A `/confirm/*` request's Idempotency-Key, its caller and the fingerprint of what it
@@ -80,7 +71,7 @@ impl Idempotent<'_, '_> {
     /// `refusal` of this request, unless the key was used with another request:
     /// then `IDEMPOTENCY_KEY_REUSED`.
     async fn refuse(&self, core: &Core, scope: &str, refusal: Error) -> Error {
-        if !matches!(refusal, Error::Request { .. }) {
+        if !matches!(refusal, Error::Request { .. } | Error::Invalid { .. }) {
             return refusal;
         }
         let key = keys::idempotency(self.token.event, scope, self.token.user, self.key);
@@ -119,6 +110,7 @@ fn seats<'r>(
     if ids.is_empty() || ids.len() > limit as usize {
         return Err(invalid("seatIds must list 1 to HOLD_LIMIT seats"));
     }
+    // A seat id no rule allows is no seat of the event: 404 like one beyond its section.
     let mut seats = Vec::with_capacity(ids.len());
     let mut amount = 0u64;
     for id in ids {

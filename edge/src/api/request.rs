@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use codec::{error_code::ErrorCode, keys};
+use codec::{error_code::ErrorCode, rules};
 use serde::Deserialize;
 
 use crate::{
@@ -29,27 +29,14 @@ pub fn parse<'b, T: Deserialize<'b>>(body: &'b [u8]) -> Result<T, Error> {
     })
 }
 
-/// A user id: 1..=64 visible ASCII characters.
+/// A user id ([`rules::user_id`]), else 400 naming the field.
 pub fn valid_user(user: &str) -> Result<(), Error> {
-    if (1..=64).contains(&user.len()) && user.bytes().all(|b| b.is_ascii_graphic()) {
-        Ok(())
-    } else {
-        Err(Error::request(
-            ErrorCode::InvalidField,
-            "userId must be 1 to 64 visible characters",
-        ))
-    }
+    Ok(rules::user_id(user)?)
 }
 
+/// An event id ([`rules::event_id`]), else 400 naming the field.
 pub fn valid_event(event: &str) -> Result<(), Error> {
-    if keys::is_id(event) {
-        Ok(())
-    } else {
-        Err(Error::request(
-            ErrorCode::InvalidField,
-            "eventId must be 1 to 64 of [A-Za-z0-9_-]",
-        ))
-    }
+    Ok(rules::event_id(event)?)
 }
 
 /// The value of query parameter `name` as sent (not percent-decoded).

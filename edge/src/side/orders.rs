@@ -90,7 +90,7 @@ pub(super) async fn serve(
                 Ok(Ok(row)) => row
                     .map(|row| render(&lookup.idem, &lookup.event, &row))
                     .transpose(),
-                Ok(Err(e)) => Err(LookupError::Database(e.to_string())),
+                Ok(Err(e)) => Err(LookupError::Database(postgres_error(&e))),
                 Err(_) => Err(LookupError::Database("timed out".into())),
             };
             if result.is_err() {
@@ -99,6 +99,15 @@ pub(super) async fn serve(
             let _ = lookup.done.send(result);
             drop(permit);
         });
+    }
+}
+
+/// tokio-postgres says only "db error" for an error PostgreSQL reported: the SQLSTATE
+/// and PostgreSQL's own message say what happened.
+fn postgres_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{e}: {} (SQLSTATE {})", db.message(), db.code().code()),
+        None => e.to_string(),
     }
 }
 

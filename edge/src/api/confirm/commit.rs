@@ -10,7 +10,7 @@
 use codec::{
     contract::{CommitMessage, CommitRequest, CommitResponse, Order, OrderState, StatusResponse},
     error_code::ErrorCode,
-    keys,
+    rules,
     store::{Commit, Idempotent},
     url::percent_encode,
 };
@@ -45,7 +45,7 @@ pub async fn commit(
     );
     let call = idempotent(core, head, key, fp, &mut scratch)?;
     let checked = async {
-        if !keys::is_id(&req.intent_id) {
+        if rules::intent_id(&req.intent_id).is_err() {
             // Not an id this system hands out, so there is no such intent.
             return Err(Error::request(ErrorCode::IntentNotFound, "no such intent"));
         }

@@ -3,7 +3,7 @@
 //! through the side thread (`DATABASE_URL`).
 
 use bytes::Bytes;
-use codec::{error_code::ErrorCode, keys, url::percent_decode};
+use codec::{error_code::ErrorCode, keys, rules, url::percent_decode};
 
 use crate::{
     api::request::{now_ms, query_param, verify},
@@ -23,6 +23,9 @@ pub async fn status(core: &Core, head: &Head<'_>, reply: &mut Reply) -> Result<(
             ErrorCode::InvalidField,
             "idem query parameter is required",
         ))?;
+    // An Idempotency-Key's rule: a key no commit can have is refused here, not looked
+    // up (PostgreSQL refuses control characters: that was a 503 for a request at fault).
+    rules::idempotency_key(idem.as_bytes()).map_err(|e| e.named("idem"))?;
     let mut scratch = [0u8; token::SCRATCH_BYTES];
     let token = verify(core, head.room_token, now_ms(), &mut scratch)?;
     let key = keys::order_status(token.event, token.user, &idem);

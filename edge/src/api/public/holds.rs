@@ -6,7 +6,7 @@ use codec::{
     contract::{HoldRequest, ReleaseRequest},
     error_code::ErrorCode,
     json::{write_str, write_u64},
-    keys,
+    keys, rules,
     store::{Hold, HoldOutcome, Release},
 };
 
@@ -119,12 +119,7 @@ pub async fn release(
 ) -> Result<(), Error> {
     let req: ReleaseRequest<'_> = parse(body)?;
     let hold_id = &req.hold_id;
-    if !((1..=128).contains(&hold_id.len()) && hold_id.bytes().all(|b| b.is_ascii_graphic())) {
-        return Err(Error::request(
-            ErrorCode::InvalidField,
-            "holdId is required: 1 to 128 visible characters",
-        ));
-    }
+    rules::hold_id(hold_id)?;
     let mut scratch = [0u8; token::SCRATCH_BYTES];
     let call = seat_call(core, head, &req.event_id, &req.seat_id, &mut scratch).await?;
     let event_id = call.event.catalog.event_id.as_str();
