@@ -48,8 +48,10 @@ pub const SEAT_NUMBER_MAX: u32 = 999_999_999;
 pub const SECTION_SEATS_MAX: u32 = 10_000_000;
 /// Most seats in one payment intent or commit: the edge's `HOLD_LIMIT` may not exceed it.
 pub const ORDER_SEATS_MAX: usize = 100;
-/// Largest amount or price, in minor units: PostgreSQL's `bigint`.
-pub const AMOUNT_MAX: u64 = i64::MAX as u64;
+/// Largest amount or price, in minor units: fourteen digits, the most Redis's `cjson`
+/// writes exactly (`%.14g`), which encodes the commit message and the intent's body;
+/// a larger one would reach the worker as `1e+14`.
+pub const AMOUNT_MAX: u64 = 99_999_999_999_999;
 
 /// A value a rule refused: which field, and what it must be. The edge answers 400
 /// `INVALID_FIELD` with it; the worker records it as the reason.
@@ -233,10 +235,14 @@ pub fn currency(s: &str) -> Result<(), Invalid> {
 
 /// An amount or price in minor units, as PostgreSQL's `bigint` stores it.
 pub fn amount(n: u64) -> Result<i64, Invalid> {
-    i64::try_from(n).map_err(|_| Invalid {
-        field: "amount",
-        rule: "0 to 9223372036854775807 minor units",
-    })
+    if n <= AMOUNT_MAX {
+        Ok(n as i64)
+    } else {
+        Err(Invalid {
+            field: "amount",
+            rule: "0 to 99999999999999 minor units",
+        })
+    }
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@
 //! - the order-status record: [`StatusResponse`] serialized by serde, by the edge
 //!   (PENDING) and by the worker (CONFIRMED, REJECTED) alike.
 //!
-//! `cjson` writes numbers with 14 significant digits: amounts stay below
-//! [`MAX_AMOUNT`] so that they reach the worker exact.
+//! `cjson` writes numbers with 14 significant digits: amounts stay within
+//! [`crate::rules::AMOUNT_MAX`] so that they reach the worker exact.
 //!
 //! [`CommitMessage`]: crate::contract::CommitMessage
 //! [`StatusResponse`]: crate::contract::StatusResponse
@@ -23,9 +23,6 @@
 pub use redis_protocol::resp2::types::BytesFrame as Frame;
 
 use crate::{json::write_u64, keys};
-
-/// The largest amount (minor units) a script carries exactly (`cjson`'s 14 digits).
-pub const MAX_AMOUNT: u64 = 99_999_999_999_999;
 
 /// Prepends the fragments a script uses, in this order: the server's time (`now`), the
 /// hold value functions, the Idempotency-Key prelude.

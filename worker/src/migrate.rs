@@ -36,6 +36,8 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_init"),
     migration!(2, "0002_rules"),
     migration!(3, "0003_rules_validate"),
+    migration!(4, "0004_amount_rule"),
+    migration!(5, "0005_amount_rule_validate"),
 ];
 
 /// Key of the advisory lock taken while migrating (any constant works; this one reads

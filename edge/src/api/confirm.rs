@@ -127,9 +127,7 @@ fn seats<'r>(
     if seats.windows(2).any(|w| w[0].id == w[1].id) {
         return Err(invalid("seatIds must not repeat"));
     }
-    if amount > codec::store::MAX_AMOUNT {
-        return Err(invalid("the seats' total is larger than an order may be"));
-    }
+    rules::amount(amount)?;
     Ok((seats, amount))
 }
 

@@ -112,10 +112,11 @@ async fn rows_the_rules_refuse_stop_0003_by_name_and_new_ones_are_refused_meanwh
         .batch_execute(
             "ALTER TABLE orders DROP CONSTRAINT orders_idem_rule, DROP CONSTRAINT orders_user_id_rule,
                  DROP CONSTRAINT orders_intent_id_rule, DROP CONSTRAINT orders_currency_rule,
-                 DROP CONSTRAINT orders_seat_ids_rule;
+                 DROP CONSTRAINT orders_seat_ids_rule, DROP CONSTRAINT orders_amount_rule;
              ALTER TABLE payments DROP CONSTRAINT payments_intent_id_rule,
-                 DROP CONSTRAINT payments_currency_rule;
-             ALTER TABLE sections DROP CONSTRAINT sections_seats_rule;
+                 DROP CONSTRAINT payments_currency_rule, DROP CONSTRAINT payments_amount_rule;
+             ALTER TABLE sections DROP CONSTRAINT sections_seats_rule,
+                 DROP CONSTRAINT sections_price_rule;
              DROP FUNCTION seat_ids_ok;
              DELETE FROM schema_migrations WHERE version > 1;
              INSERT INTO events (event_id, name, currency, open_at, admission_rate)
@@ -154,5 +155,5 @@ async fn rows_the_rules_refuse_stop_0003_by_name_and_new_ones_are_refused_meanwh
         .await
         .expect("fix");
     let report = migrate::run(&mut client).await.expect("second run");
-    assert_eq!(report.applied, [3]);
+    assert_eq!(report.applied, [3, 4, 5]);
 }

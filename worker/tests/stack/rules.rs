@@ -113,17 +113,17 @@ const AMOUNT: &[Column] = &[
     column(
         "INSERT INTO rules_orders (order_id, idem, user_id, event_id, intent_id, seat_ids, amount, currency, status)
          VALUES (1, 'k', 'u', 'e', 'pi', '{A-1}', $1::text::numeric, 'USD', 'CONFIRMED')",
-        &["orders_amount_check"],
+        &["orders_amount_check", "orders_amount_rule"],
     ),
     column(
         "INSERT INTO rules_payments (order_id, status, amount, currency, intent_id)
          VALUES (1, 'CAPTURED', $1::text::numeric, 'USD', 'pi')",
-        &["payments_amount_check"],
+        &["payments_amount_check", "payments_amount_rule"],
     ),
     column(
         "INSERT INTO rules_sections (event_id, section_id, position, seats, price)
          VALUES ('e', 'A', 0, 1, $1::text::numeric)",
-        &["sections_price_check"],
+        &["sections_price_check", "sections_price_rule"],
     ),
 ];
 const SECTION_SEATS: &[Column] = &[column(
@@ -370,7 +370,17 @@ async fn edge_cases_get_the_exact_answer() {
             text("USDX"),
             Err((SqlState::STRING_DATA_RIGHT_TRUNCATION, None)),
         ),
-        (&AMOUNT[..1], Value::Number(i128::from(i64::MAX)), Ok(())),
+        (&AMOUNT[..1], Value::Number(99_999_999_999_999), Ok(())),
+        (
+            &AMOUNT[..1],
+            Value::Number(100_000_000_000_000),
+            check("orders_amount_rule"),
+        ),
+        (
+            &AMOUNT[..1],
+            Value::Number(i128::from(i64::MAX)),
+            check("orders_amount_rule"),
+        ),
         (
             &AMOUNT[..1],
             Value::Number(i128::from(i64::MAX) + 1),
