@@ -62,7 +62,7 @@ pub fn check_tls(config: &RedisConfig) -> Result<(), String> {
 
 /// Counters of one client. `depth` counts writes by how many commands they carried:
 /// bucket `i` holds writes of `2^i ..= 2^(i+1) - 1` commands. A batch of
-/// [`Client::eval_batched`] calls is one command, its calls are counted in `batched`.
+/// [`Client::run_batched`] calls is one command, its calls are counted in `batched`.
 /// The error counters of replies count callers (one counter for each way a command
 /// fails); those of connections count connections.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -126,7 +126,7 @@ impl Script {
     }
 }
 
-/// A script that serves many callers in one `EVALSHA` (see [`Client::eval_batched`]).
+/// A script that serves many callers in one `EVALSHA` (see [`Client::run_batched`]).
 /// It gets the keys of every call, then `shared`, then the arguments of every call,
 /// each call's in the order they were made, and must return an array of one reply a
 /// call, in that order. Calls are told apart by counting: every call gives the same
@@ -277,37 +277,9 @@ impl Client {
         within_deadline(self.inner.clone(), pending)
     }
 
-    /// Runs `script` by SHA: `EVALSHA` is sent now (like [`Client::query`]); on
-    /// `NOSCRIPT` (after `SCRIPT FLUSH`, a failover or a restart) the script is sent
-    /// whole once (`EVAL` also loads it into the server's cache).
-    pub fn eval<'a>(
-        &self,
-        script: &'a Script,
-        keys: &'a [&'a [u8]],
-        args: &'a [&'a [u8]],
-    ) -> impl Future<Output = Result<Frame, RedisError>> + 'a {
-        let mut digits = [0u8; 20];
-        let numkeys = decimal(keys.len(), &mut digits);
-        let first = self.query_parts(&[&[b"EVALSHA", script.sha.as_bytes(), numkeys], keys, args]);
-        let client = self.clone();
-        async move {
-            match first.await {
-                Err(RedisError::Server(msg)) if msg.starts_with("NOSCRIPT") => {
-                    client.inner.borrow_mut().stats.noscript_retries += 1;
-                    let mut digits = [0u8; 20];
-                    let numkeys = decimal(keys.len(), &mut digits);
-                    let body = script.body.as_bytes();
-                    client
-                        .query_parts(&[&[b"EVAL", body, numkeys], keys, args])
-                        .await
-                }
-                reply => reply,
-            }
-        }
-    }
-
-    /// Runs a typed script call (`codec::store`): like [`Client::eval`], with the
-    /// call's keys and arguments.
+    /// Runs `script`'s typed call (`codec::store`) by SHA: `EVALSHA` is sent now (like
+    /// [`Client::query`]); on `NOSCRIPT` (after `SCRIPT FLUSH`, a failover or a restart)
+    /// the script is sent whole once (`EVAL` also loads it into the server's cache).
     pub fn run<'a>(
         &self,
         script: &'a Script,
@@ -368,30 +340,9 @@ impl Client {
     /// Runs `script` for this call together with every other call of the same `group`
     /// made before the driver's next write: one `EVALSHA` for all, the reply being
     /// this call's element of the script's array. `group` is the keys' hash tag, so
-    /// one batch stays on one Redis Cluster slot. Unlike [`Client::query`], the call
+    /// one batch stays on one Redis Cluster slot. Unlike [`Client::run`], the call
     /// does not keep its order among other commands (the batch is encoded when it is
     /// written); on `NOSCRIPT` the call joins the next batch, which is sent whole, once.
-    pub fn eval_batched<'a>(
-        &self,
-        script: &'a Rc<BatchScript>,
-        group: &'a [u8],
-        keys: &'a [&'a [u8]],
-        args: &'a [&'a [u8]],
-    ) -> impl Future<Output = Result<Frame, RedisError>> + 'a {
-        let client = self.clone();
-        async move {
-            match client.batched_once(script, group, keys, args).await {
-                Err(RedisError::Server(msg)) if msg.starts_with("NOSCRIPT") => {
-                    client.inner.borrow_mut().stats.noscript_retries += 1;
-                    script.send_body.set(true);
-                    client.batched_once(script, group, keys, args).await
-                }
-                reply => reply,
-            }
-        }
-    }
-
-    /// [`Client::eval_batched`] of a typed script call (`codec::store`).
     pub fn run_batched<'a>(
         &self,
         script: &'a Rc<BatchScript>,
@@ -417,20 +368,6 @@ impl Client {
                 reply => reply,
             }
         }
-    }
-
-    async fn batched_once(
-        &self,
-        script: &Rc<BatchScript>,
-        group: &[u8],
-        keys: &[&[u8]],
-        args: &[&[u8]],
-    ) -> Result<Frame, RedisError> {
-        let pending = self.join(script, group, keys.len(), args.len(), |k, a| {
-            codec::resp::write_bulks(k, keys);
-            codec::resp::write_bulks(a, args);
-        });
-        within_deadline(self.inner.clone(), pending).await
     }
 
     /// Adds a call of `key_count` keys and `arg_count` arguments, which `encode`

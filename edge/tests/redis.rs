@@ -5,7 +5,20 @@ mod support;
 
 use std::{rc::Rc, time::Duration};
 
+use codec::store::Call;
 use edge::redis::{BatchScript, Client, Frame, RedisConfig, RedisError, Script};
+
+/// A script call of these keys and arguments.
+fn call(keys: &[&[u8]], args: &[&[u8]]) -> Call {
+    let mut call = Call::default();
+    for key in keys {
+        call.key(|out| out.extend_from_slice(key));
+    }
+    for arg in args {
+        call.arg(arg);
+    }
+    call
+}
 use support::redis_server::RedisServer;
 
 fn shared_url() -> String {
@@ -122,14 +135,14 @@ fn scripts_run_by_sha_and_reload_after_script_flush() {
         let script = Script::new("return {KEYS[1], ARGV[1]}");
         let want = Ok(Frame::Array(vec![bulk("k"), bulk("a")]));
         assert_eq!(
-            client.eval(&script, &[b"k"], &[b"a"]).await,
+            client.run(&script, &call(&[b"k"], &[b"a"])).await,
             want,
             "first run loads it"
         );
-        assert_eq!(client.eval(&script, &[b"k"], &[b"a"]).await, want);
+        assert_eq!(client.run(&script, &call(&[b"k"], &[b"a"])).await, want);
         let retries = client.stats().noscript_retries;
         assert_eq!(redis.raw("SCRIPT FLUSH"), "+OK\r\n");
-        assert_eq!(client.eval(&script, &[b"k"], &[b"a"]).await, want);
+        assert_eq!(client.run(&script, &call(&[b"k"], &[b"a"])).await, want);
         assert_eq!(client.stats().noscript_retries, retries + 1);
     });
 }
@@ -157,7 +170,7 @@ async fn batched_calls(
             monoio::spawn(async move {
                 let (key, arg) = (format!("{prefix}:{i}"), format!("a{i}"));
                 let reply = client
-                    .eval_batched(&script, b"g", &[key.as_bytes()], &[arg.as_bytes()])
+                    .run_batched(&script, b"g", &call(&[key.as_bytes()], &[arg.as_bytes()]))
                     .await;
                 assert_eq!(reply, Ok(bulk(&format!("{key}|s|{arg}|{round}"))));
             })
@@ -201,7 +214,7 @@ fn batched_calls_share_script_calls_each_get_their_own_reply_and_survive_script_
             .await
             .expect("set");
         let failed = client
-            .eval_batched(&script, b"g", &[text.as_bytes()], &[b"a"])
+            .run_batched(&script, b"g", &call(&[text.as_bytes()], &[b"a"]))
             .await;
         assert!(
             matches!(&failed, Err(RedisError::Server(m)) if m.contains("not an integer")),
@@ -229,7 +242,7 @@ fn calls_of_different_groups_never_share_a_script_call() {
                     let group = format!("g{}", i % 3);
                     let key = format!("{{{group}}}:{prefix}:{i}");
                     let reply = client
-                        .eval_batched(&script, group.as_bytes(), &[key.as_bytes()], &[])
+                        .run_batched(&script, group.as_bytes(), &call(&[key.as_bytes()], &[]))
                         .await;
                     let Ok(Frame::BulkString(reply)) = reply else {
                         panic!("{reply:?}")
@@ -278,7 +291,7 @@ fn redis_killed_fails_every_command_at_once_and_a_restart_reconnects() {
                 monoio::spawn(async move {
                     let key = format!("b{i}");
                     client
-                        .eval_batched(&script, b"g", &[key.as_bytes()], &[b"a"])
+                        .run_batched(&script, b"g", &call(&[key.as_bytes()], &[b"a"]))
                         .await
                 })
             })

@@ -24,7 +24,7 @@ fn imports(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
         let top = rel.components().next().expect("a component");
         let top = top.as_os_str().to_string_lossy();
         let top = top.trim_end_matches(".rs").to_owned();
-        if !path.extension().is_some_and(|e| e == "rs") || top == "main" || top == "lib" {
+        if path.extension().is_none_or(|e| e != "rs") || top == "main" || top == "lib" {
             continue;
         }
         let text = fs::read_to_string(&path).expect("read");
