@@ -72,15 +72,17 @@ local_stack_env() {
     export DATABASE_URL
 }
 
-# private_redis PORT [CPU]: a redis-server of this run only (no persistence), pinned to
-# CPU when given; sets REDIS_PID and exports REDIS_URL.
+# private_redis PORT [CPU [ARG...]]: a redis-server of this run only (no persistence
+# unless ARGs, which come last and so win, turn it on), pinned to CPU when given (may be
+# ""); sets REDIS_PID and exports REDIS_URL.
 private_redis() {
-    local pin=()
+    local port=$1 pin=()
     [[ -n ${2:-} ]] && pin=(taskset -c "$2")
-    "${pin[@]}" redis-server --port "$1" --bind 127.0.0.1 --save '' --appendonly no \
-        --dir "$SCRATCH" >"$SCRATCH/redis.log" 2>&1 &
+    shift $(($# < 2 ? $# : 2))
+    "${pin[@]}" redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+        --dir "$SCRATCH" "$@" >"$SCRATCH/redis.log" 2>&1 &
     REDIS_PID=$!
     PIDS+=("$REDIS_PID")
-    wait_port "$1" "$REDIS_PID" redis-server
-    export REDIS_URL=redis://127.0.0.1:$1
+    wait_port "$port" "$REDIS_PID" redis-server
+    export REDIS_URL=redis://127.0.0.1:$port
 }

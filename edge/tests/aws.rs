@@ -322,9 +322,16 @@ fn holds_and_releases_are_mirrored_to_dynamodb() {
 fn holds_keep_working_when_dynamodb_is_away_and_drops_are_counted() {
     let moto = Moto::start();
     let url = block_on(create_queue(&moto, "commits.fifo"));
-    let mut env = vec![("MIRROR_BACKLOG", "3")];
-    // Port 1: nothing listens, every DynamoDB call fails slowly through its retries.
-    env.push(("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:1"));
+    // A listener that never accepts: every DynamoDB call hangs, so the first writes stay
+    // in flight for the whole test and the backlog of 3 stays full. Exactly holds 4 to
+    // 10 are dropped, however slow the machine (a refused port fails the writes after
+    // retries whose length decides how many get dropped).
+    let black_hole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dynamo = format!("http://{}", black_hole.local_addr().expect("addr"));
+    let env = [
+        ("MIRROR_BACKLOG", "3"),
+        ("AWS_ENDPOINT_URL_DYNAMODB", dynamo.as_str()),
+    ];
     let edge = aws_edge(&moto, &url, &env);
     let event = unique_event("nodynamo");
     seed_event(&event, &[("A", 40, 10_000)], 0, 1_000_000);
@@ -339,4 +346,25 @@ fn holds_keep_working_when_dynamodb_is_away_and_drops_are_counted() {
         assert_eq!(r.status, 201, "hold {i} despite DynamoDB");
     }
     support::wait_for_line(&edge.log, "hold mirror backlog full, dropping");
+    // The drain waits for open connections; then the counters come out.
+    drop(c);
+    edge.signal("TERM");
+    let totals = support::wait_for_line(&edge.log, "side thread totals");
+    let number = |name: &str| -> u64 {
+        let field = totals
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {totals}"));
+        field.parse().expect("number")
+    };
+    assert_eq!(
+        [
+            number("mirror_dropped="),
+            number("mirror_written="),
+            number("mirror_failed=")
+        ],
+        [7, 0, 0],
+        "{totals}"
+    );
+    drop(black_hole);
 }

@@ -12,6 +12,10 @@
 # Environment: REDIS_PORT (16379), PG_PORT (15432), PG_BIN (a PostgreSQL bin directory,
 # found automatically otherwise).
 #
+# Redis runs with infra/local/redis.conf: AOF on, fsynced before every reply, so a kill -9
+# of Redis loses no accepted commit (the local commit queue is a Redis Stream). Its data
+# is .run/redis/appendonlydir; `up` after a crash loads it again.
+#
 # PostgreSQL refuses to run as root: as root, initdb/pg_ctl run as the system user
 # `maxtps` (created if absent). If that user cannot reach .run/ (a clone under /root,
 # say), the cluster lives in /var/lib/maxtps/<hash of the repo path> and .run/pg is a
@@ -27,6 +31,7 @@ PY_REQS="$ROOT/infra/local/requirements.txt"
 REDIS_PORT="${REDIS_PORT:-16379}"
 REDIS_PIDFILE="$RUN_DIR/redis.pid"
 REDIS_LOG="$RUN_DIR/redis.log"
+REDIS_CONF="$ROOT/infra/local/redis.conf"
 
 PG_PORT="${PG_PORT:-15432}"
 PG_ROLE=ticket
@@ -231,8 +236,10 @@ cmd_deps() {
 
 # ----------------------------------------------------------------------------- redis
 
+redis_cli() { timeout 5 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
+
 redis_ping() {
-	[[ "$(timeout 5 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]
+	[[ "$(redis_cli ping 2>/dev/null)" == PONG ]]
 }
 
 redis_pid() {
@@ -243,8 +250,39 @@ redis_pid() {
 	fi
 }
 
+# A directive's value in redis.conf.
+redis_conf() { awk -v k="$1" '$1 == k {print $2}' "$REDIS_CONF"; }
+
+redis_config_get() { redis_cli config get "$1" 2>/dev/null | tail -n 1; }
+
+# The AOF is on and written (no rewrite pending): what Redis acknowledges is on disk.
+redis_aof_on() {
+	local info
+	info="$(redis_cli info persistence 2>/dev/null | tr -d '\r')" || return 1
+	grep -qx 'aof_enabled:1' <<<"$info" &&
+		grep -qx 'aof_rewrite_in_progress:0' <<<"$info" &&
+		grep -qx 'aof_rewrite_scheduled:0' <<<"$info"
+}
+
+# A Redis started by an older stack.sh runs without the AOF: switch it on in place (an
+# AOF rewrite writes down what it holds) rather than restart it and lose its data.
+redis_make_durable() {
+	local fsync
+	fsync="$(redis_conf appendfsync)"
+	if [[ "$(redis_config_get appendonly)" != yes || "$(redis_config_get appendfsync)" != "$fsync" ]]; then
+		log "Redis on 127.0.0.1:$REDIS_PORT runs without the persistence of $REDIS_CONF: setting appendonly yes, appendfsync $fsync"
+		[[ "$(redis_cli config set appendfsync "$fsync")" == OK ]] || die "CONFIG SET appendfsync $fsync refused"
+		[[ "$(redis_cli config set appendonly yes)" == OK ]] || die "CONFIG SET appendonly yes refused"
+	fi
+	if ! wait_for 120 redis_aof_on; then
+		tail_log "$REDIS_LOG"
+		die "Redis on 127.0.0.1:$REDIS_PORT did not finish writing its AOF within 120 s"
+	fi
+}
+
 redis_up() {
 	if redis_ping; then
+		redis_make_durable
 		return 0
 	fi
 	command -v redis-server >/dev/null 2>&1 || die "redis-server not found; run: infra/local/stack.sh deps"
@@ -253,25 +291,28 @@ redis_up() {
 		rm -f "$REDIS_PIDFILE"
 	fi
 	: >>"$REDIS_LOG"
-	redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
+	redis-server "$REDIS_CONF" --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
 		--daemonize yes --pidfile "$REDIS_PIDFILE" --logfile "$REDIS_LOG" \
-		--dir "$RUN_DIR/redis" --save '' --appendonly no ||
+		--dir "$RUN_DIR/redis" ||
 		{
 			tail_log "$REDIS_LOG"
 			die "redis-server failed to start"
 		}
-	if ! wait_for 30 redis_ping; then
+	# After a crash, Redis answers only once it has loaded its AOF again.
+	if ! wait_for 120 redis_ping; then
 		tail_log "$REDIS_LOG"
-		die "Redis did not answer on 127.0.0.1:$REDIS_PORT within 30 s"
+		die "Redis did not answer on 127.0.0.1:$REDIS_PORT within 120 s"
 	fi
-	log "Redis up on 127.0.0.1:$REDIS_PORT (pid $(redis_pid))"
+	redis_make_durable
+	log "Redis up on 127.0.0.1:$REDIS_PORT (pid $(redis_pid), AOF appendfsync $(redis_config_get appendfsync) in $RUN_DIR/redis)"
 }
 
 redis_down() {
 	local pid
 	pid="$(redis_pid)"
 	if [[ -n "$pid" ]]; then
-		timeout 5 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+		# nosave: no RDB snapshot; Redis fsyncs the AOF on shutdown all the same.
+		redis_cli shutdown nosave >/dev/null 2>&1 || true
 		wait_for 10 pid_gone "$pid" || stop_pid "$pid" 10
 		log "Redis stopped (pid $pid)"
 	elif redis_ping; then
@@ -487,7 +528,8 @@ cmd_status() {
 	local ok=0 pid
 	if redis_ping; then
 		pid="$(redis_pid)"
-		printf 'redis     running  pid %-7s redis://127.0.0.1:%s\n' "${pid:-?}" "$REDIS_PORT"
+		printf 'redis     running  pid %-7s redis://127.0.0.1:%s  appendonly %s, appendfsync %s\n' \
+			"${pid:-?}" "$REDIS_PORT" "$(redis_config_get appendonly)" "$(redis_config_get appendfsync)"
 	else
 		printf 'redis     stopped  (127.0.0.1:%s)\n' "$REDIS_PORT"
 		ok=3

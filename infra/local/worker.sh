@@ -7,11 +7,11 @@
 #   infra/local/worker.sh status [--pidfile FILE]
 #
 # Defaults: --pidfile .run/worker.pid, --log .run/worker.log, --bin $WORKER_BIN or
-# target/release/worker. REDIS_URL/DATABASE_URL come from the environment, else from
-# `infra/local/stack.sh env`; the schema must be migrated (infra/local/seed.sh, which
-# `edge.sh start` runs). `start` returns once the worker consumes (its log says
-# "consuming", at most WORKER_START_TIMEOUT seconds, 30 by default; with WORKER_LOG=warn
-# or error, once it is alive after 1 s); `stop` sends
+# ${CARGO_TARGET_DIR:-target}/release/worker, as edge.sh. REDIS_URL/DATABASE_URL come
+# from the environment, else from `infra/local/stack.sh env`; the schema must be
+# migrated (infra/local/seed.sh, which `edge.sh start` runs). `start` returns once the
+# worker consumes (its log says "consuming", at most WORKER_START_TIMEOUT seconds, 30 by
+# default; with WORKER_LOG=warn or error, once it is alive after 1 s); `stop` sends
 # SIGTERM (the worker finishes and acks the batch in hand), waits up to
 # WORKER_STOP_TIMEOUT seconds (30) and then sends SIGKILL.
 set -euo pipefail
@@ -135,7 +135,7 @@ CMD="${1:-}"
 [[ $# -gt 0 ]] && shift
 PIDFILE="$ROOT/.run/worker.pid"
 LOG="$ROOT/.run/worker.log"
-BIN="${WORKER_BIN:-$ROOT/target/release/worker}"
+BIN="${WORKER_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/worker}"
 while [[ $# -gt 0 ]]; do
 	case "$1" in
 	--pidfile) PIDFILE="$2" ;;
@@ -151,7 +151,7 @@ start) cmd_start ;;
 stop) cmd_stop ;;
 status) cmd_status ;;
 *)
-	sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 	;;
 esac

@@ -10,7 +10,8 @@
 //!   killed when dropped.
 //! - [`Http`]: one request per connection to the edge, raw HTTP/1.1.
 //! - [`Moto`]: a private moto server (SQS queue with its DLQ, the DynamoDB hold table).
-//! - [`unique_event`], [`seed`], [`drop_event`]: an event of the test's own.
+//! - [`unique_event`], [`seed`], [`drop_event`]: an event of the test's own;
+//!   [`worker_cli`]: a one-off `worker` command against a Redis of the test's choice.
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -69,15 +70,18 @@ pub fn unique_event(tag: &str) -> String {
 /// when either fails. Migrating first keeps a test independent of which test (or `make
 /// run`) touched the database before: on a fresh machine nothing has.
 pub fn seed(event: &str, args: &[&str]) {
-    worker(&["migrate"]);
-    worker(&[&["seed", event][..], args].concat());
+    let redis = env("REDIS_URL");
+    worker_cli(&redis, &["migrate"]);
+    worker_cli(&redis, &[&["seed", event][..], args].concat());
 }
 
-fn worker(args: &[&str]) {
+/// `worker ARGS` (a one-off command: `seed`, `rebuild-redis`, ...) against the Redis at
+/// `redis_url` and the stack's PostgreSQL; panics when it fails.
+pub fn worker_cli(redis_url: &str, args: &[&str]) {
     let out = Command::new(bin("worker"))
         .args(args)
         .env("DATABASE_URL", env("DATABASE_URL"))
-        .env("REDIS_URL", env("REDIS_URL"))
+        .env("REDIS_URL", redis_url)
         .output()
         .expect("run worker");
     assert!(
@@ -172,13 +176,18 @@ impl Proc {
         }
     }
 
-    /// SIGTERM, then waits (bounded) for the exit.
-    pub fn terminate(&mut self) -> ExitStatus {
-        let killed = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+    /// Sends `signal` (`STOP`, `CONT`, `TERM`, ...).
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args(["-s", signal, &self.child.id().to_string()])
             .status()
             .expect("kill");
-        assert!(killed.success());
+        assert!(sent.success(), "kill -s {signal} {}", self.name);
+    }
+
+    /// SIGTERM, then waits (bounded) for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.signal("TERM");
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {

@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use codec::keys::{self, Catalog, CatalogSection};
+use tokio_postgres::error::SqlState;
 use worker::{
     catalog::{self, SeedSpec},
     redis::Conn,
@@ -366,19 +367,49 @@ async fn postgres_refuses_a_seat_that_does_not_exist_or_is_sold_twice() {
         .await
         .expect("order")
         .get(0);
-    for (seat, why) in [
-        ("B-7", "sold twice"),
-        ("B-8", "beyond the section"),
-        ("Z-1", "no such section"),
-        ("B-0", "seat 0"),
+    // Each refused for its own reason: a failure of another kind (a typo in the SQL, a
+    // lost connection) must not pass for the guarantee.
+    for (seat, why, code, constraint) in [
+        (
+            "B-7",
+            "sold twice",
+            SqlState::UNIQUE_VIOLATION,
+            Some("sold_seats_pkey"),
+        ),
+        (
+            "B-8",
+            "beyond the section",
+            SqlState::FOREIGN_KEY_VIOLATION,
+            None,
+        ),
+        (
+            "Z-1",
+            "no such section",
+            SqlState::FOREIGN_KEY_VIOLATION,
+            None,
+        ),
+        (
+            "B-0",
+            "seat 0",
+            SqlState::CHECK_VIOLATION,
+            Some("sold_seats_seat_id_check"),
+        ),
     ] {
-        let result = pg
+        let err = pg
             .execute(
                 "INSERT INTO sold_seats (event_id, seat_id, order_id) VALUES ($1, $2, $3)",
                 &[&event, &seat, &order_id],
             )
-            .await;
-        assert!(result.is_err(), "{seat}: {why} must be refused");
+            .await
+            .expect_err(&format!("{seat}: {why} must be refused"));
+        let db = err
+            .as_db_error()
+            .unwrap_or_else(|| panic!("{seat}: {err:?}"));
+        assert_eq!(
+            (db.code(), db.constraint()),
+            (&code, constraint),
+            "{seat}: {why}: {db:?}"
+        );
     }
     // An Idempotency-Key is the buyer's: the same key from another buyer is another
     // order, from the same buyer a redelivery.
@@ -395,9 +426,17 @@ async fn postgres_refuses_a_seat_that_does_not_exist_or_is_sold_twice() {
     };
     order("alice").await.expect("alice's key-1");
     order("bob").await.expect("bob's key-1 is his own");
-    assert!(
-        order("alice").await.is_err(),
-        "alice's key-1 again is the same order"
+    let again = order("alice")
+        .await
+        .expect_err("alice's key-1 again is the same order");
+    let db = again.as_db_error().expect("refused by PostgreSQL");
+    assert_eq!(
+        (db.code(), db.constraint()),
+        (
+            &SqlState::UNIQUE_VIOLATION,
+            Some("orders_event_id_user_id_idem_key")
+        ),
+        "{db:?}"
     );
 
     drop_event(&pg, &mut redis, &event).await;
