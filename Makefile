@@ -64,8 +64,8 @@ stop: ## stop the background edge, worker and services
 	$(WORKER) stop --pidfile .run/worker.pid
 	$(STACK) down
 
-test: services ## test-rust, openapi-test and infra-test (all run; fails if any fails); what CI runs
-	$(MAKE) --no-print-directory -k test-rust openapi-test infra-test
+test: services ## test-rust, openapi-test, infra-test and fuzz-short (all run; fails if any fails); what CI runs
+	$(MAKE) --no-print-directory -k test-rust openapi-test infra-test fuzz-short
 
 test-rust: services ## cargo nextest (or cargo test) of the workspace against the local services
 	$(WITH_ENV) \
@@ -105,6 +105,15 @@ bench: ## perf/bench.sh: loadgen max searches (summary, hold; each driver; nginx
 
 bench-worker: services ## worker/bench.sh: orders/s into PostgreSQL from a pre-filled stream, per WORKER_BATCH
 	worker/bench.sh
+
+FUZZ_SECONDS ?= 300
+FUZZ_SHORT_SECONDS ?= 5
+.PHONY: fuzz fuzz-short
+fuzz: ## edge/fuzz/run.sh: every fuzz target (HTTP heads, JSON bodies, RESP replies, room tokens, commit messages) FUZZ_SECONDS each
+	edge/fuzz/run.sh $(FUZZ_SECONDS)
+
+fuzz-short: ## the fuzz targets FUZZ_SHORT_SECONDS each (in make test: a new crash fails CI)
+	edge/fuzz/run.sh $(FUZZ_SHORT_SECONDS)
 
 .PHONY: profile callgrind
 profile: ## perf/profile.sh: flamegraph of the edge under loadgen (perf record -e cpu-clock, inferno) -> perf/results/flamegraph-*.svg
