@@ -16,6 +16,7 @@ thread_local! {
 pub const ID_BYTES: usize = 16;
 
 /// Appends a new id to `out`.
+#[inline]
 pub fn write_next(out: &mut Vec<u8>) {
     let mut id = [0; ID_BYTES];
     write_next_into(&mut id);
@@ -23,6 +24,7 @@ pub fn write_next(out: &mut Vec<u8>) {
 }
 
 /// Writes a new id into `out`.
+#[inline]
 pub fn write_next_into(out: &mut [u8; ID_BYTES]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let id = NEXT.get();
