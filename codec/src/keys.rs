@@ -23,7 +23,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{json::write_u64, rules};
+use crate::json::write_u64;
 
 /// An event's catalog as projected into Redis (`ev:{E}:catalog`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,18 +190,6 @@ pub fn commits_dlq(event: &str) -> String {
     string(|o| write_event(o, event, "commits:dlq"))
 }
 
-/// Splits a seat id `{section}-{n}` into its section and number: [`rules::seat_id`].
-/// (Kept for the edge's callers; new code calls the rule, which says why it refused.)
-pub fn parse_seat(seat_id: &str) -> Option<(&str, u32)> {
-    rules::seat_id(seat_id).ok().map(|s| (s.section, s.n))
-}
-
-/// Ids that may appear inside keys (event and intent ids): [`rules::event_id`]. No
-/// braces, spaces or colons, which would break the hash tag or the key layout.
-pub fn is_id(s: &str) -> bool {
-    rules::event_id(s).is_ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,26 +214,5 @@ mod tests {
         assert_eq!(order_status("demo", "u:1", "k"), "ev:{demo}:status:3:u:1:k");
         assert_eq!(commits("demo", 3), "ev:{demo}:commits:3");
         assert_eq!(commits_dlq("demo"), "ev:{demo}:commits:dlq");
-    }
-
-    #[test]
-    fn seat_ids_split_into_section_and_number() {
-        assert_eq!(parse_seat("A-17"), Some(("A", 17)));
-        assert_eq!(parse_seat("VIP_2-1"), Some(("VIP_2", 1)));
-        for bad in [
-            "A-0",
-            "A-",
-            "-3",
-            "A17",
-            "A-x",
-            "A-B-3",
-            "A:1-3",
-            "A-99999999999",
-            "A-1000000000",
-            "A-01",
-            "A-+1",
-        ] {
-            assert_eq!(parse_seat(bad), None, "{bad}");
-        }
     }
 }

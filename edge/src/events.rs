@@ -89,7 +89,7 @@ impl Events {
                 return Ok(event.clone());
             }
         }
-        if !keys::is_id(id) {
+        if codec::rules::event_id(id).is_err() {
             return Err(not_found());
         }
         self.loading.borrow_mut().insert(id.to_owned());

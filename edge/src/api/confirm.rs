@@ -44,7 +44,7 @@ fn idempotency_key<'h>(head: &Head<'h>) -> Result<&'h str, Error> {
 /// A `/confirm/*` request's Idempotency-Key, its caller and the fingerprint of what it
 /// asks. An Idempotency-Key used before with another request is refused as such
 /// (422) whatever else is wrong with this one: the key is checked before the body.
-struct Idempotent<'s, 'h> {
+struct KeyedRequest<'s, 'h> {
     key: &'h str,
     token: RoomToken<'s>,
     fingerprint: String,
@@ -52,22 +52,22 @@ struct Idempotent<'s, 'h> {
 
 /// The key, the room token and the request's `fingerprint` (of the body's fields as
 /// sent), before anything in the body is checked.
-fn idempotent<'s, 'h>(
+fn keyed<'s, 'h>(
     core: &Core,
     head: &Head<'h>,
     key: &'h str,
     fingerprint: String,
     scratch: &'s mut [u8; token::SCRATCH_BYTES],
-) -> Result<Idempotent<'s, 'h>, Error> {
+) -> Result<KeyedRequest<'s, 'h>, Error> {
     let token = verify(core, head.room_token, now_ms(), scratch)?;
-    Ok(Idempotent {
+    Ok(KeyedRequest {
         key,
         token,
         fingerprint,
     })
 }
 
-impl Idempotent<'_, '_> {
+impl KeyedRequest<'_, '_> {
     /// `refusal` of this request, unless the key was used with another request:
     /// then `IDEMPOTENCY_KEY_REUSED`.
     async fn refuse(&self, core: &Core, scope: &str, refusal: Error) -> Error {
@@ -115,7 +115,7 @@ fn seats<'r>(
     let mut amount = 0u64;
     for id in ids {
         let not_found = || Error::request(ErrorCode::SeatNotFound, "no such seat");
-        let (section, n) = keys::parse_seat(id).ok_or_else(not_found)?;
+        let rules::Seat { section, n } = rules::seat_id(id).map_err(|_| not_found())?;
         let sec = event
             .section(section)
             .filter(|s| n <= s.seats)

@@ -302,7 +302,7 @@ pub async fn xadd(redis: &mut Conn, event: &str, shard: u32, body: &str) {
 /// A hold as the edge's hold script makes it: the hold key, the section's and the
 /// user's zsets (hold id `h-{user}-{seat}`, as in [`commit_message`]).
 pub async fn hold(redis: &mut Conn, event: &str, user: &str, seat: &str) {
-    let (section, n) = codec::keys::parse_seat(seat).expect("seat id");
+    let codec::rules::Seat { section, n } = codec::rules::seat_id(seat).expect("seat id");
     let exp = (worker::catalog::now_ms() + 60_000).to_string();
     let mut p = worker::redis::Pipeline::new();
     p.push(&[
@@ -397,7 +397,7 @@ pub async fn seed(pg: &mut Client, redis: &mut Conn, event: &str, sections: &[(&
 }
 
 pub async fn sold_bit(redis: &mut Conn, event: &str, seat: &str) -> i64 {
-    let (section, n) = codec::keys::parse_seat(seat).expect("seat id");
+    let codec::rules::Seat { section, n } = codec::rules::seat_id(seat).expect("seat id");
     integer(
         &redis
             .query(&[

@@ -15,7 +15,7 @@ use codec::{
     url::percent_encode,
 };
 
-use super::{answer, csv, fingerprint, idempotency_key, idempotent, refused, seats};
+use super::{answer, csv, fingerprint, idempotency_key, keyed, refused, seats};
 use crate::{
     api::request::{now_ms, parse},
     cache::fnv1a,
@@ -43,7 +43,7 @@ pub async fn commit(
         &[&req.event_id, &req.user_id, &req.intent_id],
         &req.seat_ids,
     );
-    let call = idempotent(core, head, key, fp, &mut scratch)?;
+    let call = keyed(core, head, key, fp, &mut scratch)?;
     let checked = async {
         if rules::intent_id(&req.intent_id).is_err() {
             // Not an id this system hands out, so there is no such intent.

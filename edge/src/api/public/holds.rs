@@ -6,7 +6,7 @@ use codec::{
     contract::{HoldRequest, ReleaseRequest},
     error_code::ErrorCode,
     json::{write_str, write_u64},
-    keys, rules,
+    rules,
     store::{Hold, HoldOutcome, Release},
 };
 
@@ -46,7 +46,7 @@ async fn seat_call<'r>(
         ));
     }
     let not_found = || Error::request(ErrorCode::SeatNotFound, "no such seat");
-    let (section, n) = keys::parse_seat(seat_id).ok_or_else(not_found)?;
+    let rules::Seat { section, n } = rules::seat_id(seat_id).map_err(|_| not_found())?;
     event
         .section(section)
         .filter(|s| n <= s.seats)
