@@ -2,8 +2,9 @@
 # `make openapi-test`: property-based tests of the edge against openapi/ticketing.yaml with
 # schemathesis (from .run/venv, see `stack.sh deps`). Starts the release edge on its own
 # port and pid file (edge.sh start, which first runs `worker migrate` and `worker seed
-# demo`, so the demo event exists), runs schemathesis with its default checks, stops that
-# edge whatever the outcome, and exits with schemathesis' status.
+# demo`, so the demo event exists), enters the demo event's room as the spec's example
+# buyer and sends that room token on every request, runs schemathesis with its default
+# checks, stops that edge whatever the outcome, and exits with schemathesis' status.
 #
 # Environment (the Makefile passes its variables of the same names):
 #   SCHEMATHESIS_OPS           operationIds to test, space-separated ("ping health");
@@ -48,6 +49,14 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 "$EDGE" start --addr "$ADDR" --pidfile "$PIDFILE" --log "$LOG"
 
+# A room token for the user and event of the spec's examples, so that every operation
+# behind `x-room-token` is exercised past its authentication, not only refused 401/403.
+# Sent on every request; schemathesis still generates the other headers and bodies.
+enter='{"userId":"u-000123","eventId":"demo"}'
+token="$(curl -fsS -H 'content-type: application/json' -d "$enter" "http://$ADDR/public/enter" |
+	"$ROOT/.run/venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["roomToken"])')" ||
+	die "could not enter the demo event's room for a token"
+
 filters=()
 for op in $OPS; do
 	filters+=(--include-operation-id "$op")
@@ -59,6 +68,7 @@ log "schemathesis $("$ST" --version | sed 's/.*version //') on $SPEC, base URL h
 rc=0
 (cd "$ROOT/.run" && "$ST" run "$SPEC" \
 	--url "http://$ADDR" \
+	--header "x-room-token: $token" \
 	"${filters[@]}" \
 	--max-examples "$MAX_EXAMPLES" \
 	--request-timeout 10 \
