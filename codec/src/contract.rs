@@ -240,6 +240,17 @@ pub enum OrderState {
     Rejected,
 }
 
+impl OrderState {
+    /// `orders.status`: CONFIRMED or REJECTED (PENDING exists only in Redis).
+    pub fn stored(status: &str) -> Option<Self> {
+        match status {
+            "CONFIRMED" => Some(Self::Confirmed),
+            "REJECTED" => Some(Self::Rejected),
+            _ => None,
+        }
+    }
+}
+
 /// The select list of PostgreSQL's `orders` that a stored order's status comes from,
 /// in the order [`Order::stored`] takes it; a macro, so queries can `concat!` it.
 #[macro_export]
@@ -264,14 +275,9 @@ impl Order {
         amount: i64,
         currency: &str,
     ) -> Option<Self> {
-        let status = match status {
-            "CONFIRMED" => OrderState::Confirmed,
-            "REJECTED" => OrderState::Rejected,
-            _ => return None,
-        };
         Some(Self {
             idem: idem.to_owned(),
-            status,
+            status: OrderState::stored(status)?,
             event_id: event_id.to_owned(),
             seat_ids,
             amount: u64::try_from(amount).ok()?,

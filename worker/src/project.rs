@@ -106,15 +106,15 @@ pub async fn rebuild_statuses(
     status_ttl: Duration,
 ) -> Result<u64, Error> {
     let page = pg
-        .prepare(
-            "SELECT user_id, idem, order_id, status, reason,
-                    (extract(epoch FROM updated_at) * 1000)::bigint, seat_ids, amount, currency::text
-               FROM orders
-              WHERE event_id = $1 AND (event_id, user_id, idem) > ($1, $2, $3)
-                AND updated_at > now() - make_interval(secs => $4)
-              ORDER BY event_id, user_id, idem
-              LIMIT $5",
-        )
+        .prepare(concat!(
+            "SELECT user_id, idem, order_id, ",
+            codec::order_columns!(),
+            " FROM orders
+                 WHERE event_id = $1 AND (event_id, user_id, idem) > ($1, $2, $3)
+                   AND updated_at > now() - make_interval(secs => $4)
+                 ORDER BY event_id, user_id, idem
+                 LIMIT $5"
+        ))
         .await?;
     let ttl_ms = status_ttl.as_millis() as u64;
     let ttl_secs = status_ttl.as_secs_f64();

@@ -74,12 +74,14 @@ voided AS (UPDATE payments p SET status = 'VOIDED', updated_at = now() FROM lost
 UPDATE orders o SET status = 'REJECTED', reason = $2, updated_at = now()
   FROM lost WHERE o.order_id = lost.order_id";
 
-/// Orders that exist already, by key (parallel arrays event, user, idem).
-const EXISTING: &str = "
-SELECT o.event_id, o.user_id, o.idem, o.order_id, o.status, o.reason,
-       (extract(epoch FROM o.updated_at) * 1000)::bigint, o.seat_ids, o.amount, o.currency::text
-  FROM unnest($1::text[], $2::text[], $3::text[]) AS k (event_id, user_id, idem)
-  JOIN orders o USING (event_id, user_id, idem)";
+/// Orders that exist already, by key (parallel arrays event, user, idem): key, order id,
+/// then [`codec::order_columns!`], as [`existing`] reads them.
+const EXISTING: &str = concat!(
+    "SELECT o.event_id, o.user_id, o.idem, o.order_id, ",
+    codec::order_columns!(),
+    " FROM unnest($1::text[], $2::text[], $3::text[]) AS k (event_id, user_id, idem)
+       JOIN orders o USING (event_id, user_id, idem)"
+);
 
 /// A pooled connection (`db::Pool`) and the statements prepared on it.
 pub struct PgConn {
@@ -242,11 +244,8 @@ pub async fn store(conn: &mut PgConn, commits: &[&Commit]) -> Result<Vec<Outcome
 /// amount, currency from `at` on.
 pub fn existing(row: &tokio_postgres::Row, at: usize) -> Result<Outcome, Error> {
     let status: &str = row.get(at + 1);
-    let state = match status {
-        "CONFIRMED" => OrderState::Confirmed,
-        "REJECTED" => OrderState::Rejected,
-        other => return Err(Error::Schema(format!("order status {other:?}"))),
-    };
+    let state = OrderState::stored(status)
+        .ok_or_else(|| Error::Schema(format!("order status {status:?}")))?;
     Ok(Outcome {
         order_id: row.get(at),
         state,
