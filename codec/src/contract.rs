@@ -349,18 +349,24 @@ impl CommitMessage {
     pub const VERSION: u32 = 1;
 
     /// SQS deduplicates queue-wide with ids of at most 128 characters, while an
-    /// Idempotency-Key is per event and user and up to 255: the id is a digest of all
-    /// three (SHA-256, its first 16 bytes in hex).
+    /// Idempotency-Key is per event and user and up to 255: the id is a [`digest`] of
+    /// all three.
     pub fn deduplication_id(event: &str, user: &str, idem: &str) -> String {
-        use sha2::{Digest, Sha256};
-        let mut sha = Sha256::new();
-        for part in [event, user, idem] {
-            sha.update(part.as_bytes());
-            sha.update([0]);
-        }
-        sha.finalize()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        digest([event, user, idem])
     }
+}
+
+/// 32 hex digits naming a sequence of strings: the first 16 bytes of the SHA-256 of
+/// each followed by a NUL (so `["ab", "c"]` and `["a", "bc"]` differ).
+pub fn digest<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut sha = Sha256::new();
+    for part in parts {
+        sha.update(part.as_bytes());
+        sha.update([0]);
+    }
+    sha.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -18,7 +18,6 @@ use codec::{
     keys, rules,
     store::{recorded_fingerprint, Refusal, Seat},
 };
-use sha2::{Digest, Sha256};
 
 use crate::{
     api::request::{for_event, now_ms, verify},
@@ -140,15 +139,7 @@ fn csv(seats: &[Seat<'_>]) -> String {
 fn fingerprint(fields: &[&str], seat_ids: &[Cow<'_, str>]) -> String {
     let mut seats: Vec<&str> = seat_ids.iter().map(|s| s.as_ref()).collect();
     seats.sort_unstable();
-    let mut sha = Sha256::new();
-    for part in fields.iter().chain(&seats) {
-        sha.update(part.as_bytes());
-        sha.update([0]);
-    }
-    sha.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    codec::contract::digest(fields.iter().copied().chain(seats))
 }
 
 /// What an idempotent script's refusal answers.
