@@ -23,8 +23,10 @@ stream empty, and the edge (--edge-pid) alive and healthy.
 
   perf/mutfuzz.py --addr 127.0.0.1:8080 --event demo --seconds 10 [--seed N]
 
-The seed is printed; the same --seed (and --threads 1) replays the same choices, and
-each failure is printed with the exact bytes sent. Exit status 0 only when all passed.
+The seed is printed. Each thread draws from its own generator seeded with (seed,
+thread), so the same --seed makes the same choices as long as the edge answers the same
+(with --threads 1, interleaving aside too); each failure is printed with the exact bytes
+sent, which replay it alone. Exit status 0 only when all passed.
 """
 
 import argparse
