@@ -86,9 +86,9 @@ lint: ## rustfmt check + clippy -D warnings
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -j$(JOBS) -- -D warnings
 
-lint-sh: ## shellcheck the shell scripts (infra, infra/local, infra/docker, .ci/run, worker/bench.sh)
+lint-sh: ## shellcheck the shell scripts (infra, infra/local, infra/docker, .ci/run, worker/bench.sh, perf/mutfuzz.sh)
 	@command -v shellcheck >/dev/null 2>&1 || infra/install-shellcheck.sh
-	shellcheck -x infra/local/*.sh infra/*.sh infra/docker/*.sh .ci/run worker/bench.sh
+	shellcheck -x infra/local/*.sh infra/*.sh infra/docker/*.sh .ci/run worker/bench.sh perf/mutfuzz.sh
 
 clean-data: ## stop the services and delete their data (.run/ except the venv)
 	$(EDGE) stop --pidfile .run/edge.pid
@@ -114,6 +114,15 @@ fuzz: ## edge/fuzz/run.sh: every fuzz target (HTTP heads, JSON bodies, RESP repl
 
 fuzz-short: ## the fuzz targets FUZZ_SHORT_SECONDS each (in make test: a new crash fails CI)
 	edge/fuzz/run.sh $(FUZZ_SHORT_SECONDS)
+
+MUTFUZZ_SECONDS ?= 300
+MUTFUZZ_SHORT_SECONDS ?= 10
+.PHONY: mutfuzz mutfuzz-short
+mutfuzz: services ## perf/mutfuzz.sh: mutated requests of every operation at a running edge + worker for MUTFUZZ_SECONDS, then the audit
+	perf/mutfuzz.sh $(MUTFUZZ_SECONDS)
+
+mutfuzz-short: services ## the same for MUTFUZZ_SHORT_SECONDS (a 5xx, a crash or a commit never final fails)
+	perf/mutfuzz.sh $(MUTFUZZ_SHORT_SECONDS)
 
 .PHONY: profile callgrind
 profile: ## perf/profile.sh: flamegraph of the edge under loadgen (perf record -e cpu-clock, inferno) -> perf/results/flamegraph-*.svg

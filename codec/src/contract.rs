@@ -7,7 +7,9 @@
 
 use std::borrow::Cow;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::rules;
 
 /// `GET /public/ping` and `GET /public/health` when ready.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -304,14 +306,44 @@ pub enum PaymentState {
     Voided,
 }
 
-/// `POST /admin/events/{eventId}/admission`: either or both.
+/// `POST /admin/events/{eventId}/admission`: either or both. A value its rule
+/// ([`rules::epoch_ms`], [`rules::admission_rate`]) refuses does not deserialize (a
+/// data error, which the edge answers 400 `INVALID_FIELD`), so it never reaches the
+/// admission script.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AdmissionRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "open_at_ms"
+    )]
     pub open_at_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "admission_rate"
+    )]
     pub rate: Option<u64>,
+}
+
+fn open_at_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    ruled(d, rules::epoch_ms)
+}
+
+fn admission_rate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    ruled(d, rules::admission_rate)
+}
+
+fn ruled<'de, D: Deserializer<'de>>(
+    d: D,
+    rule: fn(u64) -> Result<(), rules::Invalid>,
+) -> Result<Option<u64>, D::Error> {
+    let value = Option::<u64>::deserialize(d)?;
+    if let Some(n) = value {
+        rule(n).map_err(serde::de::Error::custom)?;
+    }
+    Ok(value)
 }
 
 /// The admission state in force: from `open_at_ms`, `rate` users a second, counting

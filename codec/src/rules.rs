@@ -22,6 +22,8 @@
 //! | request id | 1..=128 visible ASCII | (not stored) |
 //! | currency | 3 of `A-Z` (ISO 4217 letters) | `events`, `orders`, `payments` `.currency` |
 //! | amount, price | 0..=`i64::MAX` minor units (PostgreSQL `bigint`) | `orders.amount`, `payments.amount`, `sections.price` |
+//! | opening time | 0..=[`EPOCH_MS_MAX`] epoch milliseconds | `events.open_at` |
+//! | admission rate | 1..=[`ADMISSION_RATE_MAX`] buyers a second | `events.admission_rate` |
 //!
 //! The checks are allocation-free single passes over the bytes: they run on the hot
 //! path. Text rules take `&str` (JSON fields, decoded URLs); the two header fields
@@ -52,6 +54,14 @@ pub const ORDER_SEATS_MAX: usize = 100;
 /// writes exactly (`%.14g`), which encodes the commit message and the intent's body;
 /// a larger one would reach the worker as `1e+14`.
 pub const AMOUNT_MAX: u64 = 99_999_999_999_999;
+/// Latest time an epoch-milliseconds field may name: 9999-12-31T23:59:59.999Z. The
+/// admission script computes in Lua's doubles and Redis writes them with 17 digits:
+/// past 10^17 a time is stored as `1.8e+18`, which no reader takes for an integer
+/// (an operator's `openAtMs` in nanoseconds answered 200 and opened the room to all).
+pub const EPOCH_MS_MAX: u64 = 253_402_300_799_999;
+/// Most buyers a waiting room may admit a second. Bounds what the admission script
+/// computes from it: (now - opening) / 1000 * rate stays below 10^17 until 2200.
+pub const ADMISSION_RATE_MAX: u64 = 10_000_000;
 
 /// A value a rule refused: which field, and what it must be. The edge answers 400
 /// `INVALID_FIELD` with it; the worker records it as the reason.
@@ -241,6 +251,30 @@ pub fn amount(n: u64) -> Result<i64, Invalid> {
         Err(Invalid {
             field: "amount",
             rule: "0 to 99999999999999 minor units",
+        })
+    }
+}
+
+/// A time in epoch milliseconds an operator sets (`openAtMs`): 0..=[`EPOCH_MS_MAX`].
+pub fn epoch_ms(ms: u64) -> Result<(), Invalid> {
+    if ms <= EPOCH_MS_MAX {
+        Ok(())
+    } else {
+        Err(Invalid {
+            field: "openAtMs",
+            rule: "epoch milliseconds from 0 to 253402300799999 (year 9999)",
+        })
+    }
+}
+
+/// An event's admission rate, buyers a second: 1..=[`ADMISSION_RATE_MAX`].
+pub fn admission_rate(rate: u64) -> Result<(), Invalid> {
+    if (1..=ADMISSION_RATE_MAX).contains(&rate) {
+        Ok(())
+    } else {
+        Err(Invalid {
+            field: "rate",
+            rule: "1 to 10000000 buyers a second",
         })
     }
 }

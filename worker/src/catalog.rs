@@ -33,8 +33,6 @@ use crate::{
 
 /// Most sections one event may have.
 pub const MAX_SECTIONS: usize = 1_000;
-/// Most new users a second the waiting room can be set to admit.
-pub const MAX_RATE: u32 = 10_000_000;
 
 /// What `worker seed` is asked to make.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,11 +103,11 @@ impl SeedSpec {
                 );
             }
         }
-        if !(1..=MAX_RATE).contains(&self.rate) {
-            return bad(format!(
-                "rate {}: expected 1 to {MAX_RATE} users a second",
-                self.rate
-            ));
+        if let Err(e) = rules::admission_rate(u64::from(self.rate)) {
+            return bad_field(&format!("rate {}", self.rate), e);
+        }
+        if let Err(e) = rules::epoch_ms(self.open_at_ms) {
+            return bad_field(&format!("opening time {} ms", self.open_at_ms), e);
         }
         Ok(())
     }
@@ -511,7 +509,7 @@ mod tests {
     #[test]
     fn bad_specs_are_refused_with_the_reason() {
         type Break = fn(&mut SeedSpec);
-        let cases: [(&str, Break); 8] = [
+        let cases: [(&str, Break); 10] = [
             ("event id", |s| s.event_id = "a{b}".into()),
             ("currency", |s| s.currency = "krw".into()),
             ("section id", |s| s.sections[0].id = "A-1".into()),
@@ -519,6 +517,8 @@ mod tests {
             ("seats", |s| s.sections[0].seats = 0),
             ("price", |s| s.sections[0].price = u64::MAX),
             ("rate", |s| s.rate = 0),
+            ("rate", |s| s.rate = 10_000_001),
+            ("opening time", |s| s.open_at_ms = u64::MAX),
             ("sections", |s| s.sections.clear()),
         ];
         for (what, break_it) in cases {

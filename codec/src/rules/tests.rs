@@ -284,3 +284,55 @@ fn edge_cases() {
         Err("idem must be 1 to 255 visible ASCII characters".into())
     );
 }
+
+/// The admission fields: the rules' edges, and a request carrying a refused value does
+/// not deserialize as data (what the edge answers 400 INVALID_FIELD). The mutation
+/// fuzzer found `openAtMs` 2^63 answered 500 and 10^18 stored as `1e+18`, which the edge
+/// read as "open since 1970".
+#[test]
+fn admission_fields_stay_where_lua_keeps_them_integers() {
+    use crate::contract::AdmissionRequest;
+    assert_eq!(epoch_ms(0), Ok(()));
+    assert_eq!(epoch_ms(EPOCH_MS_MAX), Ok(()));
+    assert_eq!(
+        epoch_ms(EPOCH_MS_MAX + 1).map_err(|e| e.field),
+        Err("openAtMs")
+    );
+    assert_eq!(admission_rate(1), Ok(()));
+    assert_eq!(admission_rate(ADMISSION_RATE_MAX), Ok(()));
+    for bad in [0, ADMISSION_RATE_MAX + 1, u64::MAX] {
+        assert_eq!(
+            admission_rate(bad).map_err(|e| e.field),
+            Err("rate"),
+            "{bad}"
+        );
+    }
+    // Lua prints numbers with 17 significant digits: every accepted time, and what the
+    // script derives from it, must print as an integer.
+    assert!(EPOCH_MS_MAX < 10u64.pow(17));
+    // Admitted so far: (now - opening) / 1000 * rate, from 1970 to 2200 at the most.
+    let ms_to_2200 = 7_258_118_400_000u64;
+    assert!(ms_to_2200 / 1000 * ADMISSION_RATE_MAX < 10u64.pow(17));
+
+    let parse = |body: &str| serde_json::from_str::<AdmissionRequest>(body);
+    for ok in [
+        "{}",
+        r#"{"openAtMs":0,"rate":1}"#,
+        r#"{"openAtMs":253402300799999,"rate":10000000}"#,
+        r#"{"openAtMs":null}"#,
+        r#"{"rate":2000}"#,
+    ] {
+        assert!(parse(ok).is_ok(), "{ok}");
+    }
+    for bad in [
+        r#"{"openAtMs":9223372036854775808}"#,
+        r#"{"openAtMs":1796291000000000000}"#,
+        r#"{"openAtMs":253402300800000}"#,
+        r#"{"rate":0}"#,
+        r#"{"rate":9223372036854775807,"openAtMs":1000}"#,
+        r#"{"openAtMs":-1}"#,
+    ] {
+        let e = parse(bad).expect_err(bad);
+        assert_eq!(e.classify(), serde_json::error::Category::Data, "{bad}");
+    }
+}
