@@ -64,8 +64,8 @@ stop: ## stop the background edge, worker and services
 	$(WORKER) stop --pidfile .run/worker.pid
 	$(STACK) down
 
-test: services ## test-rust, openapi-test, infra-test and fuzz-short (all run; fails if any fails); what CI runs
-	$(MAKE) --no-print-directory -k test-rust openapi-test infra-test fuzz-short
+test: services ## test-rust, openapi-test, infra-test, fuzz-short and mutfuzz-short (all run; fails if any fails); what CI runs
+	$(MAKE) --no-print-directory -k test-rust openapi-test infra-test fuzz-short mutfuzz-short
 
 test-rust: services ## cargo nextest (or cargo test) of the workspace against the local services
 	$(WITH_ENV) \
@@ -109,8 +109,9 @@ bench-worker: services ## worker/bench.sh: orders/s into PostgreSQL from a pre-f
 FUZZ_SECONDS ?= 300
 FUZZ_SHORT_SECONDS ?= 5
 .PHONY: fuzz fuzz-short
-fuzz: ## edge/fuzz/run.sh: every fuzz target (HTTP heads, JSON bodies, RESP replies, room tokens, commit messages) FUZZ_SECONDS each
+fuzz: services ## every fuzz target (edge/fuzz: HTTP heads, JSON bodies, RESP replies, room tokens, commit messages) FUZZ_SECONDS each, then mutfuzz
 	edge/fuzz/run.sh $(FUZZ_SECONDS)
+	perf/mutfuzz.sh $(MUTFUZZ_SECONDS)
 
 fuzz-short: ## the fuzz targets FUZZ_SHORT_SECONDS each (in make test: a new crash fails CI)
 	edge/fuzz/run.sh $(FUZZ_SHORT_SECONDS)

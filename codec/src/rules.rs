@@ -21,7 +21,7 @@
 //! | hold id | 1..=64 visible ASCII | (Redis only) |
 //! | request id | 1..=128 visible ASCII | (not stored) |
 //! | currency | 3 of `A-Z` (ISO 4217 letters) | `events`, `orders`, `payments` `.currency` |
-//! | amount, price | 0..=`i64::MAX` minor units (PostgreSQL `bigint`) | `orders.amount`, `payments.amount`, `sections.price` |
+//! | amount, price | 0..=[`AMOUNT_MAX`] minor units (what cjson writes exactly) | `orders.amount`, `payments.amount`, `sections.price` (0004) |
 //! | opening time | 0..=[`EPOCH_MS_MAX`] epoch milliseconds | `events.open_at` |
 //! | admission rate | 1..=[`ADMISSION_RATE_MAX`] buyers a second | `events.admission_rate` |
 //!
