@@ -27,8 +27,10 @@ stop_pid() { # stop_pid PID: SIGTERM, SIGKILL after 10 s, reaped and out of PIDS
             [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == Z ]] && break
             sleep 0.05
         done
+        # It may exit, and bash reap it, between these checks: a KILL that finds no
+        # process then is no failure, and must not end a `set -e` caller silently.
         kill -0 "$pid" 2>/dev/null && [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] &&
-            kill -KILL "$pid" 2>/dev/null
+            { kill -KILL "$pid" 2>/dev/null || true; }
     fi
     wait "$pid" 2>/dev/null || true
     local kept=() p
