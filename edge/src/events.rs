@@ -10,6 +10,7 @@ use std::{
 };
 
 use codec::{error_code::ErrorCode, keys, keys::Catalog};
+use tracing::warn;
 
 use crate::{
     error::Error,
@@ -28,6 +29,14 @@ pub struct Admission {
 }
 
 impl Admission {
+    /// Nobody admitted, ever: what a core uses when it cannot read the admission state.
+    pub const CLOSED: Self = Self {
+        open_at_ms: u64::MAX,
+        rate: 0,
+        base_ms: u64::MAX,
+        base_admitted: 0,
+    };
+
     /// How many positions are admitted at `now_ms`.
     pub fn admitted(&self, now_ms: u64) -> u64 {
         if now_ms < self.open_at_ms {
@@ -135,19 +144,38 @@ async fn load(redis: &Client, id: &str) -> Result<Option<Event>, Error> {
         message: "catalog unreadable",
         cause: format!("the catalog of event {id} in Redis does not parse: {e}"),
     })?;
-    let field = |i: usize| match &admission {
+    // A field that is absent takes its default; one that is present and not a number
+    // closes the room (and is logged): opening it to everyone is the wrong way to fail.
+    let mut unreadable = false;
+    let mut field = |i: usize| match &admission {
         Frame::Array(fields) => match fields.get(i) {
-            Some(Frame::BulkString(v)) => std::str::from_utf8(v).ok().and_then(|s| s.parse().ok()),
+            Some(Frame::BulkString(v)) => {
+                let n = std::str::from_utf8(v).ok().and_then(|s| s.parse().ok());
+                unreadable |= n.is_none();
+                n
+            }
             _ => None,
         },
         _ => None,
     };
     let open_at_ms = field(0).unwrap_or(0);
+    let (rate, base_ms, base_admitted) = (field(1), field(2), field(3));
+    if unreadable {
+        warn!(
+            event = id,
+            "admission state in Redis does not parse: the room stays closed"
+        );
+        return Ok(Some(Event {
+            catalog,
+            admission: Admission::CLOSED,
+            fetched: Instant::now(),
+        }));
+    }
     let admission = Admission {
         open_at_ms,
-        rate: field(1).unwrap_or(0),
-        base_ms: field(2).unwrap_or(open_at_ms),
-        base_admitted: field(3).unwrap_or(0),
+        rate: rate.unwrap_or(0),
+        base_ms: base_ms.unwrap_or(open_at_ms),
+        base_admitted: base_admitted.unwrap_or(0),
     };
     Ok(Some(Event {
         catalog,

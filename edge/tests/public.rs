@@ -191,6 +191,26 @@ fn bad_bodies_unknown_events_and_bad_tokens_get_their_codes() {
     }
 }
 
+/// An admission state the edge cannot read (a float Redis wrote for a nanosecond
+/// time, say) keeps the room closed: failing open would admit everyone.
+#[test]
+fn an_unreadable_admission_state_keeps_the_room_closed() {
+    let edge = edge(&[]);
+    let event = open_event("unreadable", 10);
+    support::redis(&[
+        "HSET",
+        &format!("ev:{{{event}}}:adm"),
+        "openAtMs",
+        "1.796291e+18",
+    ]);
+    let mut c = edge.connect();
+    let t = c.enter(&event, "u1");
+    let r = c.get_with(&format!("/public/room-status?token={t}"), "");
+    assert_eq!((r.status, r.json()["ready"].as_bool()), (200, Some(false)));
+    let r = hold(&mut c, &event, &t, "A-1");
+    assert_eq!((r.status, r.error_code().as_str()), (403, "NOT_ADMITTED"));
+}
+
 /// Seat ids that PostgreSQL would refuse (`codec::rules::seat_id`: one spelling a
 /// seat) are no seat at the door, so no hold, intent or commit is ever accepted for
 /// them; once, `A-01` was held as a second spelling of `A-1` and its order stuck.

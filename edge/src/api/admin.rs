@@ -24,12 +24,8 @@ pub async fn set_admission(
     authorize(core, head)?;
     valid_event(event_id)?;
     let req: AdmissionRequest = parse(body)?;
-    if req.rate == Some(0) {
-        return Err(Error::request(
-            ErrorCode::InvalidField,
-            "rate must be at least 1 user a second",
-        ));
-    }
+    // `rate` 0 and out-of-range values are refused as the body parses
+    // (`codec::rules::admission_rate`, `epoch_ms`).
     core.events.get(&core.redis, event_id).await?;
     let state = core
         .store
