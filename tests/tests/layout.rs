@@ -24,7 +24,10 @@ fn imports(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
         let top = rel.components().next().expect("a component");
         let top = top.as_os_str().to_string_lossy();
         let top = top.trim_end_matches(".rs").to_owned();
-        if path.extension().is_none_or(|e| e != "rs") || top == "main" || top == "lib" {
+        // `foo/tests.rs` is `foo`'s unit tests (`#[cfg(test)] mod tests;`): not an import.
+        let unit_tests = path.file_name().is_some_and(|n| n == "tests.rs");
+        if path.extension().is_none_or(|e| e != "rs") || top == "main" || top == "lib" || unit_tests
+        {
             continue;
         }
         let text = fs::read_to_string(&path).expect("read");
