@@ -27,8 +27,10 @@ stop_pid() { # stop_pid PID: SIGTERM, SIGKILL after 10 s, reaped and out of PIDS
             [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == Z ]] && break
             sleep 0.05
         done
-        kill -0 "$pid" 2>/dev/null && [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] &&
-            kill -KILL "$pid" 2>/dev/null
+        # It may exit between the look and the kill: a failed kill is no error.
+        if kill -0 "$pid" 2>/dev/null && [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]]; then
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
     fi
     wait "$pid" 2>/dev/null || true
     local kept=() p
