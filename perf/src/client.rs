@@ -81,9 +81,20 @@ impl Conn {
         }
     }
 
-    /// The body of the last response.
+    /// The body of the last response; empty when the last request got none.
     pub fn body(&self) -> &[u8] {
-        &self.read[self.body_at..self.consumed]
+        self.read
+            .get(self.body_at..self.consumed)
+            .unwrap_or_default()
+    }
+
+    /// Forgets the last response: from now until the next one, no status, no body.
+    fn forget_response(&mut self) {
+        self.read.drain(..self.consumed.min(self.read.len()));
+        self.consumed = 0;
+        self.body_at = 0;
+        self.status = 0;
+        self.retry_after = false;
     }
 
     pub fn status(&self) -> u16 {
@@ -106,6 +117,7 @@ impl Conn {
             self.connects += 1;
             self.read.clear();
             self.consumed = 0;
+            self.body_at = 0;
         }
         Ok(())
     }
@@ -113,6 +125,9 @@ impl Conn {
     /// Sends `self.req` and reads the response; the status, or why there is none (the
     /// connection is then dropped and reopened by the next call).
     pub async fn send(&mut self, timeout: Duration) -> Result<u16, Failure> {
+        // A failed request must not leave the previous answer's body to be read as its
+        // own (nor its offsets into a buffer a reconnect cleared: a panic).
+        self.forget_response();
         match monoio::time::timeout(timeout, self.exchange()).await {
             Ok(Ok(status)) => Ok(status),
             Ok(Err(f)) => {
@@ -128,9 +143,6 @@ impl Conn {
 
     async fn exchange(&mut self) -> Result<u16, Failure> {
         self.ensure_connected().await?;
-        // Drop the previous response; leftovers (none from a well-behaved server) stay.
-        self.read.drain(..self.consumed);
-        self.consumed = 0;
         let Some(stream) = self.stream.as_mut() else {
             return Err(Failure::Connect);
         };
@@ -286,6 +298,48 @@ mod tests {
         let later = b"HTTP/1.1 503 x\r\nRetry-After: 1\r\ncontent-length: 0\r\n\r\n";
         assert!(parse(later).expect("valid").expect("complete").retry_after);
         assert_eq!(parse(b"garbage\r\n\r\n"), Err(Failure::BadResponse));
+    }
+
+    /// A server that answers the first request of its first connection with a body,
+    /// then closes every connection at its first byte.
+    fn answer_once_then_close() -> SocketAddr {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            for (i, stream) in listener.incoming().enumerate() {
+                let Ok(mut stream) = stream else { return };
+                let mut buf = [0u8; 4096];
+                if i == 0 {
+                    let _ = stream.read(&mut buf);
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+                }
+                let _ = stream.read(&mut buf);
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn a_failed_request_has_no_body_and_does_not_panic() {
+        let addr = answer_once_then_close();
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let mut conn = Conn::new(addr);
+            write_request(&mut conn.req, "GET", "/", b"", b"");
+            assert_eq!(conn.send(Duration::from_secs(5)).await, Ok(200));
+            assert_eq!(conn.body(), b"hello");
+            // The server drops the connection, then every new one: I/O errors, and
+            // the status poll that reads the body after one must find none.
+            for _ in 0..3 {
+                assert!(conn.send(Duration::from_secs(5)).await.is_err());
+                assert_eq!((conn.status(), conn.body()), (0, &b""[..]));
+                assert!(!conn.retry_after());
+            }
+        });
     }
 
     #[test]
