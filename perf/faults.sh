@@ -96,7 +96,10 @@ release_binaries
 local_stack_env
 "$SCRATCH/worker" migrate >/dev/null
 mkdir -p "$OUT_DIR"
+mkdir -p "$OUT_DIR/faults"
 ROWS=$SCRATCH/rows.jsonl
+# What loadgen --trace writes first: an empty trace when loadgen wrote none.
+TRACE_HEADER=ms,sent,ok,client_4xx,unavailable_503,no_retry_after_503,other_5xx,connect,io,timeout,other,max_service_us
 : >"$ROWS"
 
 now_ms() { date +%s%3N; }
@@ -378,6 +381,12 @@ run_fault() {
     local rc=0
     wait "$LG_PID" || rc=$?
     stop_pid "$LG_PID"
+    if ((rc != 0)); then
+        log "$FAULT: loadgen exited with $rc:"
+        grep -v '^loadgen \[' "$LG_ERR" | tail -n 5 >&2 || true
+        cp "$LG_ERR" "$OUT_DIR/faults/$FAULT.loadgen.err" 2>/dev/null || true
+    fi
+    [[ -f $out.trace.csv ]] || echo "$TRACE_HEADER" >"$out.trace.csv"
     stop_timed worker "$WORKER_PID"
     stop_timed "edge a" "${EDGE_PIDS[a]}"
     stop_timed "edge b" "${EDGE_PIDS[b]}"
@@ -390,9 +399,8 @@ run_fault() {
         --connections "$CONNECTIONS" --proxy-resets "$PROXY_RESETS" \
         --backlog-before "$BACKLOG_BEFORE" --backlog-at-end "$BACKLOG_AT_END" >>"$ROWS"
     tail -n 1 "$ROWS" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("faults: %s: %s%s" % (r["fault"], "PASS" if r["passed"] else "FAIL", "" if r["passed"] else ": " + "; ".join(r["problems"])))' >&2
-    mkdir -p "$OUT_DIR/faults"
-    cp "$out.md" "$OUT_DIR/faults/$FAULT.md"
-    cp "$out.svg" "$OUT_DIR/faults/$FAULT.svg"
+    cp "$out.md" "$OUT_DIR/faults/$FAULT.md" 2>/dev/null || true
+    cp "$out.svg" "$OUT_DIR/faults/$FAULT.svg" 2>/dev/null || true
     cp "$out.trace.csv" "$OUT_DIR/faults/$FAULT.trace.csv"
 }
 
