@@ -86,9 +86,9 @@ lint: ## rustfmt check + clippy -D warnings
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -j$(JOBS) -- -D warnings
 
-lint-sh: ## shellcheck the shell scripts (infra, infra/local, infra/docker, .ci/run, worker/bench.sh, perf/mutfuzz.sh)
+lint-sh: ## shellcheck the shell scripts (infra, infra/local, infra/docker, .ci/run, worker/bench.sh, perf/mutfuzz.sh, perf/faults.sh, perf/soak.sh)
 	@command -v shellcheck >/dev/null 2>&1 || infra/install-shellcheck.sh
-	shellcheck -x infra/local/*.sh infra/*.sh infra/docker/*.sh .ci/run worker/bench.sh perf/mutfuzz.sh
+	shellcheck -x infra/local/*.sh infra/*.sh infra/docker/*.sh .ci/run worker/bench.sh perf/mutfuzz.sh perf/faults.sh perf/soak.sh
 
 clean-data: ## stop the services and delete their data (.run/ except the venv)
 	$(EDGE) stop --pidfile .run/edge.pid
@@ -124,6 +124,16 @@ mutfuzz: services ## perf/mutfuzz.sh: mutated requests of every operation at a r
 
 mutfuzz-short: services ## the same for MUTFUZZ_SHORT_SECONDS (a 5xx, a crash or a commit never final fails)
 	perf/mutfuzz.sh $(MUTFUZZ_SHORT_SECONDS)
+
+.PHONY: fault fault-short soak
+fault: services ## perf/faults.sh MODE=long: each fault (kill -9 worker/edge/Redis, PostgreSQL restart, Redis SIGSTOP, fault proxy) under loadgen mixed + audit -> perf/results/faults.md
+	MODE=long bash perf/faults.sh
+
+fault-short: services ## perf/faults.sh MODE=short: the same faults, seconds each; fails if one does (for make test)
+	MODE=short bash perf/faults.sh
+
+soak: services ## perf/soak.sh: loadgen soak 30 min at 800/s, edge and worker RSS and open files judged flat -> perf/results/soak/
+	bash perf/soak.sh
 
 .PHONY: profile callgrind
 profile: ## perf/profile.sh: flamegraph of the edge under loadgen (perf record -e cpu-clock, inferno) -> perf/results/flamegraph-*.svg

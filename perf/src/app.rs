@@ -16,7 +16,8 @@ use crate::{
     run::{self, fmt_us, Driver, RunReport, RunSpec, Target},
     scenario::{Accepted, Kind, Plan, User},
     schedule::{stepup, Stage},
-    setup,
+    setup, soak,
+    stats::{merge_trace, Trace, TraceBucket},
 };
 
 pub const USAGE: &str = "\
@@ -34,6 +35,10 @@ scenarios:
             commits), buyers entered beforehand; ends with the audit
   journey   --rate buyers/s arrive; each: enter, room-status until admitted, hold,
             payment-intent, commit, status until final; ends with the audit
+  soak      mixed at a steady --rate for --duration (the seed's >= 30 minutes), the
+            --watch processes' RSS and open files sampled every --sample-s; passes
+            when they stay flat (see perf/src/soak.rs), the audit passes and no
+            request failed on the server's side
   stepup    --of SCENARIO at --from .. --to requests/s in --steps stages of --step-duration
   max       --of SCENARIO: highest offered rate whose p99 <= --p99-ms (achieved >= 97%,
             errors < 0.1%), then a run at --final-fraction of it
@@ -58,8 +63,14 @@ event and buyers:
   --users N (enough for the run) --enter-connections N (64) --run-id ID
   --poll-ms N (500) --journey-timeout-s S (60)                          (journey)
   --database-url URL (env DATABASE_URL) --audit-wait-s S (60) --no-audit
+resources (any scenario; judged by soak):
+  --watch NAME=PID (repeatable): sampled and judged  --observe NAME=PID: sampled only
+  --sample-s S (10) --rss-growth-pct X (10)
 output:
   --out PREFIX (perf/results/loadgen-SCENARIO) --quiet (no progress lines)
+  --trace FILE: CSV of the requests by send time in 100 ms buckets of the wall clock
+      (epoch ms, sent, ok, 4xx, 503, 503 without Retry-After, other 5xx, connect, I/O,
+      timeout, other, slowest answer in µs): what the fault suite judges
 ";
 
 /// HOLD_LIMIT's default in the edge: live holds per buyer.
@@ -178,6 +189,7 @@ fn real_main(raw: &[String]) -> Result<i32, String> {
     }
     let inner = match scenario.as_str() {
         "stepup" | "max" => args.str("of", "summary"),
+        "soak" => "mixed".to_owned(),
         s => s.to_owned(),
     };
     let kind = kind_of(&inner)?;
@@ -243,6 +255,13 @@ fn real_main(raw: &[String]) -> Result<i32, String> {
             .unwrap_or(timeout),
         driver,
         progress: !args.flag("quiet"),
+        trace: args.opt("trace").is_some(),
+        watch: args
+            .pids("watch")?
+            .into_iter()
+            .chain(args.pids("observe")?)
+            .collect(),
+        sample_every: secs(args.num("sample-s", 10.0)?),
     };
     let rate: f64 = args.num("rate", 1000.0)?;
     let duration: f64 = args.num("duration", 10.0)?;
@@ -353,6 +372,7 @@ fn real_main(raw: &[String]) -> Result<i32, String> {
     };
 
     let mut runs: Vec<RunReport> = Vec::new();
+    let mut trace = Trace::new();
     let mut maxes = Vec::new();
     let mut accepted: Vec<Accepted> = Vec::new();
     let targets: Vec<&Target> = std::iter::once(&target).chain(compare.as_ref()).collect();
@@ -383,9 +403,19 @@ fn real_main(raw: &[String]) -> Result<i32, String> {
         };
         let outcome = run::run(t, &plan, &spec, &users);
         runs.push(outcome.report);
+        merge_trace(&mut trace, &outcome.trace);
         if std::ptr::eq(*t, &target) {
             accepted = outcome.accepted;
         }
+    }
+    if let Some(path) = args.opt("trace") {
+        let mut csv = String::from(TraceBucket::CSV_HEADER);
+        csv.push('\n');
+        for (ms, b) in &trace {
+            csv.push_str(&b.csv(*ms));
+            csv.push('\n');
+        }
+        std::fs::write(&path, csv).map_err(|e| format!("--trace {path}: {e}"))?;
     }
 
     let audit = if kind.buys() && !args.flag("no-audit") {
@@ -409,7 +439,7 @@ fn real_main(raw: &[String]) -> Result<i32, String> {
         None
     };
 
-    let report = Report {
+    let mut report = Report {
         scenario: scenario.clone(),
         command: std::iter::once("loadgen".to_owned())
             .chain(raw.iter().cloned())
@@ -421,13 +451,24 @@ fn real_main(raw: &[String]) -> Result<i32, String> {
         runs,
         max: maxes,
         audit,
+        soak: None,
     };
+    if scenario == "soak" {
+        let judged: Vec<String> = args.pids("watch")?.into_iter().map(|(n, _)| n).collect();
+        report.soak = Some(soak::judge(
+            report.resources(),
+            &judged,
+            warmup,
+            duration,
+            args.num("rss-growth-pct", 10.0)?,
+            report.server_failures(),
+        ));
+    }
     let out = args.str("out", &format!("perf/results/loadgen-{scenario}"));
     write_outputs(&report, &out)?;
-    Ok(match &report.audit {
-        Some(a) if !a.passed => 1,
-        _ => 0,
-    })
+    let failed = report.audit.as_ref().is_some_and(|a| !a.passed)
+        || report.soak.as_ref().is_some_and(|v| !v.passed);
+    Ok(i32::from(failed))
 }
 
 /// One target's `max` search: doubling until a trial fails, then bisecting.
@@ -646,6 +687,17 @@ fn write_outputs(report: &Report, out: &str) -> Result<(), String> {
         .file_name()
         .map(|f| format!("{}.svg", f.to_string_lossy()))
         .unwrap_or_default();
+    let samples = report.resources();
+    if !samples.is_empty() {
+        let (from, duration) = report
+            .soak
+            .as_ref()
+            .map(|v| (v.from_s, v.duration_s))
+            .unwrap_or((0.0, samples.last().map_or(0.0, |s| s.t)));
+        let p = format!("{out}-resources.svg");
+        std::fs::write(&p, soak::svg(samples, from, duration, &report.scenario))
+            .map_err(|e| format!("{p}: {e}"))?;
+    }
     let write = |ext: &str, body: &str| {
         let p = format!("{out}.{ext}");
         std::fs::write(&p, body).map_err(|e| format!("{p}: {e}"))
@@ -670,6 +722,29 @@ fn write_outputs(report: &Report, out: &str) -> Result<(), String> {
         );
         for p in &a.problems {
             println!("audit problem: {p}");
+        }
+    }
+    if let Some(v) = &report.soak {
+        println!(
+            "soak: {} ({} server-side failures)",
+            if v.passed { "passed" } else { "FAILED" },
+            v.server_failures
+        );
+        for p in &v.processes {
+            println!(
+                "soak: {}: RSS {:.1} -> {:.1} MiB (Q2 mean {:.1}, Q4 mean {:.1}, {:+.1}%), fds {} -> {}",
+                p.name,
+                p.rss_first_kib as f64 / 1024.0,
+                p.rss_last_kib as f64 / 1024.0,
+                p.rss_q2_mean_kib / 1024.0,
+                p.rss_q4_mean_kib / 1024.0,
+                p.rss_growth_pct,
+                p.fds_first,
+                p.fds_last
+            );
+        }
+        for p in &v.problems {
+            println!("soak problem: {p}");
         }
     }
     println!("loadgen: wrote {out}.md, {out}.json, {out}.svg");

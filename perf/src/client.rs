@@ -60,6 +60,8 @@ pub struct Conn {
     consumed: usize,
     body_at: usize,
     status: u16,
+    /// Whether the last response carried `Retry-After`.
+    retry_after: bool,
     /// Connections (re)opened, for the report.
     pub connects: u64,
 }
@@ -74,17 +76,34 @@ impl Conn {
             consumed: 0,
             body_at: 0,
             status: 0,
+            retry_after: false,
             connects: 0,
         }
     }
 
-    /// The body of the last response.
+    /// The body of the last response; empty when the last request got none.
     pub fn body(&self) -> &[u8] {
-        &self.read[self.body_at..self.consumed]
+        self.read
+            .get(self.body_at..self.consumed)
+            .unwrap_or_default()
+    }
+
+    /// Forgets the last response: from now until the next one, no status, no body.
+    fn forget_response(&mut self) {
+        self.read.drain(..self.consumed.min(self.read.len()));
+        self.consumed = 0;
+        self.body_at = 0;
+        self.status = 0;
+        self.retry_after = false;
     }
 
     pub fn status(&self) -> u16 {
         self.status
+    }
+
+    /// Whether the last response carried a `Retry-After` header.
+    pub fn retry_after(&self) -> bool {
+        self.retry_after
     }
 
     /// Opens the connection now if it is not open (so a run starts with warm sockets).
@@ -98,6 +117,7 @@ impl Conn {
             self.connects += 1;
             self.read.clear();
             self.consumed = 0;
+            self.body_at = 0;
         }
         Ok(())
     }
@@ -105,6 +125,9 @@ impl Conn {
     /// Sends `self.req` and reads the response; the status, or why there is none (the
     /// connection is then dropped and reopened by the next call).
     pub async fn send(&mut self, timeout: Duration) -> Result<u16, Failure> {
+        // A failed request must not leave the previous answer's body to be read as its
+        // own (nor its offsets into a buffer a reconnect cleared: a panic).
+        self.forget_response();
         match monoio::time::timeout(timeout, self.exchange()).await {
             Ok(Ok(status)) => Ok(status),
             Ok(Err(f)) => {
@@ -120,9 +143,6 @@ impl Conn {
 
     async fn exchange(&mut self) -> Result<u16, Failure> {
         self.ensure_connected().await?;
-        // Drop the previous response; leftovers (none from a well-behaved server) stay.
-        self.read.drain(..self.consumed);
-        self.consumed = 0;
         let Some(stream) = self.stream.as_mut() else {
             return Err(Failure::Connect);
         };
@@ -131,8 +151,16 @@ impl Conn {
         self.req = req;
         res.map_err(|_| Failure::Io)?;
         loop {
-            if let Some((status, body_at, end, close)) = parse(&self.read)? {
+            if let Some(Head {
+                status,
+                body_at,
+                end,
+                close,
+                retry_after,
+            }) = parse(&self.read)?
+            {
                 self.status = status;
+                self.retry_after = retry_after;
                 self.body_at = body_at;
                 self.consumed = end;
                 if close {
@@ -163,9 +191,21 @@ impl Conn {
     }
 }
 
-/// A complete response at the start of `buf`: (status, body offset, end offset, whether
-/// the server closes the connection). `None`: not enough bytes yet.
-fn parse(buf: &[u8]) -> Result<Option<(u16, usize, usize, bool)>, Failure> {
+/// A complete response at the start of a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Head {
+    status: u16,
+    /// Where the body starts and the response ends.
+    body_at: usize,
+    end: usize,
+    /// The server closes the connection after it.
+    close: bool,
+    /// It carries `Retry-After`.
+    retry_after: bool,
+}
+
+/// The complete response at the start of `buf`; `None`: not enough bytes yet.
+fn parse(buf: &[u8]) -> Result<Option<Head>, Failure> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
     let head = match resp.parse(buf) {
@@ -176,6 +216,7 @@ fn parse(buf: &[u8]) -> Result<Option<(u16, usize, usize, bool)>, Failure> {
     let status = resp.code.ok_or(Failure::BadResponse)?;
     let mut length = 0usize;
     let mut close = resp.version == Some(0);
+    let mut retry_after = false;
     for h in resp.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
             length = std::str::from_utf8(h.value)
@@ -186,6 +227,8 @@ fn parse(buf: &[u8]) -> Result<Option<(u16, usize, usize, bool)>, Failure> {
             close = h.value.eq_ignore_ascii_case(b"close");
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             return Err(Failure::BadResponse);
+        } else if h.name.eq_ignore_ascii_case("retry-after") {
+            retry_after = true;
         }
     }
     // RFC 9110 section 6.4.1: 1xx, 204 and 304 have no body.
@@ -196,7 +239,13 @@ fn parse(buf: &[u8]) -> Result<Option<(u16, usize, usize, bool)>, Failure> {
         return Err(Failure::BadResponse);
     }
     let end = head + length;
-    Ok((buf.len() >= end).then_some((status, head, end, close)))
+    Ok((buf.len() >= end).then_some(Head {
+        status,
+        body_at: head,
+        end,
+        close,
+        retry_after,
+    }))
 }
 
 /// Appends a request: `METHOD path HTTP/1.1`, Host, the extra header lines (each ending
@@ -227,19 +276,70 @@ mod tests {
         for cut in 0..first_end {
             assert_eq!(parse(&two[..cut]).expect("valid"), None, "cut {cut}");
         }
-        let (status, body_at, end, close) = parse(two).expect("valid").expect("complete");
+        let head = parse(two).expect("valid").expect("complete");
         assert_eq!(
-            (status, &two[body_at..end], close),
+            (head.status, &two[head.body_at..head.end], head.close),
             (200, &b"hello"[..], false)
         );
-        let rest = &two[end..];
+        let rest = &two[head.end..];
         assert_eq!(
             parse(rest).expect("valid"),
-            Some((304, rest.len(), rest.len(), false))
+            Some(Head {
+                status: 304,
+                body_at: rest.len(),
+                end: rest.len(),
+                close: false,
+                retry_after: false
+            })
         );
         let closing = b"HTTP/1.1 503 x\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
-        assert!(parse(closing).expect("valid").expect("complete").3);
+        let head = parse(closing).expect("valid").expect("complete");
+        assert!(head.close && !head.retry_after);
+        let later = b"HTTP/1.1 503 x\r\nRetry-After: 1\r\ncontent-length: 0\r\n\r\n";
+        assert!(parse(later).expect("valid").expect("complete").retry_after);
         assert_eq!(parse(b"garbage\r\n\r\n"), Err(Failure::BadResponse));
+    }
+
+    /// A server that answers the first request of its first connection with a body,
+    /// then closes every connection at its first byte.
+    fn answer_once_then_close() -> SocketAddr {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            for (i, stream) in listener.incoming().enumerate() {
+                let Ok(mut stream) = stream else { return };
+                let mut buf = [0u8; 4096];
+                if i == 0 {
+                    let _ = stream.read(&mut buf);
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+                }
+                let _ = stream.read(&mut buf);
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn a_failed_request_has_no_body_and_does_not_panic() {
+        let addr = answer_once_then_close();
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let mut conn = Conn::new(addr);
+            write_request(&mut conn.req, "GET", "/", b"", b"");
+            assert_eq!(conn.send(Duration::from_secs(5)).await, Ok(200));
+            assert_eq!(conn.body(), b"hello");
+            // The server drops the connection, then every new one: I/O errors, and
+            // the status poll that reads the body after one must find none.
+            for _ in 0..3 {
+                assert!(conn.send(Duration::from_secs(5)).await.is_err());
+                assert_eq!((conn.status(), conn.body()), (0, &b""[..]));
+                assert!(!conn.retry_after());
+            }
+        });
     }
 
     #[test]

@@ -26,6 +26,8 @@
 //!     time sampled at stage boundaries (`cpu`).
 //!   - `schedule`: the open-loop clock and stages; `scenario`: what each slot sends and
 //!     learns; `client`: the keep-alive HTTP/1.1 client.
+//!   - `soak`: `loadgen soak`'s pass mark (flat RSS and open files of the watched
+//!     processes) and its chart.
 //!   - `stats`: HdrHistograms per stage and endpoint, their V2 serialization;
 //!     `report`: markdown, JSON and the hand-drawn SVG chart; `audit`: statuses polled
 //!     to the end and PostgreSQL checked after a run that buys.
@@ -36,6 +38,12 @@
 //! - `profile.sh` (`make profile`): flamegraph of the edge under loadgen (`perf record
 //!   -e cpu-clock`, inferno); `callgrind.sh` (`make callgrind`): the edge's instructions
 //!   per request for a fixed batch (valgrind), repeatable on a noisy machine.
+//! - `faults.sh` (`make fault`, `make fault-short`) + `faultproxy.py` + `faults.py`:
+//!   the fault suite (issue 14): loadgen `mixed` with its audit and a `--trace`, and
+//!   mid-run a kill -9 of the worker, of an edge, of Redis, a PostgreSQL restart, Redis
+//!   stopped, and a fault proxy between edge and Redis; `results/faults.md`.
+//! - `soak.sh` (`make soak`): `loadgen soak` for 30 minutes, RSS and open files of the
+//!   edge and the worker sampled and judged; `results/soak/`.
 
 pub mod app;
 pub mod audit;
@@ -46,4 +54,5 @@ pub mod run;
 pub mod scenario;
 pub mod schedule;
 pub mod setup;
+pub mod soak;
 pub mod stats;

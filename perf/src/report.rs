@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     audit::AuditReport,
-    run::{fmt_us, RunReport},
-    stats::{Percentiles, StageReport},
+    run::{fmt_us, ResourceSample, RunReport},
+    soak::{self, SoakVerdict},
+    stats::{server_failure, Percentiles, StageReport},
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -22,6 +23,9 @@ pub struct Report {
     pub runs: Vec<RunReport>,
     pub max: Vec<MaxResult>,
     pub audit: Option<AuditReport>,
+    /// `loadgen soak`'s verdict on memory and open files.
+    #[serde(default)]
+    pub soak: Option<SoakVerdict>,
 }
 
 /// A `max` search against one target.
@@ -66,6 +70,22 @@ fn pct_cells(p: &Percentiles) -> String {
     )
 }
 
+/// The stage's errors by status over all endpoints ("503: 12, I/O error: 3"), `-` if none.
+fn errors_cell(s: &StageReport) -> String {
+    let by = s.errors_by_status();
+    if by.is_empty() {
+        return "-".to_owned();
+    }
+    by.iter()
+        .map(|(code, n)| format!("{}: {n}", label_of(*code)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn label_of(code: u16) -> String {
+    status_name(code).unwrap_or_else(|| code.to_string())
+}
+
 fn overall(s: &StageReport) -> Percentiles {
     Percentiles::of(&s.overall_latency())
 }
@@ -92,8 +112,8 @@ impl Report {
         }
 
         md.push_str("## Runs (measured stages together)\n\n");
-        md.push_str("| run | target | offered/s | achieved/s | p50 | p95 | p99 | p99.9 | max | service p99 | errors | CPU-µs/req (busy) | others busy |\n");
-        md.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n");
+        md.push_str("| run | target | offered/s | achieved/s | p50 | p95 | p99 | p99.9 | max | service p99 | errors | errors by status | CPU-µs/req (busy) | others busy |\n");
+        md.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|\n");
         for run in &self.runs {
             let Some(m) = run.measured() else { continue };
             let service = m
@@ -105,7 +125,7 @@ impl Report {
                 .unwrap_or(0);
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {:.0}% |",
+                "| {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {:.0}% |",
                 run.label,
                 run.target,
                 m.offered_rate,
@@ -113,6 +133,7 @@ impl Report {
                 pct_cells(&overall(&m)),
                 fmt_us(service),
                 m.errors,
+                errors_cell(&m),
                 cpu_cell(&m),
                 m.others_busy_pct
             );
@@ -224,6 +245,11 @@ impl Report {
             }
         }
 
+        if let Some(v) = &self.soak {
+            let chart = chart.map(|c| c.replace(".svg", "-resources.svg"));
+            md.push_str(&soak::markdown(v, self.resources(), chart.as_deref()));
+        }
+
         if let Some(a) = &self.audit {
             md.push_str("\n## Audit\n\n");
             let opt = |v: Option<i64>| {
@@ -278,6 +304,30 @@ impl Report {
             }
         }
         md
+    }
+
+    /// The resource samples of the first run that has any.
+    pub fn resources(&self) -> &[ResourceSample] {
+        self.runs
+            .iter()
+            .map(|r| r.resources.as_slice())
+            .find(|r| !r.is_empty())
+            .unwrap_or_default()
+    }
+
+    /// Server-side failures (`stats::server_failure`) in the measured stages of all runs.
+    pub fn server_failures(&self) -> u64 {
+        self.runs
+            .iter()
+            .filter_map(|r| r.measured())
+            .map(|m| {
+                m.errors_by_status()
+                    .iter()
+                    .filter(|(code, _)| server_failure(**code))
+                    .map(|(_, n)| n)
+                    .sum::<u64>()
+            })
+            .sum()
     }
 
     /// "edge/nginx" lines for runs with the same label against two targets.
@@ -516,6 +566,9 @@ fn status_name(code: u16) -> Option<String> {
     }
     if code == crate::stats::HOLD_LIMIT {
         return Some("409 HOLD_LIMIT".to_owned());
+    }
+    if code == crate::stats::NO_RETRY_AFTER {
+        return Some("503 without Retry-After".to_owned());
     }
     crate::client::Failure::name(code).map(str::to_owned)
 }

@@ -18,7 +18,7 @@ use crate::{
     cpu::{self, TICKS_PER_S},
     scenario::{connection, Accepted, Plan, ThreadCtx, User},
     schedule::{Clock, Stage},
-    stats::{CpuReport, Interval, StageReport, StageStats, Tick},
+    stats::{merge_trace, CpuReport, Interval, StageReport, StageStats, Tick, Trace},
 };
 
 /// Where load goes, and which processes' CPU time it is charged to.
@@ -47,6 +47,12 @@ pub struct RunSpec {
     pub driver: Driver,
     /// Print the per-second progress line.
     pub progress: bool,
+    /// Keep a `--trace` of the requests (100 ms buckets of the wall clock).
+    pub trace: bool,
+    /// Processes whose memory and open files are sampled (`--watch`, `--observe`).
+    pub watch: Vec<(String, u32)>,
+    /// Between two samples of them.
+    pub sample_every: Duration,
 }
 
 /// One run, serializable: what the report, the JSON file and `merge` work from.
@@ -62,6 +68,42 @@ pub struct RunReport {
     pub timeline: Vec<Tick>,
     /// Connections opened (more than `connections`: the server closed some).
     pub connects: u64,
+    /// The watched processes' memory and open files over the run.
+    #[serde(default)]
+    pub resources: Vec<ResourceSample>,
+}
+
+/// One process at one moment of a run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ResourceSample {
+    /// Seconds since the run's start (its first stage, warm-up included).
+    pub t: f64,
+    pub name: String,
+    /// `None`: the process was gone.
+    pub rss_kib: Option<u64>,
+    pub fds: Option<u64>,
+}
+
+impl ResourceSample {
+    /// `VmRSS` of `/proc/PID/status` and the entries of `/proc/PID/fd`.
+    pub fn take(t: f64, name: &str, pid: u32) -> ResourceSample {
+        let rss_kib = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            });
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .ok()
+            .map(|d| d.count() as u64);
+        ResourceSample {
+            t,
+            name: name.to_owned(),
+            rss_kib,
+            fds: fds.filter(|_| rss_kib.is_some()),
+        }
+    }
 }
 
 impl RunReport {
@@ -100,6 +142,8 @@ impl RunReport {
 pub struct RunOutcome {
     pub report: RunReport,
     pub accepted: Vec<Accepted>,
+    /// Empty unless `spec.trace`.
+    pub trace: Trace,
 }
 
 enum Msg {
@@ -112,6 +156,7 @@ struct ThreadResult {
     accepted: Vec<Accepted>,
     connects: u64,
     leftover: Interval,
+    trace: Trace,
 }
 
 /// Runs `spec` against `target`; `users[t]` are thread t's buyers.
@@ -147,7 +192,19 @@ pub fn run(
     let mut results: Vec<Option<ThreadResult>> = (0..threads).map(|_| None).collect();
     let mut done = 0;
     let mut errors_total = 0;
+    let mut resources = Vec::new();
+    let mut next_sample = start;
     while done < threads {
+        if !spec.watch.is_empty() && Instant::now() >= next_sample {
+            let t = Instant::now()
+                .saturating_duration_since(start)
+                .as_secs_f64();
+            for (name, pid) in &spec.watch {
+                resources.push(ResourceSample::take(t, name, *pid));
+            }
+            next_sample += spec.sample_every.max(Duration::from_millis(100));
+            continue;
+        }
         if let Some(b) = boundaries.get(samples.len()) {
             if Instant::now() >= *b {
                 samples.push(cpu::sample(&target.cpu));
@@ -187,6 +244,14 @@ pub fn run(
     }
     for h in handles {
         let _ = h.join();
+    }
+    if !spec.watch.is_empty() {
+        let t = Instant::now()
+            .saturating_duration_since(start)
+            .as_secs_f64();
+        for (name, pid) in &spec.watch {
+            resources.push(ResourceSample::take(t, name, *pid));
+        }
     }
     while samples.len() < boundaries.len() {
         samples.push(cpu::sample(&target.cpu));
@@ -240,6 +305,10 @@ pub fn run(
         .iter()
         .flat_map(|r| r.accepted.iter().cloned())
         .collect();
+    let mut trace = Trace::new();
+    for r in &results {
+        merge_trace(&mut trace, &r.trace);
+    }
     RunOutcome {
         report: RunReport {
             label: spec.label.clone(),
@@ -251,8 +320,10 @@ pub fn run(
             stages,
             timeline,
             connects: results.iter().map(|r| r.connects).sum(),
+            resources,
         },
         accepted,
+        trace,
     }
 }
 
@@ -359,6 +430,13 @@ fn thread_main(
             nonce: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64),
+            trace: spec.trace.then(|| RefCell::new(Trace::new())),
+            wall_base: (
+                Instant::now(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+            ),
         });
         let conns = spec.connections / threads + usize::from(thread < spec.connections % threads);
         let tasks: Vec<_> = (0..conns.max(1))
@@ -387,6 +465,7 @@ fn thread_main(
             accepted: ctx.accepted.take(),
             connects: ctx.connects.get(),
             leftover,
+            trace: ctx.trace.as_ref().map(|t| t.take()).unwrap_or_default(),
         };
         let _ = tx.send(Msg::Done(thread, result));
     };

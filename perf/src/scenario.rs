@@ -24,7 +24,7 @@ use serde::Deserialize;
 use crate::{
     client::{write_request, Conn, Failure},
     schedule::{Clock, Slot},
-    stats::{Endpoint, Interval, StageStats, DROPPED, HOLD_LIMIT},
+    stats::{Endpoint, Interval, StageStats, Trace, DROPPED, HOLD_LIMIT, NO_RETRY_AFTER, TRACE_MS},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +106,11 @@ pub struct ThreadCtx {
     /// invocation (a max search, stepup) draw other seats and use other idempotency
     /// keys than the runs before them, whose seats are sold and keys taken.
     pub nonce: u64,
+    /// `--trace`: requests by send time in `TRACE_MS` buckets of the wall clock.
+    pub trace: Option<RefCell<Trace>>,
+    /// One moment on both clocks: (monotonic, wall-clock epoch ms), to place a send
+    /// on the wall clock (the fault harness notes its faults on it).
+    pub wall_base: (Instant, u64),
 }
 
 impl ThreadCtx {
@@ -117,6 +122,15 @@ impl ThreadCtx {
         stages[slot.stage].record(endpoint, status, latency, service);
         if endpoint.is_span() {
             return;
+        }
+        if let Some(trace) = &self.trace {
+            let (base, base_ms) = self.wall_base;
+            let ms = base_ms + sent.saturating_duration_since(base).as_millis() as u64;
+            trace
+                .borrow_mut()
+                .entry(ms - ms % TRACE_MS)
+                .or_default()
+                .add(endpoint, status, service);
         }
         // Achieved rates count HTTP answers only, not failures or dropped slots.
         let answered = status >= 100;
@@ -281,6 +295,10 @@ async fn exchange(
     // A 409 on hold is a lost race, except HOLD_LIMIT: the run ran out of buyers.
     if endpoint == Endpoint::Hold && status == 409 && find(conn.body(), b"HOLD_LIMIT").is_some() {
         status = HOLD_LIMIT;
+    }
+    // Every 503 must say when to come back.
+    if status == 503 && !conn.retry_after() {
+        status = NO_RETRY_AFTER;
     }
     ctx.record(slot, endpoint, status, from.unwrap_or(sent), sent);
     status

@@ -112,6 +112,104 @@ impl Endpoint {
 pub const DROPPED: u16 = 5;
 /// Pseudo status of a hold refused with 409 `HOLD_LIMIT`: the run had too few buyers.
 pub const HOLD_LIMIT: u16 = 6;
+/// Pseudo status of a 503 without `Retry-After` (the contract wants one on every 503).
+pub const NO_RETRY_AFTER: u16 = 7;
+
+/// Whether a status (or pseudo status) is the server's failure rather than an answer
+/// the request earned: a 5xx, a 503 without `Retry-After`, no answer (connect, I/O,
+/// timeout, bad response) or a slot dropped unsent.
+pub fn server_failure(status: u16) -> bool {
+    status >= 500 || (1..=5).contains(&status) || status == NO_RETRY_AFTER
+}
+
+/// Width of a trace bucket (`--trace`), milliseconds.
+pub const TRACE_MS: u64 = 100;
+
+/// Requests sent within one `TRACE_MS` of the wall clock, by what became of them: the
+/// fine timeline a fault run is judged on (when errors began and ended, how long the
+/// slowest answer took).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TraceBucket {
+    pub sent: u64,
+    /// Answers the load test counts as fine (`Endpoint::ok`).
+    pub ok: u64,
+    /// Other 4xx (and `HOLD_LIMIT`): the request's fault or a lost race.
+    pub client_4xx: u64,
+    pub unavailable_503: u64,
+    pub no_retry_after_503: u64,
+    /// 5xx other than 503 (500 above all).
+    pub other_5xx: u64,
+    pub connect: u64,
+    pub io: u64,
+    pub timeout: u64,
+    /// Bad responses and slots dropped unsent.
+    pub other: u64,
+    /// Slowest answer (from the send), µs.
+    pub max_service_us: u64,
+}
+
+impl TraceBucket {
+    pub fn add(&mut self, endpoint: Endpoint, status: u16, service_us: u64) {
+        self.sent += 1;
+        self.max_service_us = self.max_service_us.max(service_us);
+        let count = match status {
+            _ if endpoint.ok(status) => &mut self.ok,
+            503 => &mut self.unavailable_503,
+            NO_RETRY_AFTER => &mut self.no_retry_after_503,
+            500..=599 => &mut self.other_5xx,
+            1 => &mut self.connect,
+            2 => &mut self.io,
+            3 => &mut self.timeout,
+            HOLD_LIMIT | 400..=499 => &mut self.client_4xx,
+            _ => &mut self.other,
+        };
+        *count += 1;
+    }
+
+    pub fn merge(&mut self, o: &TraceBucket) {
+        self.sent += o.sent;
+        self.ok += o.ok;
+        self.client_4xx += o.client_4xx;
+        self.unavailable_503 += o.unavailable_503;
+        self.no_retry_after_503 += o.no_retry_after_503;
+        self.other_5xx += o.other_5xx;
+        self.connect += o.connect;
+        self.io += o.io;
+        self.timeout += o.timeout;
+        self.other += o.other;
+        self.max_service_us = self.max_service_us.max(o.max_service_us);
+    }
+
+    pub const CSV_HEADER: &'static str = "ms,sent,ok,client_4xx,unavailable_503,\
+        no_retry_after_503,other_5xx,connect,io,timeout,other,max_service_us";
+
+    /// One CSV line; `ms`: the bucket's start, wall-clock epoch milliseconds.
+    pub fn csv(&self, ms: u64) -> String {
+        format!(
+            "{ms},{},{},{},{},{},{},{},{},{},{},{}",
+            self.sent,
+            self.ok,
+            self.client_4xx,
+            self.unavailable_503,
+            self.no_retry_after_503,
+            self.other_5xx,
+            self.connect,
+            self.io,
+            self.timeout,
+            self.other,
+            self.max_service_us
+        )
+    }
+}
+
+/// Trace buckets by their start (wall-clock epoch ms, a multiple of `TRACE_MS`).
+pub type Trace = BTreeMap<u64, TraceBucket>;
+
+pub fn merge_trace(into: &mut Trace, from: &Trace) {
+    for (ms, b) in from {
+        into.entry(*ms).or_default().merge(b);
+    }
+}
 
 #[derive(Clone)]
 pub struct EndpointStats {
@@ -347,6 +445,27 @@ impl StageReport {
         }
     }
 
+    /// Errors (answers `Endpoint::ok` refuses) by status over every endpoint but the
+    /// spans.
+    pub fn errors_by_status(&self) -> BTreeMap<u16, u64> {
+        let mut by = BTreeMap::new();
+        for e in &self.endpoints {
+            let Some(endpoint) = Endpoint::ALL.iter().find(|x| x.name() == e.endpoint) else {
+                continue;
+            };
+            if endpoint.is_span() {
+                continue;
+            }
+            for (s, n) in &e.statuses {
+                let Ok(code) = s.parse::<u16>() else { continue };
+                if !endpoint.ok(code) {
+                    *by.entry(code).or_default() += n;
+                }
+            }
+        }
+        by
+    }
+
     /// All endpoints but the spans in one histogram.
     pub fn overall_latency(&self) -> Histogram<u64> {
         let mut all = histogram();
@@ -434,5 +553,33 @@ mod tests {
         assert_eq!(ra.offered_rate, 200.0);
         assert_eq!(ra.endpoints.len(), 2);
         assert_eq!(ra.errors, 0, "a hold 409 is no error");
+    }
+
+    #[test]
+    fn trace_buckets_sort_answers_by_what_went_wrong() {
+        let mut b = TraceBucket::default();
+        for (endpoint, status) in [
+            (Endpoint::Hold, 201),
+            (Endpoint::Hold, 409),
+            (Endpoint::Intent, 409),
+            (Endpoint::Commit, 503),
+            (Endpoint::Commit, NO_RETRY_AFTER),
+            (Endpoint::Summary, 500),
+            (Endpoint::Summary, 1),
+            (Endpoint::Summary, 2),
+            (Endpoint::Summary, 3),
+            (Endpoint::Summary, DROPPED),
+        ] {
+            b.add(endpoint, status, 7);
+        }
+        assert_eq!(
+            b.csv(100),
+            "100,10,2,1,1,1,1,1,1,1,1,7",
+            "{}",
+            TraceBucket::CSV_HEADER
+        );
+        assert_eq!(TraceBucket::CSV_HEADER.split(',').count(), 12);
+        assert!(server_failure(500) && server_failure(NO_RETRY_AFTER) && server_failure(3));
+        assert!(!server_failure(409) && !server_failure(HOLD_LIMIT) && !server_failure(200));
     }
 }

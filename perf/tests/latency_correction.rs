@@ -99,6 +99,9 @@ fn a_one_second_stall_shows_in_the_p99() {
         drop_after: Duration::from_secs(5),
         driver: Driver::Epoll,
         progress: false,
+        trace: true,
+        watch: Vec::new(),
+        sample_every: Duration::from_secs(1),
     };
     let outcome = run(&target, &plan, &spec, &[]);
     let stage = outcome.report.measured().expect("a measured stage");
@@ -119,4 +122,12 @@ fn a_one_second_stall_shows_in_the_p99() {
         ping.service.p99
     );
     assert!(ping.service.max >= 800_000, "the in-flight requests waited");
+    // The trace holds every request, by send time, in 100 ms buckets: the stall shows
+    // as its slowest answer, sent before it began.
+    let sent: u64 = outcome.trace.values().map(|b| b.sent).sum();
+    let ok: u64 = outcome.trace.values().map(|b| b.ok).sum();
+    assert_eq!((sent, ok), (4000, 4000));
+    assert!(outcome.trace.keys().all(|ms| ms % 100 == 0));
+    let slowest = outcome.trace.values().map(|b| b.max_service_us).max();
+    assert!(slowest >= Some(800_000), "{slowest:?}");
 }
