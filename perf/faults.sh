@@ -52,6 +52,15 @@ NAME=faults
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 set -E
 trap 'log "failed at line $LINENO: $BASH_COMMAND"' ERR
+# On failure, the services' logs (edges, worker, Redis, proxy, loadgen) are kept in
+# OUT_DIR/faults/logs before SCRATCH goes.
+save_logs() {
+    [[ -n ${OUT_DIR:-} ]] || return 0
+    mkdir -p "$OUT_DIR/faults/logs"
+    find "$SCRATCH" -maxdepth 2 \( -name '*.log' -o -name '*.err' \) -exec cp --backup=numbered {} "$OUT_DIR/faults/logs/" \; 2>/dev/null || true
+    log "logs kept in $OUT_DIR/faults/logs"
+}
+trap 'rc=$?; if ((rc != 0)); then save_logs; fi; cleanup' EXIT
 
 MODE=${MODE:-long}
 case $MODE in
