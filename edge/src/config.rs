@@ -70,6 +70,11 @@ pub struct Config {
     pub idempotency_ttl: Duration,
     /// `COMMIT_HOLD_EXTEND_MS`: a commit extends its holds by this, to cover processing.
     pub commit_hold_extend: Duration,
+    /// `COMMIT_IN_FLIGHT_MS` (aws profile): how long a commit's key stays in flight
+    /// (409 to a second attempt) while SQS is asked; after an edge crash in between, the
+    /// key frees itself after this. Shorter than a send may take only costs a second
+    /// send of the same message, which SQS's deduplication id and the worker absorb.
+    pub commit_in_flight: Duration,
     /// `COMMIT_SHARDS`: commit streams per event, so a hot event spreads over consumers.
     pub commit_shards: u32,
     /// The side thread, when there is work for it. `PROFILE=aws`: commits go to SQS
@@ -165,6 +170,12 @@ impl Config {
             admin_token: (lookup)("ADMIN_TOKEN").filter(|s| !s.is_empty()),
             idempotency_ttl: env.millis("IDEMPOTENCY_TTL_MS", 24 * 3600 * 1000)?,
             commit_hold_extend: env.millis("COMMIT_HOLD_EXTEND_MS", 120_000)?,
+            commit_in_flight: Duration::from_millis(env.ranged(
+                "COMMIT_IN_FLIGHT_MS",
+                30_000,
+                1_000,
+                3_600_000,
+            )?),
             commit_shards: env.ranged("COMMIT_SHARDS", 4, 1, 256)? as u32,
             side: {
                 let aws = match env.get("PROFILE", "local").as_str() {
