@@ -33,6 +33,10 @@ fn main() -> ExitCode {
         .with_max_level(config.log_level)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
+        // A log line that cannot be written (disk full, the log pipe gone) is lost, not
+        // fatal: by default the subscriber reports the failed write with `eprintln!` on
+        // the same stderr, which panics, and panic=abort ends the process.
+        .log_internal_errors(false)
         .init();
     if config.room_token_secret == edge::config::LOCAL_ROOM_TOKEN_SECRET {
         warn!(

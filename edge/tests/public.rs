@@ -691,3 +691,59 @@ fn summary_and_seat_map_carry_cache_validators() {
         (404, "EVENT_NOT_FOUND")
     );
 }
+
+/// A log that cannot be written (stderr on `/dev/full`: every write fails with ENOSPC)
+/// costs log lines, not the edge: it serves, then stops cleanly on SIGTERM. (The fault
+/// suite found a full disk aborting the edges and the worker at their first log line.)
+#[test]
+fn a_log_that_cannot_be_written_does_not_stop_the_edge() {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
+        .env("EDGE_ADDR", format!("127.0.0.1:{port}"))
+        .env("EDGE_THREADS", "1")
+        .env("EDGE_LOG", "debug")
+        .env_remove("DATABASE_URL")
+        .stderr(full)
+        .spawn()
+        .expect("spawn edge");
+    let deadline = Instant::now() + support::WAIT;
+    let stream = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            panic!("the edge died with its log unwritable: {status}");
+        }
+        if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            break stream;
+        }
+        assert!(Instant::now() < deadline, "the edge never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    stream
+        .set_read_timeout(Some(support::WAIT))
+        .expect("timeout");
+    let mut c = support::Client::from(stream);
+    for _ in 0..3 {
+        assert_eq!(c.request(&support::get("/public/health")).status, 200);
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    drop(c);
+    let deadline = Instant::now() + support::WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "after SIGTERM: {status}");
+}

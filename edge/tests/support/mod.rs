@@ -66,10 +66,7 @@ impl Edge {
         let stream = TcpStream::connect(self.addr).expect("connect");
         stream.set_read_timeout(Some(WAIT)).expect("timeout");
         stream.set_nodelay(true).expect("nodelay");
-        Client {
-            stream,
-            buf: Vec::new(),
-        }
+        Client::from(stream)
     }
 
     pub fn signal(&self, signal: &str) {
@@ -143,6 +140,15 @@ impl Response {
 pub struct Client {
     pub stream: TcpStream,
     buf: Vec<u8>,
+}
+
+impl From<TcpStream> for Client {
+    fn from(stream: TcpStream) -> Client {
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
 }
 
 impl Client {
