@@ -65,6 +65,9 @@ pub struct Config {
     pub event_refresh: Duration,
     /// `ADMIN_TOKEN`: bearer token of the `/admin/*` endpoints; unset, they do not exist.
     pub admin_token: Option<String>,
+    /// `METRICS_ADDR`: where `GET /metrics` is served (an admin address, never the
+    /// public port); `off` serves none.
+    pub metrics_addr: Option<SocketAddr>,
     /// `IDEMPOTENCY_TTL_MS`: how long an Idempotency-Key's outcome (and the order's
     /// status record) is kept.
     pub idempotency_ttl: Duration,
@@ -168,6 +171,14 @@ impl Config {
             public_cache: env.millis("PUBLIC_CACHE_MS", 1_000)?,
             event_refresh: env.millis("EVENT_REFRESH_MS", 500)?,
             admin_token: (lookup)("ADMIN_TOKEN").filter(|s| !s.is_empty()),
+            metrics_addr: match env.get("METRICS_ADDR", "127.0.0.1:9100").as_str() {
+                "off" => None,
+                _ => Some(env.parse(
+                    "METRICS_ADDR",
+                    "127.0.0.1:9100",
+                    "expected host:port or off",
+                )?),
+            },
             idempotency_ttl: env.millis("IDEMPOTENCY_TTL_MS", 24 * 3600 * 1000)?,
             commit_hold_extend: env.millis("COMMIT_HOLD_EXTEND_MS", 120_000)?,
             commit_in_flight: Duration::from_millis(env.ranged(

@@ -2,6 +2,8 @@
 //! rendered in one place ([`Error::render`]), and a failure on the server's side is
 //! logged here, once, with the request id the response carries.
 
+use std::time::Instant;
+
 use codec::error_code::ErrorCode;
 use tracing::warn;
 
@@ -10,13 +12,17 @@ use crate::{
     core::Core,
     error::Error,
     http::{Head, Method, Reply},
+    metrics,
 };
 
 const GET: &str = "GET, HEAD";
 const POST: &str = "POST";
 
 pub async fn dispatch(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Reply) {
-    if let Err(e) = route(core, head, body, reply).await {
+    let started = Instant::now();
+    let result = route(core, head, body, reply).await;
+    let code = result.as_ref().err().map(Error::code);
+    if let Err(e) = result {
         e.render(reply);
         if let Some(cause) = e.cause() {
             let request_id = reply.request_id(head.request_id);
@@ -31,6 +37,9 @@ pub async fn dispatch(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Rep
             );
         }
     }
+    let micros = started.elapsed().as_micros() as u64;
+    core.metrics
+        .request(metrics::route_of(head.path), reply.status(), micros, code);
 }
 
 async fn route(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Reply) -> Result<(), Error> {
