@@ -45,6 +45,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// `EDGE_LOG`: `error`, `warn`, `info`, `debug` or `trace`.
     pub log_level: tracing::level_filters::LevelFilter,
+    /// `EDGE_LOG_FORMAT=json`: one JSON object a line (for CloudWatch Logs and the
+    /// like); `text` (the default) for people.
+    pub log_json: bool,
     /// `REDIS_URL`, `REDIS_TIMEOUT_MS`, `REDIS_MAX_IN_FLIGHT`: each core's connection.
     pub redis: RedisConfig,
     /// `ROOM_TOKEN_SECRET`: HMAC-SHA256 key of room tokens.
@@ -139,6 +142,11 @@ impl Config {
                 "info",
                 "expected error, warn, info, debug or trace",
             )?,
+            log_json: match env.get("EDGE_LOG_FORMAT", "text").as_str() {
+                "text" => false,
+                "json" => true,
+                other => return Err(env.bad("EDGE_LOG_FORMAT", other, "expected text or json")),
+            },
             redis: {
                 let url = env.get("REDIS_URL", "redis://127.0.0.1:16379");
                 let mut redis = RedisConfig::from_url(&url)
@@ -307,6 +315,8 @@ mod tests {
             ("EDGE_KEEPALIVE_MS", "-5"),
             ("EDGE_MAX_BODY_BYTES", "99999999999"),
             ("EDGE_LOG", "loud"),
+            ("EDGE_LOG_FORMAT", "yaml"),
+            ("METRICS_ADDR", "9100"),
             ("REDIS_URL", "http://127.0.0.1"),
             ("REDIS_TIMEOUT_MS", "0"),
             ("HOLD_TTL_MS", "0"),

@@ -1,5 +1,6 @@
-//! `GET /metrics` on the edge's admin listener after a known set of requests over real
-//! sockets, answered by two cores: exact counts, merged.
+//! What operators see: `GET /metrics` on the edge's admin listener after a known set of
+//! requests over real sockets, answered by two cores (exact counts, merged), and the
+//! JSON logs.
 
 mod support;
 
@@ -179,4 +180,56 @@ fn the_metrics_listener_speaks_openmetrics_when_asked_and_nothing_else() {
     let mut c = edge.connect();
     let r = c.request(&support::get("/metrics"));
     assert_eq!((r.status, r.error_code().as_str()), (404, "NOT_FOUND"));
+}
+
+/// `EDGE_LOG_FORMAT=json`: every line one JSON object; a failed request's line carries
+/// the request id the client sent, its error code and the cause.
+#[test]
+fn json_logs_carry_the_request_id_and_the_cause() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
+        .env("EDGE_ADDR", "127.0.0.1:0")
+        .env("METRICS_ADDR", "off")
+        .env("EDGE_THREADS", "1")
+        .env("EDGE_LOG_FORMAT", "json")
+        .env("REDIS_URL", "redis://127.0.0.1:1")
+        .env("REDIS_TIMEOUT_MS", "200")
+        .env_remove("DATABASE_URL")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn edge");
+    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut next = || -> serde_json::Value {
+        let line = lines.next().expect("a log line").expect("utf-8");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    };
+    let addr = loop {
+        let line = next();
+        if line["message"] == "listening" {
+            break line["addr"].as_str().expect("addr").to_owned();
+        }
+    };
+    let mut s = TcpStream::connect(&addr).expect("connect");
+    s.set_read_timeout(Some(support::WAIT)).expect("timeout");
+    let mut c = Client::from(s);
+    let r = c.request(
+        b"GET /public/summary/e1/A HTTP/1.1\r\nHost: t\r\nx-request-id: req-json-42\r\n\r\n",
+    );
+    assert_eq!((r.status, r.error_code().as_str()), (503, "UNAVAILABLE"));
+    let failed = loop {
+        let line = next();
+        if line["message"] == "request failed" {
+            break line;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(failed["level"], "WARN");
+    assert_eq!(failed["request_id"], "req-json-42");
+    assert_eq!(failed["code"], "UNAVAILABLE");
+    assert_eq!(failed["path"], "/public/summary/e1/A");
+    assert!(
+        failed["cause"].as_str().is_some_and(|c| !c.is_empty()),
+        "{failed}"
+    );
 }

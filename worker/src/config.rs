@@ -25,6 +25,8 @@ pub struct Config {
     pub redis: RedisConfig,
     /// `WORKER_LOG`: `error`, `warn`, `info`, `debug` or `trace`.
     pub log_level: LevelFilter,
+    /// `WORKER_LOG_FORMAT=json`: one JSON object a line; `text` (the default) for people.
+    pub log_json: bool,
     /// What `worker run` consumes and how.
     pub run: RunConfig,
 }
@@ -152,11 +154,23 @@ impl Config {
             value: log.clone(),
             reason: "expected error, warn, info, debug or trace".to_owned(),
         })?;
+        let log_json = match get("WORKER_LOG_FORMAT", "text").trim() {
+            "text" => false,
+            "json" => true,
+            other => {
+                return Err(ConfigError {
+                    var: "WORKER_LOG_FORMAT",
+                    value: other.to_owned(),
+                    reason: "expected text or json".to_owned(),
+                })
+            }
+        };
         let run = run_config(&lookup)?;
         Ok(Self {
             database,
             redis,
             log_level,
+            log_json,
             run,
         })
     }
@@ -310,6 +324,7 @@ mod tests {
             ("REDIS_URL", "http://127.0.0.1"),
             ("REDIS_URL", "redis://u:sekrit@h/x"),
             ("WORKER_LOG", "loud"),
+            ("WORKER_LOG_FORMAT", "yaml"),
             ("PROFILE", "gcp"),
             ("COMMIT_SHARDS", "0"),
             ("WORKER_CONCURRENCY", "many"),
