@@ -82,6 +82,9 @@ pub struct RunConfig {
     pub status_ttl: Duration,
     /// `WORKER_FAULT`: test-only fault injection.
     pub fault: Option<Fault>,
+    /// `WORKER_METRICS_ADDR`: where `GET /metrics` is served (default
+    /// `127.0.0.1:9101`); `off` serves none.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Default for RunConfig {
@@ -97,6 +100,7 @@ impl Default for RunConfig {
             block: Duration::from_millis(1000),
             event_refresh: Duration::from_secs(5),
             events: None,
+            metrics_addr: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9101))),
             status_ttl: Duration::from_millis(86_400_000),
             fault: None,
         }
@@ -238,7 +242,19 @@ fn run_config(lookup: &impl Fn(&str) -> Option<String>) -> Result<RunConfig, Con
             ))
         }
     };
+    let metrics_addr = match lookup("WORKER_METRICS_ADDR").as_deref().map(str::trim) {
+        Some("off") => None,
+        value => {
+            let value = value.unwrap_or("127.0.0.1:9101");
+            Some(
+                value
+                    .parse()
+                    .map_err(|_| bad("WORKER_METRICS_ADDR", value, "expected host:port or off"))?,
+            )
+        }
+    };
     Ok(RunConfig {
+        metrics_addr,
         profile,
         commit_shards: ranged("COMMIT_SHARDS", 4, 1, 256)? as u32,
         concurrency,
@@ -325,6 +341,7 @@ mod tests {
             ("REDIS_URL", "redis://u:sekrit@h/x"),
             ("WORKER_LOG", "loud"),
             ("WORKER_LOG_FORMAT", "yaml"),
+            ("WORKER_METRICS_ADDR", "9101"),
             ("PROFILE", "gcp"),
             ("COMMIT_SHARDS", "0"),
             ("WORKER_CONCURRENCY", "many"),
