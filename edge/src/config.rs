@@ -71,6 +71,9 @@ pub struct Config {
     /// `METRICS_ADDR`: where `GET /metrics` is served (an admin address, never the
     /// public port); `off` serves none.
     pub metrics_addr: Option<SocketAddr>,
+    /// `METRICS_EMF=1`: the figures also as CloudWatch embedded-metric-format lines on
+    /// stdout, every `METRICS_EMF_INTERVAL_MS` (default 60 s), for Fargate's awslogs.
+    pub metrics_emf: Option<Duration>,
     /// `IDEMPOTENCY_TTL_MS`: how long an Idempotency-Key's outcome (and the order's
     /// status record) is kept.
     pub idempotency_ttl: Duration,
@@ -186,6 +189,16 @@ impl Config {
                     "127.0.0.1:9100",
                     "expected host:port or off",
                 )?),
+            },
+            metrics_emf: match env.get("METRICS_EMF", "0").as_str() {
+                "0" => None,
+                "1" => Some(Duration::from_millis(env.ranged(
+                    "METRICS_EMF_INTERVAL_MS",
+                    60_000,
+                    100,
+                    3_600_000,
+                )?)),
+                other => return Err(env.bad("METRICS_EMF", other, "expected 0 or 1")),
             },
             idempotency_ttl: env.millis("IDEMPOTENCY_TTL_MS", 24 * 3600 * 1000)?,
             commit_hold_extend: env.millis("COMMIT_HOLD_EXTEND_MS", 120_000)?,
@@ -317,6 +330,7 @@ mod tests {
             ("EDGE_LOG", "loud"),
             ("EDGE_LOG_FORMAT", "yaml"),
             ("METRICS_ADDR", "9100"),
+            ("METRICS_EMF", "yes"),
             ("REDIS_URL", "http://127.0.0.1"),
             ("REDIS_TIMEOUT_MS", "0"),
             ("HOLD_TTL_MS", "0"),

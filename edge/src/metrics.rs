@@ -184,31 +184,40 @@ impl CoreMetrics {
     }
 }
 
-/// The route label of `path`, from its first two segments.
+/// The route label of `path`, from its first two segments. Byte comparisons, no
+/// splitting: it runs for every request.
 #[inline]
 pub fn route_of(path: &str) -> usize {
-    let mut segments = path.strip_prefix('/').unwrap_or(path).splitn(3, '/');
-    match (segments.next(), segments.next()) {
-        (Some("public"), Some(second)) => match second {
-            "ping" => 0,
-            "health" => 1,
-            "enter" => 2,
-            "room-status" => 3,
-            "hold" => 4,
-            "release" => 5,
-            "summary" => 6,
-            "seats" => 7,
-            _ => OTHER_ROUTE,
-        },
-        (Some("confirm"), Some(second)) => match second {
-            "payment-intent" => 8,
-            "commit" => 9,
-            "status" => 10,
-            _ => OTHER_ROUTE,
-        },
-        (Some("admin"), _) => 11,
+    let (prefix, rest) = match path.as_bytes() {
+        [b'/', b'p', b'u', b'b', b'l', b'i', b'c', b'/', rest @ ..] => (0, rest),
+        [b'/', b'c', b'o', b'n', b'f', b'i', b'r', b'm', b'/', rest @ ..] => (1, rest),
+        [b'/', b'a', b'd', b'm', b'i', b'n', b'/' | b'?', ..] | b"/admin" => return 11,
+        _ => return OTHER_ROUTE,
+    };
+    let end = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
+    match (prefix, &rest[..end]) {
+        (0, b"ping") => 0,
+        (0, b"health") => 1,
+        (0, b"enter") => 2,
+        (0, b"room-status") => 3,
+        (0, b"hold") => 4,
+        (0, b"release") => 5,
+        (0, b"summary") => 6,
+        (0, b"seats") => 7,
+        (1, b"payment-intent") => 8,
+        (1, b"commit") => 9,
+        (1, b"status") => 10,
         _ => OTHER_ROUTE,
     }
+}
+
+/// Microseconds of the monotonic clock: cheaper to take and subtract than an
+/// [`std::time::Instant`], and taken twice a request.
+#[inline]
+pub fn now_micros() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
+        t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1_000
+    })
 }
 
 #[inline]
@@ -457,6 +466,146 @@ impl Registry {
             out.text.push_str("# EOF\n");
         }
         out.text
+    }
+}
+
+/// The cores' sums at one moment, to send what changed since the last EMF lines.
+#[derive(Clone)]
+pub struct Totals {
+    requests: [[u64; STATUSES.len() + 1]; ROUTES.len()],
+    latency: [[u64; BUCKETS]; ROUTES.len()],
+    redis_errors: u64,
+    redis_timeouts: u64,
+}
+
+impl Default for Totals {
+    fn default() -> Self {
+        Self {
+            requests: [[0; STATUSES.len() + 1]; ROUTES.len()],
+            latency: [[0; BUCKETS]; ROUTES.len()],
+            redis_errors: 0,
+            redis_timeouts: 0,
+        }
+    }
+}
+
+impl Registry {
+    fn totals(&self) -> (Totals, u64) {
+        let cores = lock(&self.cores).clone();
+        let mut t = Totals::default();
+        let mut open = 0u64;
+        for c in &cores {
+            for r in 0..ROUTES.len() {
+                for s in 0..=STATUSES.len() {
+                    t.requests[r][s] += c.requests[r][s].get();
+                }
+                for b in 0..BUCKETS {
+                    t.latency[r][b] += c.latency[r][b].get();
+                }
+            }
+            t.redis_errors += c.redis_errors.iter().map(Counter::get).sum::<u64>();
+            t.redis_timeouts += c.redis[4].get();
+            open += c.opened.get().saturating_sub(c.closed.get());
+        }
+        (t, open)
+    }
+
+    /// EMF lines of what happened since `last` (which becomes now): per route with
+    /// traffic, requests, 4xx, 5xx and p50/p99 latency (the upper bound of the bucket
+    /// holding the quantile); for the edge, requests, 5xx, open connections and Redis
+    /// errors and timeouts.
+    pub fn emf(&self, last: &mut Totals, now_ms: u64) -> Vec<String> {
+        use codec::emf::{line, Unit};
+        let (now, open) = self.totals();
+        let mut lines = Vec::new();
+        let (mut all, mut all_5xx) = (0u64, 0u64);
+        for (r, route) in ROUTES.iter().enumerate() {
+            let delta = |s: usize| now.requests[r][s] - last.requests[r][s];
+            let requests: u64 = (0..=STATUSES.len()).map(delta).sum();
+            if requests == 0 {
+                continue;
+            }
+            let by_class = |class: u16| -> u64 {
+                STATUSES
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &s)| s / 100 == class)
+                    .map(|(i, _)| delta(i))
+                    .sum()
+            };
+            let (e4, e5) = (by_class(4), by_class(5));
+            all += requests;
+            all_5xx += e5;
+            let buckets: Vec<u64> = (0..BUCKETS)
+                .map(|b| now.latency[r][b] - last.latency[r][b])
+                .collect();
+            let quantile = |q: f64| quantile_ms(&buckets, q);
+            lines.push(line(
+                now_ms,
+                &[("Route", route)],
+                &[
+                    ("Requests", Unit::Count, requests as f64),
+                    ("Errors4xx", Unit::Count, e4 as f64),
+                    ("Errors5xx", Unit::Count, e5 as f64),
+                    ("LatencyP50", Unit::Milliseconds, quantile(0.5)),
+                    ("LatencyP99", Unit::Milliseconds, quantile(0.99)),
+                ],
+            ));
+        }
+        lines.push(line(
+            now_ms,
+            &[],
+            &[
+                ("Requests", Unit::Count, all as f64),
+                ("Errors5xx", Unit::Count, all_5xx as f64),
+                ("ConnectionsOpen", Unit::Count, open as f64),
+                (
+                    "RedisErrors",
+                    Unit::Count,
+                    now.redis_errors.saturating_sub(last.redis_errors) as f64,
+                ),
+                (
+                    "RedisTimeouts",
+                    Unit::Count,
+                    now.redis_timeouts.saturating_sub(last.redis_timeouts) as f64,
+                ),
+            ],
+        ));
+        *last = now;
+        lines
+    }
+}
+
+/// The upper bound, in milliseconds, of the bucket holding quantile `q` of `counts`.
+fn quantile_ms(counts: &[u64], q: f64) -> f64 {
+    let total: u64 = counts.iter().sum();
+    let rank = (q * total as f64).ceil().max(1.0) as u64;
+    let mut cumulative = 0;
+    for (b, n) in counts.iter().enumerate() {
+        cumulative += n;
+        if cumulative >= rank {
+            // The last bucket has no bound: say its lower one.
+            let bound = 1u64 << (b + 5).min(BUCKETS + 3);
+            return bound as f64 / 1000.0;
+        }
+    }
+    0.0
+}
+
+/// Writes [`Registry::emf`] lines to stdout every `interval` until the process ends.
+pub fn emit(registry: &Registry, interval: Duration) {
+    let mut last = Totals::default();
+    loop {
+        std::thread::sleep(interval);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut out = std::io::stdout().lock();
+        for line in registry.emf(&mut last, now_ms) {
+            // stdout gone (a closed pipe): the figures are lost, the edge goes on.
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = out.flush();
     }
 }
 

@@ -2,8 +2,6 @@
 //! rendered in one place ([`Error::render`]), and a failure on the server's side is
 //! logged here, once, with the request id the response carries.
 
-use std::time::Instant;
-
 use codec::error_code::ErrorCode;
 use tracing::warn;
 
@@ -19,7 +17,7 @@ const GET: &str = "GET, HEAD";
 const POST: &str = "POST";
 
 pub async fn dispatch(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Reply) {
-    let started = Instant::now();
+    let started = metrics::now_micros();
     let result = route(core, head, body, reply).await;
     let code = result.as_ref().err().map(Error::code);
     if let Err(e) = result {
@@ -37,7 +35,7 @@ pub async fn dispatch(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Rep
             );
         }
     }
-    let micros = started.elapsed().as_micros() as u64;
+    let micros = metrics::now_micros().saturating_sub(started);
     core.metrics
         .request(metrics::route_of(head.path), reply.status(), micros, code);
 }

@@ -140,6 +140,13 @@ impl Server {
                 .spawn(move || metrics::serve(listener, &registry.metrics))
                 .map_err(StartError::Thread)?;
         }
+        if let Some(interval) = config.metrics_emf {
+            let registry = shared.clone();
+            std::thread::Builder::new()
+                .name("edge-emf".into())
+                .spawn(move || metrics::emit(&registry.metrics, interval))
+                .map_err(StartError::Thread)?;
+        }
         Ok(server)
     }
 

@@ -233,3 +233,50 @@ fn json_logs_carry_the_request_id_and_the_cause() {
         "{failed}"
     );
 }
+
+/// `METRICS_EMF=1`: valid CloudWatch EMF lines on stdout, whose per-route `Requests`
+/// add up to the requests sent.
+#[test]
+fn emf_lines_on_stdout_count_the_requests() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
+        .env("EDGE_ADDR", "127.0.0.1:0")
+        .env("METRICS_ADDR", "off")
+        .env("METRICS_EMF", "1")
+        .env("METRICS_EMF_INTERVAL_MS", "100")
+        .env("EDGE_THREADS", "2")
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn edge");
+    let stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let addr = stderr
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.contains(" listening ") && l.contains("drivers="))
+        .and_then(|l| {
+            l.split_whitespace()
+                .find_map(|kv| kv.strip_prefix("addr=").map(str::to_owned))
+        })
+        .expect("the listening line");
+    let mut c = Client::from(TcpStream::connect(&addr).expect("connect"));
+    for _ in 0..5 {
+        assert_eq!(c.request(&support::get("/public/ping")).status, 200);
+    }
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (mut pings, mut lines) = (0.0, 0);
+    while pings < 5.0 {
+        let line = stdout.next().expect("an EMF line").expect("utf-8");
+        assert_eq!(codec::emf::invalid(&line), None, "{line}");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+        if v["Route"] == "ping" {
+            pings += v["Requests"].as_f64().expect("Requests");
+        }
+        lines += 1;
+        assert!(lines < 1_000, "no ping lines");
+    }
+    assert_eq!(pings, 5.0);
+    let _ = child.kill();
+    let _ = child.wait();
+}

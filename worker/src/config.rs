@@ -85,6 +85,9 @@ pub struct RunConfig {
     /// `WORKER_METRICS_ADDR`: where `GET /metrics` is served (default
     /// `127.0.0.1:9101`); `off` serves none.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// `METRICS_EMF=1`: the counters' increase as CloudWatch EMF lines on stdout every
+    /// `METRICS_EMF_INTERVAL_MS` (default 60 s).
+    pub metrics_emf: Option<Duration>,
 }
 
 impl Default for RunConfig {
@@ -101,6 +104,7 @@ impl Default for RunConfig {
             event_refresh: Duration::from_secs(5),
             events: None,
             metrics_addr: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9101))),
+            metrics_emf: None,
             status_ttl: Duration::from_millis(86_400_000),
             fault: None,
         }
@@ -253,8 +257,14 @@ fn run_config(lookup: &impl Fn(&str) -> Option<String>) -> Result<RunConfig, Con
             )
         }
     };
+    let metrics_emf = match lookup("METRICS_EMF").as_deref().map(str::trim) {
+        None | Some("0") => None,
+        Some("1") => Some(millis("METRICS_EMF_INTERVAL_MS", 60_000, 100)?),
+        Some(other) => return Err(bad("METRICS_EMF", other, "expected 0 or 1")),
+    };
     Ok(RunConfig {
         metrics_addr,
+        metrics_emf,
         profile,
         commit_shards: ranged("COMMIT_SHARDS", 4, 1, 256)? as u32,
         concurrency,
@@ -342,6 +352,7 @@ mod tests {
             ("WORKER_LOG", "loud"),
             ("WORKER_LOG_FORMAT", "yaml"),
             ("WORKER_METRICS_ADDR", "9101"),
+            ("METRICS_EMF", "yes"),
             ("PROFILE", "gcp"),
             ("COMMIT_SHARDS", "0"),
             ("WORKER_CONCURRENCY", "many"),

@@ -218,6 +218,77 @@ impl Metrics {
     }
 }
 
+impl Histogram {
+    fn counts(&self) -> Vec<u64> {
+        self.counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// The upper bound of the bucket holding quantile `q` of the values recorded
+    /// since `before` (the last bound for the overflow bucket).
+    fn quantile_since(&self, before: &[u64], q: f64) -> u64 {
+        let delta: Vec<u64> = self
+            .counts()
+            .iter()
+            .zip(before)
+            .map(|(now, then)| now - then)
+            .collect();
+        let total: u64 = delta.iter().sum();
+        let rank = (q * total as f64).ceil().max(1.0) as u64;
+        let mut cumulative = 0;
+        for (i, n) in delta.iter().enumerate() {
+            cumulative += n;
+            if cumulative >= rank {
+                return self.bounds[i.min(self.bounds.len() - 1)];
+            }
+        }
+        0
+    }
+}
+
+/// Writes the counters' increase (and the commit-to-final and transaction p99) as
+/// CloudWatch EMF lines on stdout every `interval` (`METRICS_EMF=1`).
+pub async fn emit(metrics: Arc<Metrics>, interval: Duration) {
+    let counters = |m: &Metrics| {
+        [
+            ("Received", Metrics::get(&m.received)),
+            ("Confirmed", Metrics::get(&m.confirmed)),
+            ("Rejected", Metrics::get(&m.rejected)),
+            ("Replayed", Metrics::get(&m.replayed)),
+            ("DeadLettered", Metrics::get(&m.dead_lettered)),
+            ("Retries", Metrics::get(&m.retries)),
+            ("Transactions", Metrics::get(&m.transactions)),
+        ]
+    };
+    let mut last = counters(&metrics);
+    let mut last_final = metrics.final_ms.counts();
+    let mut last_tx = metrics.transaction_ms.counts();
+    loop {
+        tokio::time::sleep(interval).await;
+        let now = counters(&metrics);
+        let mut values: Vec<(&str, codec::emf::Unit, f64)> = now
+            .iter()
+            .zip(&last)
+            .map(|((name, n), (_, then))| (*name, codec::emf::Unit::Count, (n - then) as f64))
+            .collect();
+        let p99 = metrics.final_ms.quantile_since(&last_final, 0.99);
+        let tx = metrics.transaction_ms.quantile_since(&last_tx, 0.99);
+        values.push((
+            "CommitToFinalP99",
+            codec::emf::Unit::Milliseconds,
+            p99 as f64,
+        ));
+        values.push(("TransactionP99", codec::emf::Unit::Milliseconds, tx as f64));
+        let line = codec::emf::line(crate::now_ms(), &[("Service", "worker")], &values);
+        println!("{line}");
+        last = now;
+        last_final = metrics.final_ms.counts();
+        last_tx = metrics.transaction_ms.counts();
+    }
+}
+
 /// One commit stream's backlog, as the consumer group sees it.
 struct Backlog {
     stream: String,
@@ -433,5 +504,46 @@ fn render_backlogs(out: &mut String, backlogs: &Option<Vec<Backlog>>) {
             };
             let _ = writeln!(out, "{name}{{stream=\"{}\"}} {value}", b.stream);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_histogram_counts_values_at_most_each_bound() {
+        let h = Histogram::new(&[1, 10, 100]);
+        for v in [0, 1, 2, 10, 11, 100, 1000] {
+            h.record(v);
+        }
+        assert_eq!(h.counts(), vec![2, 2, 2, 1]);
+        assert_eq!(h.count(), 7);
+        let mut out = String::new();
+        h.render(&mut out, "x", "help", 1000.0);
+        assert!(out.contains("x_bucket{le=\"0.01\"} 4\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"+Inf\"} 7\n"), "{out}");
+        assert!(out.contains("x_sum 1.124\nx_count 7\n"), "{out}");
+    }
+
+    #[test]
+    fn quantiles_since_a_moment_count_only_what_came_after() {
+        let h = Histogram::new(&[1, 10, 100]);
+        for _ in 0..100 {
+            h.record(5);
+        }
+        let before = h.counts();
+        for _ in 0..99 {
+            h.record(50);
+        }
+        h.record(5_000);
+        assert_eq!(h.quantile_since(&before, 0.5), 100);
+        assert_eq!(h.quantile_since(&before, 0.99), 100);
+        assert_eq!(
+            h.quantile_since(&before, 1.0),
+            100,
+            "overflow says the last bound"
+        );
+        assert_eq!(h.quantile_since(&h.counts(), 0.99), 0, "nothing since");
     }
 }

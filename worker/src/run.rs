@@ -95,6 +95,10 @@ pub async fn run(
         ));
     }
 
+    if let Some(interval) = run.metrics_emf {
+        tasks.spawn(crate::metrics::emit(Arc::clone(&shared.metrics), interval));
+    }
+
     let mut refresher = Refresher {
         shared: Arc::clone(&shared),
         catalogs: catalogs_tx,

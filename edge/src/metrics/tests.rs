@@ -10,6 +10,10 @@ fn routes_are_named_by_their_first_two_segments() {
     assert_eq!(name("/confirm/payment-intent"), "payment_intent");
     assert_eq!(name("/confirm/status"), "status");
     assert_eq!(name("/admin/events/E/admission"), "admin");
+    assert_eq!(name("/admin"), "admin");
+    assert_eq!(name("/administrator"), "other");
+    assert_eq!(name("/public/"), "other");
+    assert_eq!(name("/confirm/commit"), "commit");
     assert_eq!(name("/public"), "other");
     assert_eq!(name("/public/holdx"), "other");
     assert_eq!(name("/x/hold"), "other");
@@ -120,4 +124,37 @@ fn openmetrics_names_counter_families_without_total_and_ends_with_eof() {
     assert!(text.ends_with("# EOF\n"));
     let prometheus = two_cores().render(false);
     assert!(prometheus.contains("# TYPE maxtps_edge_requests_total counter\n"));
+}
+
+#[test]
+fn emf_lines_send_what_changed_since_the_last_ones() {
+    let registry = two_cores();
+    let mut last = Totals::default();
+    let lines = registry.emf(&mut last, 1_700_000_000_000);
+    for l in &lines {
+        assert_eq!(codec::emf::invalid(l), None, "{l}");
+    }
+    let parsed: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    let hold = parsed.iter().find(|v| v["Route"] == "hold").expect("hold");
+    assert_eq!(hold["Requests"], 3.0);
+    assert_eq!(hold["Errors4xx"], 1.0);
+    assert_eq!(hold["Errors5xx"], 0.0);
+    // 40, 100 and 5,000 µs: the median is in the bucket up to 128 µs, p99 up to 8.192 ms.
+    assert_eq!(hold["LatencyP50"], 0.128);
+    assert_eq!(hold["LatencyP99"], 8.192);
+    let edge = parsed
+        .iter()
+        .find(|v| v.get("Route").is_none())
+        .expect("totals");
+    assert_eq!(edge["Requests"], 4.0);
+    assert_eq!(edge["ConnectionsOpen"], 1.0);
+
+    // Nothing new: no route line, zero totals.
+    let again = registry.emf(&mut last, 1_700_000_060_000);
+    assert_eq!(again.len(), 1, "{again:?}");
+    let edge: serde_json::Value = serde_json::from_str(&again[0]).expect("JSON");
+    assert_eq!(edge["Requests"], 0.0);
 }
