@@ -484,6 +484,42 @@ fn an_admission_change_reaches_every_core_within_a_second() {
     }
 }
 
+/// The runbook's pause: an opening moved into the future closes the room (new holds
+/// refused), and the real opening posted again resumes the sale.
+#[test]
+fn an_opening_moved_into_the_future_pauses_the_sale_and_back_resumes_it() {
+    let edge = edge(&[("ADMIN_TOKEN", "op-secret"), ("EVENT_REFRESH_MS", "50")]);
+    let event = unique_event("pause");
+    seed_event(&event, &[("A", 10, 1)], now_ms() - 60_000, 1000);
+    let mut c = edge.connect();
+    let token = c.enter(&event, "paused");
+    assert_eq!(hold(&mut c, &event, &token, "A-1").status, 201);
+    let admission = |c: &mut support::Client, open_at: u64| {
+        let body = json!({"openAtMs": open_at}).to_string();
+        let raw = format!(
+            "POST /admin/events/{event}/admission HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer op-secret\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        assert_eq!(c.request(raw.as_bytes()).status, 200);
+    };
+    let until = |c: &mut support::Client, status: u16| {
+        let deadline = Instant::now() + support::WAIT;
+        loop {
+            let r = hold(c, &event, &token, "A-2");
+            if r.status == status {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "hold still {}", r.status);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    admission(&mut c, now_ms() + 3_600_000);
+    let r = until(&mut c, 403);
+    assert_eq!(r.error_code(), "NOT_ADMITTED");
+    admission(&mut c, now_ms() - 60_000);
+    until(&mut c, 201);
+}
+
 #[test]
 fn an_expired_summary_is_rendered_once_while_the_others_get_the_old_one() {
     // A private Redis, so it can be paused without disturbing other tests.
