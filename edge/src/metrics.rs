@@ -106,6 +106,8 @@ pub struct CoreMetrics {
     closed: Counter,
     redis: [Counter; REDIS.len()],
     redis_errors: [Counter; REDIS_ERRORS.len()],
+    /// Requests since the last one the access log kept.
+    sampled: Counter,
 }
 
 impl Default for CoreMetrics {
@@ -121,6 +123,7 @@ impl Default for CoreMetrics {
             closed: Counter::default(),
             redis: counters(),
             redis_errors: counters(),
+            sampled: Counter::default(),
         }
     }
 }
@@ -136,6 +139,13 @@ impl CoreMetrics {
         if let Some(i) = code.and_then(|code| ErrorCode::ALL.iter().position(|&c| c == code)) {
             self.errors[i].add(1);
         }
+    }
+
+    /// True for one request in `every` on this core (the sampled access log).
+    pub fn sampled(&self, every: u64) -> bool {
+        let n = self.sampled.get();
+        self.sampled.set(if n + 1 >= every { 0 } else { n + 1 });
+        n == 0
     }
 
     pub fn received(&self, bytes: usize) {
