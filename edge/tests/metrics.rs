@@ -211,7 +211,7 @@ fn json_logs_carry_the_request_id_and_the_cause() {
             break line["addr"].as_str().expect("addr").to_owned();
         }
     };
-    let mut s = TcpStream::connect(&addr).expect("connect");
+    let s = TcpStream::connect(&addr).expect("connect");
     s.set_read_timeout(Some(support::WAIT)).expect("timeout");
     let mut c = Client::from(s);
     let trace = "Root=1-67891233-abcdef012345678912345678;Sampled=1";
