@@ -15,7 +15,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N=${N:-20000}
 OUT_DIR=${OUT_DIR:-perf/results}
 command -v valgrind >/dev/null || apt-get install -y -qq valgrind >/dev/null
-[[ ${BUILD:-1} == 1 ]] && nice -n 10 cargo build --release -j2 -p perf --bin json_ab
+[[ ${BUILD:-1} == 1 ]] && nice -n 10 cargo build --release -j2 -p perf --bin json_ab --features json-ab
 cp "${CARGO_TARGET_DIR:-target}/release/json_ab" "$SCRATCH/"
 
 # instructions MODE KIND: the whole run's instruction count.
