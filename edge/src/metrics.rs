@@ -668,7 +668,8 @@ impl Out {
 /// time (a scraper or two on an admin address), each closed after its answer.
 pub fn serve(listener: TcpListener, registry: &Registry) {
     if let Ok(addr) = listener.local_addr() {
-        info!(%addr, "metrics listening");
+        // Not "listening": scripts find the public port by ` listening addr=`.
+        info!(%addr, "serving metrics");
     }
     for stream in listener.incoming() {
         match stream {

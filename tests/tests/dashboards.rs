@@ -57,14 +57,14 @@ fn every_metric_the_dashboard_queries_is_scraped() {
         ("REDIS_URL", env("REDIS_URL")),
         ("DATABASE_URL", env("DATABASE_URL")),
     ];
-    let (_edge, edge_line) = Proc::start("edge", &[], &edge_env, "metrics listening");
+    let (_edge, edge_line) = Proc::start("edge", &[], &edge_env, "serving metrics");
     let worker_env = vec![
         ("REDIS_URL", env("REDIS_URL")),
         ("DATABASE_URL", env("DATABASE_URL")),
         // An event of its own: this worker consumes nobody's commits.
         ("WORKER_EVENTS", e2e::unique_event("dash")),
     ];
-    let (_worker, worker_line) = Proc::start("worker", &["run"], &worker_env, "metrics listening");
+    let (_worker, worker_line) = Proc::start("worker", &["run"], &worker_env, "serving metrics");
     let scraped = format!("{}{}", scrape(&edge_line), scrape(&worker_line));
 
     let names = queried();

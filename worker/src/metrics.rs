@@ -316,7 +316,7 @@ pub struct Sources {
 /// Serves scrapes until the process ends.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, sources: Sources) {
     if let Ok(addr) = listener.local_addr() {
-        info!(%addr, "metrics listening");
+        info!(%addr, "serving metrics");
     }
     let mut conn: Option<Conn> = None;
     loop {

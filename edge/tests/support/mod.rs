@@ -412,7 +412,7 @@ impl Client {
 
 /// The address the edge's `/metrics` listens on, from its log.
 pub fn metrics_addr(edge: &Edge) -> String {
-    let line = wait_for_line(&edge.log, "metrics listening");
+    let line = wait_for_line(&edge.log, "serving metrics");
     line.split_whitespace()
         .find_map(|kv| kv.strip_prefix("addr="))
         .expect("addr=")
