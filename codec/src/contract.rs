@@ -33,8 +33,10 @@ pub struct ErrorDetail {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EnterRequest<'a> {
-    #[serde(borrow)]
-    pub user_id: Cow<'a, str>,
+    /// Required with `IDENTITY=none`; with a verified identity it may be left out, and
+    /// if sent must equal the verified user.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub event_id: Cow<'a, str>,
 }

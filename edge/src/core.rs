@@ -17,7 +17,13 @@ use std::{
 };
 
 use crate::{
-    cache::Responses, config::Config, events::Events, redis::Client, side::Side, store::Store,
+    cache::Responses,
+    config::Config,
+    events::Events,
+    identity::keys::{CoreKeys, KeyStore},
+    redis::Client,
+    side::Side,
+    store::Store,
     token::Keys,
 };
 
@@ -25,6 +31,8 @@ use crate::{
 #[derive(Debug, Default)]
 pub struct Shared {
     draining: AtomicBool,
+    /// The identity keys the key thread publishes (`IDENTITY=jwt` or `alb-oidc`).
+    pub identity_keys: Arc<KeyStore>,
 }
 
 impl Shared {
@@ -46,6 +54,8 @@ pub struct Core {
     pub store: Store,
     pub events: Events,
     pub tokens: Keys,
+    /// This core's copy of the identity keys.
+    pub identity_keys: CoreKeys,
     /// Rendered `summary` and `seats` bodies.
     pub cache: Responses,
     /// The side thread: SQS sends and the DynamoDB hold mirror (aws profile), order
@@ -101,6 +111,7 @@ impl Core {
             redis,
             events: Events::new(config.event_refresh),
             tokens: Keys::new(config.room_token_secret.as_bytes(), previous),
+            identity_keys: CoreKeys::new(shared.identity_keys.clone()),
             cache: Responses::new(config.public_cache),
             config,
             shared,

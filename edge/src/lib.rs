@@ -19,6 +19,8 @@
 //!   a typed call with a typed outcome.
 //! - [`events`]: each core's copy of an event's catalog and admission state.
 //! - [`token`]: HMAC-SHA256 room tokens.
+//! - [`identity`]: who the buyer is at `enter` (`IDENTITY`): JWT or ALB OIDC header,
+//!   checked with keys the key thread keeps current.
 //! - [`side`]: the tokio side thread: SQS, the DynamoDB mirror, order look-ups.
 //! - [`error`]: the one error type and its mapping to status, code and JSON body.
 //! - [`http`]: HTTP/1.1 framing: request heads parsed in place, limits, responses.
@@ -36,6 +38,7 @@ pub mod core;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod identity;
 mod ids;
 pub mod redis;
 pub mod router;

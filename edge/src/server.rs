@@ -27,6 +27,7 @@ use tracing::{info, warn};
 use crate::{
     config::{Config, DriverChoice},
     core::{Core, Shared},
+    identity::{self, Mode},
     side::Side,
 };
 
@@ -77,6 +78,8 @@ pub enum StartError {
     Died(usize),
     #[error("cannot start the side thread: {0}")]
     Side(io::Error),
+    #[error("identity keys: {0}")]
+    Identity(String),
 }
 
 type Ready = Result<(SocketAddr, &'static str), StartError>;
@@ -87,6 +90,13 @@ impl Server {
     pub fn start(config: Config) -> Result<Server, StartError> {
         let config = Arc::new(config);
         let shared = Arc::new(Shared::default());
+        // Keys are read here, before any core runs, then by the key thread only.
+        if config.identity.mode != Mode::None {
+            let keys = identity::keys::load(&config.identity).map_err(StartError::Identity)?;
+            shared.identity_keys.publish(keys);
+            identity::keys::spawn_watcher(config.identity.clone(), shared.identity_keys.clone())
+                .map_err(|e| StartError::Identity(e.to_string()))?;
+        }
         let side = config
             .side
             .clone()
