@@ -372,10 +372,62 @@ mod tests {
             ("HOLD_LIMIT", "0"),
             ("PROFILE", "gcp"),
             ("DATABASE_URL", "postgres://h:notaport/db"),
+            ("IDENTITY", "oauth"),
+            ("IDENTITY_LEEWAY_MS", "300001"),
+            ("IDENTITY_KEYS_REFRESH_MS", "0"),
         ] {
             let err = with(&[(var, value)]).expect_err(var);
             assert_eq!(err.var, var);
             assert!(err.to_string().starts_with(var), "{err}");
         }
+    }
+
+    #[test]
+    fn identity_modes_need_their_keys() {
+        let secret = "a-jwt-secret-of-at-least-32-bytes";
+        let jwks = std::env::temp_dir().join(format!("edge-config-jwks-{}", std::process::id()));
+        std::fs::write(
+            &jwks,
+            r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k","x":"AA","y":"AA"}]}"#,
+        )
+        .expect("write");
+        let jwks_path = jwks.to_str().expect("path");
+        for (vars, var) in [
+            (&[("IDENTITY", "jwt")][..], "IDENTITY_JWKS_FILE"),
+            (
+                &[("IDENTITY", "jwt"), ("IDENTITY_JWT_SECRET", "short")],
+                "IDENTITY_JWT_SECRET",
+            ),
+            (
+                &[
+                    ("IDENTITY", "jwt"),
+                    ("IDENTITY_JWKS_FILE", "/nonexistent/jwks.json"),
+                ],
+                "IDENTITY_JWKS_FILE",
+            ),
+            // x and y are not 32 bytes: the file does not parse.
+            (
+                &[("IDENTITY", "jwt"), ("IDENTITY_JWKS_FILE", jwks_path)],
+                "IDENTITY_JWKS_FILE",
+            ),
+            (
+                &[("IDENTITY", "alb-oidc"), ("IDENTITY_ALB_KEY_DIR", "/tmp")],
+                "IDENTITY_ALB_ARN",
+            ),
+            (
+                &[
+                    ("IDENTITY", "alb-oidc"),
+                    ("IDENTITY_ALB_ARN", "arn:aws:elasticloadbalancing:x"),
+                ],
+                "IDENTITY_ALB_KEY_DIR",
+            ),
+        ] {
+            let err = with(vars).expect_err(var);
+            assert_eq!(err.var, var, "{vars:?}");
+        }
+        let _ = std::fs::remove_file(&jwks);
+        let ok = with(&[("IDENTITY", "jwt"), ("IDENTITY_JWT_SECRET", secret)]).expect("valid");
+        assert_eq!(ok.identity.mode, Mode::Jwt);
+        assert_eq!(with(&[]).expect("defaults").identity.mode, Mode::None);
     }
 }

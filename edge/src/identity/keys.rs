@@ -275,8 +275,9 @@ pub fn spawn_watcher(config: IdentityConfig, store: Arc<KeyStore>) -> std::io::R
                 Ok(raw) if last.as_ref() != Some(&raw) => {
                     match build(&config, &raw) {
                         Ok(keys) => {
-                            info!(keys = keys.len(), "identity keys reloaded");
+                            let count = keys.len();
                             store.publish(keys);
+                            info!(keys = count, "identity keys reloaded");
                         }
                         Err(e) => {
                             warn!(error = %e, "identity keys unchanged: the new files do not parse")
