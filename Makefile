@@ -109,7 +109,7 @@ bench-worker: services ## worker/bench.sh: orders/s into PostgreSQL from a pre-f
 FUZZ_SECONDS ?= 300
 FUZZ_SHORT_SECONDS ?= 5
 .PHONY: fuzz fuzz-short
-fuzz: services ## every fuzz target (edge/fuzz: HTTP heads, JSON bodies, RESP replies, room tokens, commit messages) FUZZ_SECONDS each, then mutfuzz
+fuzz: services ## every fuzz target (edge/fuzz: HTTP heads, JSON bodies, RESP replies, room tokens, commit messages, identity tokens and key files) FUZZ_SECONDS each, then mutfuzz
 	edge/fuzz/run.sh $(FUZZ_SECONDS)
 	perf/mutfuzz.sh $(MUTFUZZ_SECONDS)
 
