@@ -21,6 +21,7 @@ use crate::{
     config::Config,
     events::Events,
     identity::keys::{CoreKeys, KeyStore},
+    metrics::{CoreMetrics, Registry},
     redis::Client,
     side::Side,
     store::Store,
@@ -33,6 +34,8 @@ pub struct Shared {
     draining: AtomicBool,
     /// The identity keys the key thread publishes (`IDENTITY=jwt` or `alb-oidc`).
     pub identity_keys: Arc<KeyStore>,
+    /// Every core's metrics, for the scrape.
+    pub metrics: Registry,
 }
 
 impl Shared {
@@ -61,6 +64,8 @@ pub struct Core {
     /// The side thread: SQS sends and the DynamoDB hold mirror (aws profile), order
     /// look-ups in PostgreSQL (`DATABASE_URL`).
     pub side: Option<Side>,
+    /// This core's counters; only this core writes them.
+    pub metrics: Arc<CoreMetrics>,
     conns: RefCell<HashMap<u64, Rc<ConnSlot>>>,
     next_conn: Cell<u64>,
     all_closed: RefCell<Option<Waker>>,
@@ -82,6 +87,7 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        self.core.metrics.closed();
         let mut conns = self.core.conns.borrow_mut();
         conns.remove(&self.id);
         if conns.is_empty() {
@@ -103,6 +109,7 @@ impl Core {
         Self {
             id,
             side,
+            metrics: shared.metrics.core(),
             store: Store::new(
                 redis.clone(),
                 config.hold_ttl.as_millis() as u64,
@@ -134,6 +141,7 @@ impl Core {
             idle: Cell::new(false),
         });
         self.conns.borrow_mut().insert(id, slot.clone());
+        self.metrics.opened();
         Registration {
             core: self.clone(),
             id,

@@ -21,6 +21,7 @@
 //! - [`token`]: HMAC-SHA256 room tokens.
 //! - [`identity`]: who the buyer is at `enter` (`IDENTITY`): JWT or ALB OIDC header,
 //!   checked with keys the key thread keeps current.
+//! - [`metrics`]: per-core counters and latency histograms, the `/metrics` scrape.
 //! - [`side`]: the tokio side thread: SQS, the DynamoDB mirror, order look-ups.
 //! - [`error`]: the one error type and its mapping to status, code and JSON body.
 //! - [`http`]: HTTP/1.1 framing: request heads parsed in place, limits, responses.
@@ -40,6 +41,7 @@ pub mod events;
 pub mod http;
 pub mod identity;
 mod ids;
+pub mod metrics;
 pub mod redis;
 pub mod router;
 pub mod server;

@@ -37,6 +37,7 @@ impl Edge {
         // Status look-ups in PostgreSQL are the end-to-end tests' (tests/): these run
         // against Redis alone, whatever `make test` exported.
         cmd.env("EDGE_ADDR", "127.0.0.1:0")
+            .env("METRICS_ADDR", "127.0.0.1:0")
             .env("EDGE_THREADS", "2")
             .env_remove("DATABASE_URL");
         for (k, v) in env {
@@ -66,10 +67,7 @@ impl Edge {
         let stream = TcpStream::connect(self.addr).expect("connect");
         stream.set_read_timeout(Some(WAIT)).expect("timeout");
         stream.set_nodelay(true).expect("nodelay");
-        Client {
-            stream,
-            buf: Vec::new(),
-        }
+        Client::from(stream)
     }
 
     pub fn signal(&self, signal: &str) {
@@ -143,6 +141,15 @@ impl Response {
 pub struct Client {
     pub stream: TcpStream,
     buf: Vec<u8>,
+}
+
+impl From<TcpStream> for Client {
+    fn from(stream: TcpStream) -> Client {
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
 }
 
 impl Client {
