@@ -29,7 +29,7 @@ total() {
     valgrind --tool=callgrind --callgrind-out-file="$SCRATCH/cg.$1.$2" \
         "$SCRATCH/identity_cost" "$1" "$2" "$SCRATCH/rsa.der" >/dev/null 2>"$SCRATCH/vg.$1.$2.log"
     callgrind_annotate "$SCRATCH/cg.$1.$2" 2>/dev/null |
-        awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}'
+        awk '/PROGRAM TOTALS/ && !done {gsub(",", "", $1); print $1; done = 1}'
 }
 
 declare -A per
