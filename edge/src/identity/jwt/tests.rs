@@ -257,3 +257,43 @@ fn an_alb_header_is_checked_with_the_key_of_its_kid_and_its_signer() {
     let token = alb_token(&pair, &header_expired, &json!({"sub": "s", "exp": exp}));
     assert_eq!(check(&token, &keys, &rules), Err(Refusal::Expired));
 }
+
+/// The fuzz target's seeds (`edge/fuzz/seeds/identity`, first byte the mode) run as the
+/// target runs them: tokens refused, key files parsed or refused without a panic.
+#[test]
+fn the_fuzz_seeds_are_refused_as_the_fuzz_target_expects() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/identity");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("seeds") {
+        let data = std::fs::read(entry.expect("entry").path()).expect("seed");
+        let (&mode, rest) = data.split_first().expect("mode byte");
+        let mut keys = KeySet::with_secret(b"fuzz-secret-of-at-least-32-bytes!");
+        keys.insert("k1".into(), Key::Es256([4; 65]));
+        let rules = Rules {
+            issuer: Some("https://login.example"),
+            audience: Some("tickets"),
+            signer: (mode % 4 == 1).then_some("arn:aws:elasticloadbalancing:x"),
+            leeway_ms: 30_000,
+            padded: mode % 4 == 1,
+        };
+        match mode % 4 {
+            0 => assert_eq!(
+                verify(rest, &keys, &rules, NOW_MS),
+                Err(Refusal::Invalid("bad signature"))
+            ),
+            1 => assert_eq!(
+                verify(rest, &keys, &rules, NOW_MS),
+                Err(Refusal::Invalid("bad signature"))
+            ),
+            2 => assert_eq!(
+                crate::identity::keys::parse_jwks(rest)
+                    .map(|k| k.len())
+                    .ok(),
+                Some(2)
+            ),
+            _ => assert!(crate::identity::keys::parse_p256_pem(rest).is_ok()),
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, 4);
+}
