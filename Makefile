@@ -76,8 +76,9 @@ test-rust: services ## cargo nextest (or cargo test) of the workspace against th
 		$(CARGO) test --workspace --no-fail-fast -j$(JOBS); \
 	fi
 
-openapi-test: deps build-edge ## schemathesis against openapi/ticketing.yaml, edge on OPENAPI_ADDR
+openapi-test: deps build-edge ## schemathesis against openapi/ticketing.yaml, edge on OPENAPI_ADDR; IDENTITY=none, then jwt
 	infra/local/openapi-test.sh
+	OPENAPI_IDENTITY=jwt infra/local/openapi-test.sh
 
 fmt: ## cargo fmt --all
 	$(CARGO) fmt --all

@@ -137,6 +137,11 @@ fn an_hs256_bearer_token_is_the_buyer_and_the_room_token_carries_it() {
     assert_eq!(again.json()["position"].as_u64(), Some(position));
     let other = enter(&mut c, &auth, &json!({"eventId": event, "userId": "bob"}));
     refused(&other, 403, "USER_MISMATCH");
+    // A userId of the wrong type is not an absent one.
+    for wrong in [json!(null), json!(7)] {
+        let r = enter(&mut c, &auth, &json!({"eventId": event, "userId": wrong}));
+        refused(&r, 400, "INVALID_FIELD");
+    }
     // The scheme is case-insensitive.
     let lower = enter(
         &mut c,
@@ -553,6 +558,8 @@ fn without_identity_the_body_user_is_required_and_believed() {
     let r = enter(&mut c, "", &json!({"eventId": event, "userId": "zoe"}));
     assert_eq!(room_user(&r), "zoe");
     let r = enter(&mut c, "", &json!({"eventId": event}));
+    refused(&r, 401, "IDENTITY_MISSING");
+    let r = enter(&mut c, "", &json!({"eventId": event, "userId": null}));
     refused(&r, 400, "INVALID_FIELD");
     // A bearer token changes nothing.
     let token = hs256(

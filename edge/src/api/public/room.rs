@@ -75,8 +75,11 @@ fn buyer<'b>(
             _ => Ok(Cow::Owned(verified)),
         },
         None => {
-            let user =
-                body_user.ok_or(Error::request(ErrorCode::InvalidField, "userId: required"))?;
+            // With IDENTITY=none the body's userId is the identity.
+            let user = body_user.ok_or(Error::request(
+                ErrorCode::IdentityMissing,
+                "userId is required (IDENTITY=none)",
+            ))?;
             valid_user(user)?;
             Ok(Cow::Borrowed(user))
         }
