@@ -10,7 +10,7 @@
 //!   action adds: ES256, `signer` = `IDENTITY_ALB_ARN`, keys by `kid` from
 //!   `IDENTITY_ALB_KEY_DIR`.
 //!
-//! Verification is computation only: the key thread ([`keys::spawn_watcher`]) reads
+//! Verification is computation only: the key thread ([`keys::start`]) reads
 //! files, cores read its published key set.
 //!
 //! # Layout

@@ -96,10 +96,8 @@ impl Server {
         let shared = Arc::new(Shared::default());
         // Keys are read here, before any core runs, then by the key thread only.
         if config.identity.mode != Mode::None {
-            let keys = identity::keys::load(&config.identity).map_err(StartError::Identity)?;
-            shared.identity_keys.publish(keys);
-            identity::keys::spawn_watcher(config.identity.clone(), shared.identity_keys.clone())
-                .map_err(|e| StartError::Identity(e.to_string()))?;
+            identity::keys::start(config.identity.clone(), shared.identity_keys.clone())
+                .map_err(StartError::Identity)?;
         }
         let side = config
             .side

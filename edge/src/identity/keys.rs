@@ -5,7 +5,7 @@
 //! - ALB: a directory of PEM public keys (`IDENTITY_ALB_KEY_DIR`), one file a `kid`,
 //!   named `{kid}` or `{kid}.pem`, as ALB's key endpoint serves them.
 //!
-//! Files are read only by the key thread ([`spawn_watcher`]), every
+//! Files are read at start-up and then only by the key thread ([`start`]), every
 //! `IDENTITY_KEYS_REFRESH_MS`; when their bytes change it parses them and publishes a
 //! new immutable [`KeySet`] in the [`KeyStore`]. A core notices the new generation with
 //! one atomic load and takes the set under a lock only then ([`CoreKeys`]). A file that
@@ -260,13 +260,21 @@ fn build(config: &IdentityConfig, raw: &[(String, Vec<u8>)]) -> Result<KeySet, S
     Ok(keys)
 }
 
-/// Re-reads the key files every `IDENTITY_KEYS_REFRESH_MS` on a thread of its own and
+/// Publishes the configured keys in `store` (at start-up, before any core runs), then
+/// re-reads the key files every `IDENTITY_KEYS_REFRESH_MS` on a thread of its own and
 /// publishes a new set when their bytes change. Nothing to watch: no thread.
-pub fn spawn_watcher(config: IdentityConfig, store: Arc<KeyStore>) -> std::io::Result<()> {
-    let Some(source) = source(&config) else {
+pub fn start(config: IdentityConfig, store: Arc<KeyStore>) -> Result<(), String> {
+    let source = source(&config);
+    // The bytes published are the bytes compared: no change can slip in between.
+    let raw = match &source {
+        Some(source) => read(source)?,
+        None => Vec::new(),
+    };
+    store.publish(build(&config, &raw)?);
+    let Some(source) = source else {
         return Ok(());
     };
-    let mut last = read(&source).ok();
+    let mut last = Some(raw);
     std::thread::Builder::new()
         .name("edge-keys".into())
         .spawn(move || loop {
@@ -290,6 +298,7 @@ pub fn spawn_watcher(config: IdentityConfig, store: Arc<KeyStore>) -> std::io::R
             }
         })
         .map(drop)
+        .map_err(|e| format!("cannot start the key thread: {e}"))
 }
 
 #[derive(Deserialize)]
