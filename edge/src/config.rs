@@ -49,6 +49,9 @@ pub struct Config {
     /// `EDGE_LOG_FORMAT=json`: one JSON object a line (for CloudWatch Logs and the
     /// like); `text` (the default) for people.
     pub log_json: bool,
+    /// `EDGE_ACCESS_LOG_SAMPLE`: one request in this many is logged (route, status,
+    /// time, request and trace ids) at info; 0 (the default) logs none.
+    pub access_log_every: u64,
     /// `REDIS_URL`, `REDIS_TIMEOUT_MS`, `REDIS_MAX_IN_FLIGHT`: each core's connection.
     pub redis: RedisConfig,
     /// `ROOM_TOKEN_SECRET`: HMAC-SHA256 key of room tokens.
@@ -149,6 +152,7 @@ impl Config {
                 "info",
                 "expected error, warn, info, debug or trace",
             )?,
+            access_log_every: env.ranged("EDGE_ACCESS_LOG_SAMPLE", 0, 0, 1_000_000_000)?,
             log_json: match env.get("EDGE_LOG_FORMAT", "text").as_str() {
                 "text" => false,
                 "json" => true,

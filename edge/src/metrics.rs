@@ -13,7 +13,7 @@ use std::{
     io::{Read, Write},
     net::{TcpListener, TcpStream},
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -106,6 +106,8 @@ pub struct CoreMetrics {
     closed: Counter,
     redis: [Counter; REDIS.len()],
     redis_errors: [Counter; REDIS_ERRORS.len()],
+    /// Requests since the last one the access log kept.
+    sampled: Counter,
 }
 
 impl Default for CoreMetrics {
@@ -121,6 +123,7 @@ impl Default for CoreMetrics {
             closed: Counter::default(),
             redis: counters(),
             redis_errors: counters(),
+            sampled: Counter::default(),
         }
     }
 }
@@ -136,6 +139,13 @@ impl CoreMetrics {
         if let Some(i) = code.and_then(|code| ErrorCode::ALL.iter().position(|&c| c == code)) {
             self.errors[i].add(1);
         }
+    }
+
+    /// True for one request in `every` on this core (the sampled access log).
+    pub fn sampled(&self, every: u64) -> bool {
+        let n = self.sampled.get();
+        self.sampled.set(if n + 1 >= every { 0 } else { n + 1 });
+        n == 0
     }
 
     pub fn received(&self, bytes: usize) {
@@ -238,7 +248,7 @@ fn bucket(micros: u64) -> usize {
 #[derive(Default)]
 pub struct Registry {
     cores: Mutex<Vec<Arc<CoreMetrics>>>,
-    side: Mutex<Option<Arc<SideStats>>>,
+    side: Mutex<Option<(Arc<SideStats>, Arc<AtomicUsize>)>>,
 }
 
 impl Registry {
@@ -249,8 +259,9 @@ impl Registry {
         metrics
     }
 
-    pub fn side(&self, stats: Arc<SideStats>) {
-        *lock(&self.side) = Some(stats);
+    /// The side thread's counters and its DynamoDB mirror backlog.
+    pub fn side(&self, stats: Arc<SideStats>, mirror_pending: Arc<AtomicUsize>) {
+        *lock(&self.side) = Some((stats, mirror_pending));
     }
 
     /// The Prometheus text format (`openmetrics`: OpenMetrics 1.0) of every number.
@@ -412,7 +423,10 @@ impl Registry {
             );
         }
 
-        if let Some(side) = lock(&self.side).clone() {
+        if let Some((side, pending)) = lock(&self.side).clone() {
+            let name = "maxtps_edge_side_mirror_backlog";
+            out.family(name, "gauge", "Hold mirror writes waiting for DynamoDB.");
+            out.sample(name, "", pending.load(Ordering::Relaxed) as u64);
             let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
             let side_counters = [
                 (

@@ -3,7 +3,7 @@
 //! logged here, once, with the request id the response carries.
 
 use codec::error_code::ErrorCode;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::{
     api::{admin, confirm, public},
@@ -26,6 +26,7 @@ pub async fn dispatch(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Rep
             let request_id = reply.request_id(head.request_id);
             warn!(
                 request_id = %String::from_utf8_lossy(request_id),
+                trace_id = %String::from_utf8_lossy(head.trace_id.unwrap_or_default()),
                 core = core.id,
                 path = head.path,
                 code = e.code().as_str(),
@@ -36,8 +37,23 @@ pub async fn dispatch(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Rep
         }
     }
     let micros = metrics::now_micros().saturating_sub(started);
-    core.metrics
-        .request(metrics::route_of(head.path), reply.status(), micros, code);
+    let route = metrics::route_of(head.path);
+    core.metrics.request(route, reply.status(), micros, code);
+    let every = core.config.access_log_every;
+    if every > 0 && core.metrics.sampled(every) {
+        let status = reply.status();
+        let request_id = reply.request_id(head.request_id);
+        info!(
+            request_id = %String::from_utf8_lossy(request_id),
+            trace_id = %String::from_utf8_lossy(head.trace_id.unwrap_or_default()),
+            core = core.id,
+            route = metrics::ROUTES[route],
+            path = head.path,
+            status,
+            micros,
+            "request"
+        );
+    }
 }
 
 async fn route(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Reply) -> Result<(), Error> {

@@ -11,35 +11,7 @@ use std::{
 };
 
 use serde_json::json;
-use support::{seed_event, unique_event, Client, Edge};
-
-fn scrape(addr: &str, accept: Option<&str>) -> (String, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to metrics");
-    s.set_read_timeout(Some(support::WAIT)).expect("timeout");
-    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: m\r\n{accept}\r\n").expect("write");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("read to the close");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("a head");
-    (head.to_owned(), body.to_owned())
-}
-
-/// The value of the sample `series` (name and labels as rendered).
-fn value(text: &str, series: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
-        .parse()
-        .expect("a whole number")
-}
-
-fn metrics_addr(edge: &Edge) -> String {
-    let line = support::wait_for_line(&edge.log, "metrics listening");
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix("addr="))
-        .expect("addr=")
-        .to_owned()
-}
+use support::{metrics_addr, scrape, seed_event, unique_event, value, Client, Edge};
 
 #[test]
 fn a_scrape_counts_every_request_by_route_status_and_code_across_two_cores() {
@@ -183,7 +155,8 @@ fn the_metrics_listener_speaks_openmetrics_when_asked_and_nothing_else() {
 }
 
 /// `EDGE_LOG_FORMAT=json`: every line one JSON object; a failed request's line carries
-/// the request id the client sent, its error code and the cause.
+/// the request id the client sent, the ALB's trace id, its error code and the cause; the
+/// sampled access log (here every request) has the route, status and time.
 #[test]
 fn json_logs_carry_the_request_id_and_the_cause() {
     use std::io::BufRead;
@@ -192,6 +165,7 @@ fn json_logs_carry_the_request_id_and_the_cause() {
         .env("METRICS_ADDR", "off")
         .env("EDGE_THREADS", "1")
         .env("EDGE_LOG_FORMAT", "json")
+        .env("EDGE_ACCESS_LOG_SAMPLE", "1")
         .env("REDIS_URL", "redis://127.0.0.1:1")
         .env("REDIS_TIMEOUT_MS", "200")
         .env_remove("DATABASE_URL")
@@ -209,12 +183,14 @@ fn json_logs_carry_the_request_id_and_the_cause() {
             break line["addr"].as_str().expect("addr").to_owned();
         }
     };
-    let mut s = TcpStream::connect(&addr).expect("connect");
+    let s = TcpStream::connect(&addr).expect("connect");
     s.set_read_timeout(Some(support::WAIT)).expect("timeout");
     let mut c = Client::from(s);
-    let r = c.request(
-        b"GET /public/summary/e1/A HTTP/1.1\r\nHost: t\r\nx-request-id: req-json-42\r\n\r\n",
+    let trace = "Root=1-67891233-abcdef012345678912345678;Sampled=1";
+    let raw = format!(
+        "GET /public/summary/e1/A HTTP/1.1\r\nHost: t\r\nx-request-id: req-json-42\r\nX-Amzn-Trace-Id: {trace}\r\n\r\n"
     );
+    let r = c.request(raw.as_bytes());
     assert_eq!((r.status, r.error_code().as_str()), (503, "UNAVAILABLE"));
     let failed = loop {
         let line = next();
@@ -222,10 +198,22 @@ fn json_logs_carry_the_request_id_and_the_cause() {
             break line;
         }
     };
+    let access = loop {
+        let line = next();
+        if line["message"] == "request" {
+            break line;
+        }
+    };
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(failed["level"], "WARN");
     assert_eq!(failed["request_id"], "req-json-42");
+    assert_eq!(failed["trace_id"], trace);
+    assert_eq!(access["request_id"], "req-json-42");
+    assert_eq!(access["trace_id"], trace);
+    assert_eq!(access["route"], "summary");
+    assert_eq!(access["status"], 503);
+    assert!(access["micros"].is_u64(), "{access}");
     assert_eq!(failed["code"], "UNAVAILABLE");
     assert_eq!(failed["path"], "/public/summary/e1/A");
     assert!(

@@ -24,10 +24,15 @@ use tokio::{
 use tracing::{info, warn};
 
 use crate::{
+    commit::Catalogs,
     db::Pool,
     queue::streams::GROUP,
-    redis::{Conn, Frame, RedisConfig},
+    redis::{Conn, Frame, Pipeline, RedisConfig, Script},
 };
+
+/// Events whose line and sections a scrape reports, at most (by id): labels stay
+/// bounded however many events PostgreSQL holds.
+const MAX_EVENTS: usize = 100;
 
 /// Counts of values at most each bound, and their sum.
 #[derive(Debug)]
@@ -300,14 +305,16 @@ struct Backlog {
     oldest_ms: Option<u64>,
 }
 
+/// What a scrape reads besides the counters.
+pub struct Sources {
+    pub pool: Arc<Pool>,
+    pub redis: RedisConfig,
+    pub streams: watch::Receiver<Arc<Vec<String>>>,
+    pub catalogs: watch::Receiver<Arc<Catalogs>>,
+}
+
 /// Serves scrapes until the process ends.
-pub async fn serve(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    pool: Arc<Pool>,
-    redis: RedisConfig,
-    streams: watch::Receiver<Arc<Vec<String>>>,
-) {
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, sources: Sources) {
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "metrics listening");
     }
@@ -317,10 +324,11 @@ pub async fn serve(
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        let streams = streams.borrow().clone();
+        let streams = sources.streams.borrow().clone();
+        let catalogs = sources.catalogs.borrow().clone();
         let answer = tokio::time::timeout(
             Duration::from_secs(5),
-            answer(stream, &metrics, &pool, &redis, &mut conn, &streams),
+            answer(stream, &metrics, &sources, &mut conn, &streams, &catalogs),
         );
         if let Ok(Err(e)) = answer.await {
             warn!(error = %e, "metrics scrape failed");
@@ -331,10 +339,10 @@ pub async fn serve(
 async fn answer(
     mut stream: TcpStream,
     metrics: &Metrics,
-    pool: &Pool,
-    redis: &RedisConfig,
+    sources: &Sources,
     conn: &mut Option<Conn>,
     streams: &[String],
+    catalogs: &Catalogs,
 ) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
@@ -353,9 +361,12 @@ async fn answer(
         let _ = writeln!(
             out,
             "# HELP {name} PostgreSQL connections lent out now.\n# TYPE {name} gauge\n{name} {}",
-            pool.in_use()
+            sources.pool.in_use()
         );
-        render_backlogs(&mut out, &backlogs(redis, conn, streams).await);
+        render_backlogs(&mut out, &backlogs(&sources.redis, conn, streams).await);
+        if let Some(conn) = conn.as_mut() {
+            render_events(&mut out, &events(conn, catalogs).await);
+        }
         ("200 OK", out)
     } else {
         ("404 Not Found", "GET /metrics\n".to_owned())
@@ -422,6 +433,88 @@ async fn backlogs(
         });
     }
     Some(out)
+}
+
+/// One event's line and sections, as Redis has them now.
+struct EventFigures {
+    event: String,
+    /// Positions handed out in the waiting room (`ev:{E}:queue`).
+    entered: u64,
+    /// (section, seats, sold, live holds), by section id.
+    sections: Vec<(String, u32, u64, u64)>,
+}
+
+/// Each known event's figures (the first [`MAX_EVENTS`] by id); sold and held come
+/// from `summary.lua`, the script the edge's summary answers with, so both agree.
+async fn events(conn: &mut Conn, catalogs: &Catalogs) -> Vec<EventFigures> {
+    let mut ids: Vec<&String> = catalogs.keys().collect();
+    ids.sort();
+    ids.truncate(MAX_EVENTS);
+    let summary = Script::new(codec::store::scripts::SUMMARY);
+    let mut out = Vec::with_capacity(ids.len());
+    for event in ids {
+        let mut sections: Vec<(&String, &u32)> = catalogs[event].iter().collect();
+        sections.sort();
+        let mut pipeline = Pipeline::new();
+        for (section, _) in &sections {
+            let mut call = codec::store::Call::with_capacity(128, 2);
+            codec::store::Section { event, section }.call(&mut call);
+            let keys: Vec<&[u8]> = call.keys().collect();
+            summary.push(&mut pipeline, &keys, &[]);
+        }
+        let entered = conn
+            .query(&[b"GET", codec::keys::queue(event).as_bytes()])
+            .await
+            .ok()
+            .and_then(|f| text(&f)?.parse().ok())
+            .unwrap_or(0);
+        let Ok(replies) = conn.run_script(&summary, &pipeline).await else {
+            continue;
+        };
+        let sections = sections
+            .iter()
+            .zip(&replies)
+            .filter_map(|((section, seats), reply)| {
+                let (sold, held) = codec::store::Section::decode_counts(reply).ok()?;
+                Some(((*section).clone(), **seats, sold, held))
+            })
+            .collect();
+        out.push(EventFigures {
+            event: event.clone(),
+            entered,
+            sections,
+        });
+    }
+    out
+}
+
+fn render_events(out: &mut String, events: &[EventFigures]) {
+    let entered = "maxtps_event_entered";
+    let _ = writeln!(
+        out,
+        "# HELP {entered} Positions handed out in the event's waiting room.\n# TYPE {entered} gauge"
+    );
+    for e in events {
+        let _ = writeln!(out, "{entered}{{event=\"{}\"}} {}", e.event, e.entered);
+    }
+    let families = [
+        ("maxtps_section_seats", "Seats of the section."),
+        ("maxtps_section_sold", "Seats of the section sold."),
+        ("maxtps_section_held", "Seats of the section held now."),
+    ];
+    for (i, (name, help)) in families.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for e in events {
+            for (section, seats, sold, held) in &e.sections {
+                let value = [u64::from(*seats), *sold, *held][i];
+                let _ = writeln!(
+                    out,
+                    "{name}{{event=\"{}\",section=\"{section}\"}} {value}",
+                    e.event
+                );
+            }
+        }
+    }
 }
 
 struct Group {

@@ -86,12 +86,16 @@ pub async fn run(
                 "cannot serve metrics on {addr} (WORKER_METRICS_ADDR; `off` serves none): {e}"
             ))
         })?;
+        let sources = crate::metrics::Sources {
+            pool: Arc::clone(&shared.pool),
+            redis: shared.config.redis.clone(),
+            streams: streams_rx.clone(),
+            catalogs: shared.catalogs.clone(),
+        };
         tasks.spawn(crate::metrics::serve(
             listener,
             Arc::clone(&shared.metrics),
-            Arc::clone(&shared.pool),
-            shared.config.redis.clone(),
-            streams_rx.clone(),
+            sources,
         ));
     }
 

@@ -104,6 +104,22 @@ async fn a_scrape_shows_what_the_consumers_did() {
         assert_eq!(value(&text, &series), 0.0, "{series}");
     }
     assert_eq!(value(&text, "maxtps_worker_pg_connections_in_use"), 0.0);
+    // The event's line and section, as the edge's summary counts them.
+    let section = |family: &str| {
+        value(
+            &text,
+            &format!("maxtps_section_{family}{{event=\"{event}\",section=\"A\"}}"),
+        )
+    };
+    assert_eq!(
+        (section("seats"), section("sold"), section("held")),
+        (100.0, 2.0, 0.0),
+        "A-2 and A-7 sold; bob's hold on A-3 released with his REJECTED order"
+    );
+    assert_eq!(
+        value(&text, &format!("maxtps_event_entered{{event=\"{event}\"}}")),
+        0.0
+    );
 
     worker.stop().await;
     drop_event(&pg, &mut redis, &event).await;
