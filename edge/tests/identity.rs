@@ -42,12 +42,30 @@ fn event() -> String {
     event
 }
 
-/// A scratch directory of this test's own.
-fn scratch_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("edge-identity-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+/// A scratch directory of this test's own, removed when dropped (a failing test too).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("edge-identity-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Self(dir)
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Replaces `path` in one step (write aside, rename), as a key sync job should.
@@ -290,7 +308,7 @@ fn rsa_jwk(pair: &RsaKeyPair, kid: &str) -> Value {
 
 #[test]
 fn rs256_from_jwks_works_and_hs256_signed_with_the_rsa_public_key_does_not() {
-    let dir = scratch_dir("rsa");
+    let dir = Scratch::new("rsa");
     let (pair, public_pem) = rsa_key(&dir);
     let jwks = dir.join("jwks.json");
     write_atomic(
@@ -341,7 +359,6 @@ fn rs256_from_jwks_works_and_hs256_signed_with_the_rsa_public_key_does_not() {
         401,
         "IDENTITY_INVALID",
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn ec_pair() -> EcdsaKeyPair {
@@ -390,7 +407,7 @@ fn rotate(edge: &Edge, path: &Path, jwks: &Value) {
 
 #[test]
 fn keys_rotate_by_kid_when_the_jwks_file_is_rewritten() {
-    let dir = scratch_dir("rotate");
+    let dir = Scratch::new("rotate");
     let (old, new) = (ec_pair(), ec_pair());
     let jwks = dir.join("jwks.json");
     write_atomic(
@@ -457,7 +474,6 @@ fn keys_rotate_by_kid_when_the_jwks_file_is_rewritten() {
         "IDENTITY_INVALID",
     );
     assert_eq!(room_user(&with_token(&mut c, &event, &by_new)), "erin");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// ALB's key endpoint serves PEM `SubjectPublicKeyInfo`.
@@ -477,7 +493,7 @@ fn p256_pem(pair: &EcdsaKeyPair) -> String {
 
 #[test]
 fn the_alb_oidc_header_is_checked_against_the_signer_and_the_key_directory() {
-    let dir = scratch_dir("alb");
+    let dir = Scratch::new("alb");
     let pair = ec_pair();
     let kid = "5fa7b0e4-1b2c-4d5e-8f90-a1b2c3d4e5f6";
     std::fs::write(dir.join(format!("{kid}.pem")), p256_pem(&pair)).expect("pem");
@@ -547,7 +563,6 @@ fn the_alb_oidc_header_is_checked_against_the_signer_and_the_key_directory() {
         401,
         "IDENTITY_EXPIRED",
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
