@@ -76,8 +76,9 @@ test-rust: services ## cargo nextest (or cargo test) of the workspace against th
 		$(CARGO) test --workspace --no-fail-fast -j$(JOBS); \
 	fi
 
-openapi-test: deps build-edge ## schemathesis against openapi/ticketing.yaml, edge on OPENAPI_ADDR
+openapi-test: deps build-edge ## schemathesis against openapi/ticketing.yaml, edge on OPENAPI_ADDR; IDENTITY=none, then jwt
 	infra/local/openapi-test.sh
+	OPENAPI_IDENTITY=jwt infra/local/openapi-test.sh
 
 fmt: ## cargo fmt --all
 	$(CARGO) fmt --all
@@ -109,7 +110,7 @@ bench-worker: services ## worker/bench.sh: orders/s into PostgreSQL from a pre-f
 FUZZ_SECONDS ?= 300
 FUZZ_SHORT_SECONDS ?= 5
 .PHONY: fuzz fuzz-short
-fuzz: services ## every fuzz target (edge/fuzz: HTTP heads, JSON bodies, RESP replies, room tokens, commit messages) FUZZ_SECONDS each, then mutfuzz
+fuzz: services ## every fuzz target (edge/fuzz: HTTP heads, JSON bodies, RESP replies, room tokens, commit messages, identity tokens and key files) FUZZ_SECONDS each, then mutfuzz
 	edge/fuzz/run.sh $(FUZZ_SECONDS)
 	perf/mutfuzz.sh $(MUTFUZZ_SECONDS)
 

@@ -10,6 +10,12 @@
 #             delay DEREGISTRATION_DELAY (25 s), below the edge task's stopTimeout;
 #             least-outstanding-requests balancing
 #   listener  HTTP on 80, or HTTPS on 443 with ALB_CERT_ARN, forwarding to the group
+#   sign-in   optional (ALB_OIDC_ISSUER set; needs ALB_CERT_ARN): a listener rule sends
+#             ALB_OIDC_PATHS (/public/enter) through the OIDC provider's sign-in
+#             (authenticate-oidc) before forwarding; the ALB then adds x-amzn-oidc-data,
+#             which the edge verifies with IDENTITY=alb-oidc and IDENTITY_ALB_ARN = this
+#             balancer's ARN (alb.json albArn). Unset, a rule left by an earlier run is
+#             removed.
 #   services  edge (behind the group) and worker, Fargate in the private subnets, no
 #             public IPs, rolling deployments with the circuit breaker and rollback
 #
@@ -20,7 +26,12 @@
 #
 # Environment: ALB_IDLE_TIMEOUT (60), DEREGISTRATION_DELAY (25), EDGE_DESIRED (2),
 # WORKER_DESIRED (2), ALB_CERT_ARN (unset), ALB_SSL_POLICY
-# (ELBSecurityPolicy-TLS13-1-2-2021-06).
+# (ELBSecurityPolicy-TLS13-1-2-2021-06); sign-in: ALB_OIDC_ISSUER,
+# ALB_OIDC_AUTHORIZATION_ENDPOINT, ALB_OIDC_TOKEN_ENDPOINT, ALB_OIDC_USER_INFO_ENDPOINT,
+# ALB_OIDC_CLIENT_ID, ALB_OIDC_CLIENT_SECRET (all required when the issuer is set),
+# ALB_OIDC_PATHS (/public/enter, comma-separated), ALB_OIDC_ON_UNAUTHENTICATED
+# (authenticate: redirect to sign in; deny: 401), ALB_OIDC_SESSION_TIMEOUT (3600 s),
+# ALB_OIDC_PRIORITY (10).
 set -euo pipefail
 # shellcheck source=infra/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -30,6 +41,19 @@ DEREGISTRATION_DELAY="${DEREGISTRATION_DELAY:-25}"
 EDGE_DESIRED="${EDGE_DESIRED:-2}"
 WORKER_DESIRED="${WORKER_DESIRED:-2}"
 ALB_SSL_POLICY="${ALB_SSL_POLICY:-ELBSecurityPolicy-TLS13-1-2-2021-06}"
+ALB_OIDC_PATHS="${ALB_OIDC_PATHS:-/public/enter}"
+ALB_OIDC_ON_UNAUTHENTICATED="${ALB_OIDC_ON_UNAUTHENTICATED:-authenticate}"
+ALB_OIDC_SESSION_TIMEOUT="${ALB_OIDC_SESSION_TIMEOUT:-3600}"
+ALB_OIDC_PRIORITY="${ALB_OIDC_PRIORITY:-10}"
+if [[ -n "${ALB_OIDC_ISSUER:-}" ]]; then
+	[[ -n "${ALB_CERT_ARN:-}" ]] || die "ALB_OIDC_ISSUER needs an HTTPS listener: set ALB_CERT_ARN (authenticate-oidc works on HTTPS only)"
+	for var in ALB_OIDC_AUTHORIZATION_ENDPOINT ALB_OIDC_TOKEN_ENDPOINT ALB_OIDC_USER_INFO_ENDPOINT \
+		ALB_OIDC_CLIENT_ID ALB_OIDC_CLIENT_SECRET; do
+		[[ -n "${!var:-}" ]] || die "ALB_OIDC_ISSUER is set: $var is required too"
+	done
+	[[ "$ALB_OIDC_ON_UNAUTHENTICATED" =~ ^(authenticate|deny|allow)$ ]] ||
+		die "ALB_OIDC_ON_UNAUTHENTICATED=$ALB_OIDC_ON_UNAUTHENTICATED: expected authenticate, deny or allow"
+fi
 
 stop_timeout="$(state_get taskdefs edgeStopTimeout)"
 ((ALB_IDLE_TIMEOUT * 1000 < EDGE_KEEPALIVE_MS)) ||
@@ -137,6 +161,46 @@ else
 	fi
 fi
 
+# --- optional sign-in rule (authenticate-oidc, then forward) on ALB_OIDC_PATHS
+rules="$(awscli elbv2 describe-rules --listener-arn "$listener_arn")"
+rule="$(jq -c --arg p "$ALB_OIDC_PRIORITY" '[.Rules[] | select(.Priority == $p)][0] // empty' <<<"$rules")"
+oidc_rule_arn=""
+if [[ -n "${ALB_OIDC_ISSUER:-}" ]]; then
+	# What describe-rules shows (the client secret is write-only), then the secret.
+	want_oidc="$(jq -cn --arg iss "$ALB_OIDC_ISSUER" --arg auth "$ALB_OIDC_AUTHORIZATION_ENDPOINT" \
+		--arg token "$ALB_OIDC_TOKEN_ENDPOINT" --arg info "$ALB_OIDC_USER_INFO_ENDPOINT" \
+		--arg id "$ALB_OIDC_CLIENT_ID" --arg on "$ALB_OIDC_ON_UNAUTHENTICATED" \
+		--argjson timeout "$ALB_OIDC_SESSION_TIMEOUT" '{
+	Issuer: $iss, AuthorizationEndpoint: $auth, TokenEndpoint: $token, UserInfoEndpoint: $info,
+	ClientId: $id, OnUnauthenticatedRequest: $on, Scope: "openid", SessionTimeout: $timeout}')"
+	actions="$(jq -cn --argjson oidc "$want_oidc" --arg secret "$ALB_OIDC_CLIENT_SECRET" --arg tg "$tg_arn" '[
+	{Type: "authenticate-oidc", Order: 1, AuthenticateOidcConfig: ($oidc + {ClientSecret: $secret})},
+	{Type: "forward", Order: 2, TargetGroupArn: $tg}]')"
+	conditions="$(jq -cn --arg paths "$ALB_OIDC_PATHS" \
+		'[{Field: "path-pattern", PathPatternConfig: {Values: ($paths | split(","))}}]')"
+	if [[ -z "$rule" ]]; then
+		oidc_rule_arn="$(awscli elbv2 create-rule --listener-arn "$listener_arn" --priority "$ALB_OIDC_PRIORITY" \
+			--conditions "$conditions" --actions "$actions" | jq -r '.Rules[0].RuleArn')"
+		created "sign-in rule $oidc_rule_arn ($ALB_OIDC_PATHS: authenticate-oidc with $ALB_OIDC_ISSUER, then $NAME_TG)"
+	else
+		oidc_rule_arn="$(jq -r .RuleArn <<<"$rule")"
+		if jq -e --argjson w "$want_oidc" --arg tg "$tg_arn" --arg paths "$ALB_OIDC_PATHS" '
+			([.Actions[] | select(.Type == "authenticate-oidc") | .AuthenticateOidcConfig
+			  | with_entries(select(.key as $k | $w | has($k)))][0] == $w)
+			and ([.Actions[] | select(.Type == "forward") | .TargetGroupArn][0] == $tg)
+			and ([.Conditions[] | select(.Field == "path-pattern") | (.PathPatternConfig.Values // .Values)][0]
+			  == ($paths | split(",")))' <<<"$rule" >/dev/null; then
+			exists "sign-in rule $oidc_rule_arn"
+		else
+			awscli elbv2 modify-rule --rule-arn "$oidc_rule_arn" --conditions "$conditions" --actions "$actions" >/dev/null
+			updated "sign-in rule $oidc_rule_arn ($ALB_OIDC_PATHS: authenticate-oidc with $ALB_OIDC_ISSUER)"
+		fi
+	fi
+elif [[ -n "$rule" ]] && jq -e '[.Actions[] | select(.Type == "authenticate-oidc")] | length > 0' <<<"$rule" >/dev/null; then
+	awscli elbv2 delete-rule --rule-arn "$(jq -r .RuleArn <<<"$rule")" >/dev/null
+	deleted "sign-in rule $(jq -r .RuleArn <<<"$rule") (ALB_OIDC_ISSUER unset)"
+fi
+
 # CloudWatch names the balancer and the group by the tails of their ARNs.
 lb_full="${lb_arn#*:loadbalancer/}"
 tg_full="${tg_arn##*:}"
@@ -146,6 +210,7 @@ state_set alb albFullName "$lb_full"
 state_set alb targetGroupArn "$tg_arn"
 state_set alb targetGroupFullName "$tg_full"
 state_set alb listenerArn "$listener_arn"
+state_set alb oidcRuleArn "$oidc_rule_arn"
 env_set ALB_DNS "$lb_dns"
 
 # --- services

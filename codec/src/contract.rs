@@ -33,10 +33,25 @@ pub struct ErrorDetail {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EnterRequest<'a> {
-    #[serde(borrow)]
-    pub user_id: Cow<'a, str>,
+    /// The buyer with `IDENTITY=none`; with a verified identity it may be left out, and
+    /// if sent must equal the verified user. `null` is a wrong type, not an absence.
+    #[serde(
+        borrow,
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_str"
+    )]
+    pub user_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub event_id: Cow<'a, str>,
+}
+
+/// An optional string field that, when present, must be a string (`Option`'s own
+/// deserializer would take `null` for absent).
+fn present_str<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+    Text::deserialize(d).map(|t| Some(t.0))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,6 +19,9 @@ pub enum ErrorCode {
     TokenInvalid,
     TokenExpired,
     TokenWrongEvent,
+    IdentityMissing,
+    IdentityInvalid,
+    IdentityExpired,
     NotAdmitted,
     UserMismatch,
     EventNotFound,
@@ -43,7 +46,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests that compare this list with the OpenAPI document.
-    pub const ALL: [ErrorCode; 33] = [
+    pub const ALL: [ErrorCode; 36] = [
         Self::BadRequest,
         Self::InvalidJson,
         Self::InvalidField,
@@ -57,6 +60,9 @@ impl ErrorCode {
         Self::TokenInvalid,
         Self::TokenExpired,
         Self::TokenWrongEvent,
+        Self::IdentityMissing,
+        Self::IdentityInvalid,
+        Self::IdentityExpired,
         Self::NotAdmitted,
         Self::UserMismatch,
         Self::EventNotFound,
@@ -95,6 +101,9 @@ impl ErrorCode {
             Self::TokenInvalid => "TOKEN_INVALID",
             Self::TokenExpired => "TOKEN_EXPIRED",
             Self::TokenWrongEvent => "TOKEN_WRONG_EVENT",
+            Self::IdentityMissing => "IDENTITY_MISSING",
+            Self::IdentityInvalid => "IDENTITY_INVALID",
+            Self::IdentityExpired => "IDENTITY_EXPIRED",
             Self::NotAdmitted => "NOT_ADMITTED",
             Self::UserMismatch => "USER_MISMATCH",
             Self::EventNotFound => "EVENT_NOT_FOUND",
@@ -125,6 +134,7 @@ impl ErrorCode {
             Self::IdempotencyKeyMissing | Self::IdempotencyKeyInvalid => 400,
             Self::TokenMissing | Self::TokenInvalid | Self::TokenExpired => 401,
             Self::TokenWrongEvent => 401,
+            Self::IdentityMissing | Self::IdentityInvalid | Self::IdentityExpired => 401,
             Self::NotAdmitted | Self::UserMismatch => 403,
             Self::NotFound | Self::EventNotFound | Self::SeatNotFound => 404,
             Self::IntentNotFound | Self::OrderNotFound => 404,

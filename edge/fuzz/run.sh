@@ -14,7 +14,7 @@ FUZZ="$ROOT/edge/fuzz"
 SECONDS_EACH=${1:?usage: run.sh SECONDS [TARGET...]}
 shift
 TARGETS=("$@")
-[[ ${#TARGETS[@]} -gt 0 ]] || TARGETS=(http_head json_bodies resp_replies room_token commit_message)
+[[ ${#TARGETS[@]} -gt 0 ]] || TARGETS=(http_head json_bodies resp_replies room_token commit_message identity)
 
 log() { printf 'fuzz: %s\n' "$*" >&2; }
 

@@ -6,6 +6,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use crate::{
+    identity::{keys, IdentityConfig, Mode},
     redis::RedisConfig,
     side::{AwsConfig, SideConfig},
 };
@@ -57,6 +58,9 @@ pub struct Config {
     pub room_token_secret: String,
     /// `ROOM_TOKEN_SECRET_PREVIOUS`: still accepted, so keys rotate without logouts.
     pub room_token_secret_previous: Option<String>,
+    /// `IDENTITY` and `IDENTITY_*`: how the buyer is known at `enter`
+    /// ([`crate::identity`]).
+    pub identity: IdentityConfig,
     /// `ROOM_TOKEN_TTL_MS`: how long a room token is valid.
     pub room_token_ttl: Duration,
     /// `HOLD_TTL_MS`: a hold expires by itself after this.
@@ -178,6 +182,7 @@ impl Config {
             room_token_secret: env.get("ROOM_TOKEN_SECRET", LOCAL_ROOM_TOKEN_SECRET),
             room_token_secret_previous: (lookup)("ROOM_TOKEN_SECRET_PREVIOUS")
                 .filter(|s| !s.is_empty()),
+            identity: identity(&env)?,
             room_token_ttl: env.millis("ROOM_TOKEN_TTL_MS", 2 * 3600 * 1000)?,
             hold_ttl: env.millis("HOLD_TTL_MS", 5 * 60 * 1000)?,
             // A buyer's holds go into one commit: at most the seats an order may have.
@@ -240,6 +245,82 @@ impl Config {
             sqs_groups: env.ranged("SQS_GROUPS", 16, 1, 1024)? as u32,
         })
     }
+}
+
+/// `IDENTITY=jwt` needs a secret or a JWKS file, `alb-oidc` the ALB's ARN and key
+/// directory; the keys are read once here so that a bad file stops the start.
+fn identity<F: Fn(&str) -> Option<String>>(
+    env: &Env<'_, F>,
+) -> Result<IdentityConfig, ConfigError> {
+    let opt = |var| (env.lookup)(var).filter(|v: &String| !v.is_empty());
+    let mode = match env.get("IDENTITY", "none").as_str() {
+        "none" => Mode::None,
+        "jwt" => Mode::Jwt,
+        "alb-oidc" => Mode::AlbOidc,
+        other => return Err(env.bad("IDENTITY", other, "expected none, jwt or alb-oidc")),
+    };
+    let config = IdentityConfig {
+        mode,
+        jwt_secret: opt("IDENTITY_JWT_SECRET"),
+        jwks_file: opt("IDENTITY_JWKS_FILE").map(Into::into),
+        issuer: opt("IDENTITY_ISSUER"),
+        audience: opt("IDENTITY_AUDIENCE"),
+        leeway_ms: env.ranged("IDENTITY_LEEWAY_MS", 30_000, 0, 300_000)?,
+        alb_arn: opt("IDENTITY_ALB_ARN"),
+        alb_key_dir: opt("IDENTITY_ALB_KEY_DIR").map(Into::into),
+        keys_refresh: env.millis("IDENTITY_KEYS_REFRESH_MS", 1_000)?,
+    };
+    if config.jwt_secret.as_ref().is_some_and(|s| s.len() < 32) {
+        return Err(env.bad(
+            "IDENTITY_JWT_SECRET",
+            "(hidden)",
+            "at least 32 bytes (RFC 7518 section 3.2)",
+        ));
+    }
+    let (var, path) = match mode {
+        Mode::None => return Ok(config),
+        Mode::Jwt => {
+            if config.jwt_secret.is_none() && config.jwks_file.is_none() {
+                return Err(env.bad(
+                    "IDENTITY_JWKS_FILE",
+                    "",
+                    "IDENTITY=jwt needs IDENTITY_JWT_SECRET or IDENTITY_JWKS_FILE",
+                ));
+            }
+            ("IDENTITY_JWKS_FILE", config.jwks_file.as_ref())
+        }
+        Mode::AlbOidc => {
+            if config
+                .alb_arn
+                .as_ref()
+                .is_none_or(|arn| !arn.starts_with("arn:"))
+            {
+                let value = config.alb_arn.clone().unwrap_or_default();
+                return Err(env.bad(
+                    "IDENTITY_ALB_ARN",
+                    &value,
+                    "IDENTITY=alb-oidc needs the load balancer's ARN",
+                ));
+            }
+            let Some(dir) = config.alb_key_dir.as_ref() else {
+                return Err(env.bad(
+                    "IDENTITY_ALB_KEY_DIR",
+                    "",
+                    "IDENTITY=alb-oidc needs a directory of ALB public keys",
+                ));
+            };
+            ("IDENTITY_ALB_KEY_DIR", Some(dir))
+        }
+    };
+    if let Err(e) = keys::load(&config) {
+        let path = path.map(|p| p.display().to_string()).unwrap_or_default();
+        return Err(env.bad(
+            var,
+            &format!("{path}: {e}"),
+            "cannot be read, or holds no usable key",
+        ));
+    }
+    Ok(config)
 }
 
 struct Env<'a, F: Fn(&str) -> Option<String>> {
@@ -341,10 +422,62 @@ mod tests {
             ("HOLD_LIMIT", "0"),
             ("PROFILE", "gcp"),
             ("DATABASE_URL", "postgres://h:notaport/db"),
+            ("IDENTITY", "oauth"),
+            ("IDENTITY_LEEWAY_MS", "300001"),
+            ("IDENTITY_KEYS_REFRESH_MS", "0"),
         ] {
             let err = with(&[(var, value)]).expect_err(var);
             assert_eq!(err.var, var);
             assert!(err.to_string().starts_with(var), "{err}");
         }
+    }
+
+    #[test]
+    fn identity_modes_need_their_keys() {
+        let secret = "a-jwt-secret-of-at-least-32-bytes";
+        let jwks = std::env::temp_dir().join(format!("edge-config-jwks-{}", std::process::id()));
+        std::fs::write(
+            &jwks,
+            r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k","x":"AA","y":"AA"}]}"#,
+        )
+        .expect("write");
+        let jwks_path = jwks.to_str().expect("path");
+        for (vars, var) in [
+            (&[("IDENTITY", "jwt")][..], "IDENTITY_JWKS_FILE"),
+            (
+                &[("IDENTITY", "jwt"), ("IDENTITY_JWT_SECRET", "short")],
+                "IDENTITY_JWT_SECRET",
+            ),
+            (
+                &[
+                    ("IDENTITY", "jwt"),
+                    ("IDENTITY_JWKS_FILE", "/nonexistent/jwks.json"),
+                ],
+                "IDENTITY_JWKS_FILE",
+            ),
+            // x and y are not 32 bytes: the file does not parse.
+            (
+                &[("IDENTITY", "jwt"), ("IDENTITY_JWKS_FILE", jwks_path)],
+                "IDENTITY_JWKS_FILE",
+            ),
+            (
+                &[("IDENTITY", "alb-oidc"), ("IDENTITY_ALB_KEY_DIR", "/tmp")],
+                "IDENTITY_ALB_ARN",
+            ),
+            (
+                &[
+                    ("IDENTITY", "alb-oidc"),
+                    ("IDENTITY_ALB_ARN", "arn:aws:elasticloadbalancing:x"),
+                ],
+                "IDENTITY_ALB_KEY_DIR",
+            ),
+        ] {
+            let err = with(vars).expect_err(var);
+            assert_eq!(err.var, var, "{vars:?}");
+        }
+        let _ = std::fs::remove_file(&jwks);
+        let ok = with(&[("IDENTITY", "jwt"), ("IDENTITY_JWT_SECRET", secret)]).expect("valid");
+        assert_eq!(ok.identity.mode, Mode::Jwt);
+        assert_eq!(with(&[]).expect("defaults").identity.mode, Mode::None);
     }
 }

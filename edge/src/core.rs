@@ -20,6 +20,7 @@ use crate::{
     cache::Responses,
     config::Config,
     events::Events,
+    identity::keys::{CoreKeys, KeyStore},
     metrics::{CoreMetrics, Registry},
     redis::Client,
     side::Side,
@@ -31,6 +32,8 @@ use crate::{
 #[derive(Debug, Default)]
 pub struct Shared {
     draining: AtomicBool,
+    /// The identity keys the key thread publishes (`IDENTITY=jwt` or `alb-oidc`).
+    pub identity_keys: Arc<KeyStore>,
     /// Every core's metrics, for the scrape.
     pub metrics: Registry,
 }
@@ -54,6 +57,8 @@ pub struct Core {
     pub store: Store,
     pub events: Events,
     pub tokens: Keys,
+    /// This core's copy of the identity keys.
+    pub identity_keys: CoreKeys,
     /// Rendered `summary` and `seats` bodies.
     pub cache: Responses,
     /// The side thread: SQS sends and the DynamoDB hold mirror (aws profile), order
@@ -113,6 +118,7 @@ impl Core {
             redis,
             events: Events::new(config.event_refresh),
             tokens: Keys::new(config.room_token_secret.as_bytes(), previous),
+            identity_keys: CoreKeys::new(shared.identity_keys.clone()),
             cache: Responses::new(config.public_cache),
             config,
             shared,

@@ -60,6 +60,8 @@ pub struct Head<'b> {
     pub idempotency_key: Option<&'b [u8]>,
     pub if_none_match: Option<&'b [u8]>,
     pub authorization: Option<&'b [u8]>,
+    /// ALB's `x-amzn-oidc-data` (`IDENTITY=alb-oidc`).
+    pub oidc_data: Option<&'b [u8]>,
     /// `X-Amzn-Trace-Id` (the ALB's), for the logs; visible ASCII only, else dropped.
     pub trace_id: Option<&'b [u8]>,
 }
@@ -116,6 +118,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, FramingError> {
         idempotency_key: None,
         if_none_match: None,
         authorization: None,
+        oidc_data: None,
         trace_id: None,
     };
     let (mut content_length, mut transfer_encoding, mut hosts, mut close) = (None, false, 0, false);
@@ -150,6 +153,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, FramingError> {
             head.if_none_match = Some(value);
         } else if name.eq_ignore_ascii_case(b"authorization") {
             head.authorization = Some(value);
+        } else if name.eq_ignore_ascii_case(b"x-amzn-oidc-data") {
+            head.oidc_data = Some(value);
         } else if name.eq_ignore_ascii_case(b"x-amzn-trace-id") {
             head.trace_id = Some(value)
                 .filter(|v| v.len() <= MAX_TRACE_ID && v.iter().all(|b| b.is_ascii_graphic()));

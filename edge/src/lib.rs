@@ -19,6 +19,8 @@
 //!   a typed call with a typed outcome.
 //! - [`events`]: each core's copy of an event's catalog and admission state.
 //! - [`token`]: HMAC-SHA256 room tokens.
+//! - [`identity`]: who the buyer is at `enter` (`IDENTITY`): JWT or ALB OIDC header,
+//!   checked with keys the key thread keeps current.
 //! - [`metrics`]: per-core counters and latency histograms, the `/metrics` scrape.
 //! - [`side`]: the tokio side thread: SQS, the DynamoDB mirror, order look-ups.
 //! - [`error`]: the one error type and its mapping to status, code and JSON body.
@@ -37,6 +39,7 @@ pub mod core;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod identity;
 mod ids;
 pub mod metrics;
 pub mod redis;

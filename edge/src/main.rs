@@ -46,6 +46,11 @@ fn main() -> ExitCode {
             "ROOM_TOKEN_SECRET is unset: room tokens use a local-only key; set it outside a laptop"
         );
     }
+    if config.identity.mode == edge::identity::Mode::None {
+        warn!(
+            "IDENTITY=none: enter believes the body's userId; set IDENTITY=jwt or alb-oidc outside a laptop"
+        );
+    }
     // Registered before the cores start, so a signal never hits the default handler.
     let mut signals = match Signals::new([SIGTERM, SIGINT]) {
         Ok(signals) => signals,

@@ -76,7 +76,7 @@ async fn route(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Reply) -> 
         }
         (Some("public"), Some("enter"), None, ..) => {
             allow(head, POST)?;
-            public::room::enter(core, body, reply).await
+            public::room::enter(core, head, body, reply).await
         }
         (Some("public"), Some("room-status"), None, ..) => {
             allow(head, GET)?;

@@ -27,6 +27,7 @@ use tracing::{info, warn};
 use crate::{
     config::{Config, DriverChoice},
     core::{Core, Shared},
+    identity::{self, Mode},
     metrics,
     side::Side,
 };
@@ -79,6 +80,8 @@ pub enum StartError {
     Died(usize),
     #[error("cannot start the side thread: {0}")]
     Side(io::Error),
+    #[error("identity keys: {0}")]
+    Identity(String),
     #[error("cannot serve metrics on {addr} (METRICS_ADDR; `off` serves none): {source}")]
     Metrics { addr: SocketAddr, source: io::Error },
 }
@@ -91,6 +94,11 @@ impl Server {
     pub fn start(config: Config) -> Result<Server, StartError> {
         let config = Arc::new(config);
         let shared = Arc::new(Shared::default());
+        // Keys are read here, before any core runs, then by the key thread only.
+        if config.identity.mode != Mode::None {
+            identity::keys::start(config.identity.clone(), shared.identity_keys.clone())
+                .map_err(StartError::Identity)?;
+        }
         let side = config
             .side
             .clone()

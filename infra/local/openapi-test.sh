@@ -13,6 +13,9 @@
 #   SCHEMATHESIS_ARGS          extra arguments for `schemathesis run` (e.g. "--seed 1")
 #   OPENAPI_ADDR               where that edge listens (127.0.0.1:18080)
 #   OPENAPI_SPEC               the spec (openapi/ticketing.yaml)
+#   OPENAPI_IDENTITY           the edge's IDENTITY: none (default) or jwt; with jwt the edge
+#                              gets a local HS256 secret and every request a bearer JWT
+#                              for the example buyer, so enter runs with valid credentials
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
@@ -44,6 +47,24 @@ log "validating $SPEC"
 eval "$("$STACK" env)"
 export REDIS_URL DATABASE_URL
 
+# IDENTITY=jwt: a local-only HS256 secret, and a token for the examples' buyer.
+auth=()
+case "${OPENAPI_IDENTITY:-none}" in
+none) ;;
+jwt)
+	export IDENTITY=jwt IDENTITY_JWT_SECRET=openapi-test-local-only-jwt-secret
+	jwt="$("$ROOT/.run/venv/bin/python" -c '
+import base64, hashlib, hmac, json, os, time
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
+head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+body = b64(json.dumps({"sub": "u-000123", "exp": int(time.time()) + 3600}).encode())
+mac = hmac.new(os.environ["IDENTITY_JWT_SECRET"].encode(), head + b"." + body, hashlib.sha256)
+print((head + b"." + body + b"." + b64(mac.digest())).decode())')"
+	auth=(-H "authorization: Bearer $jwt")
+	;;
+*) die "OPENAPI_IDENTITY=$OPENAPI_IDENTITY: expected none or jwt" ;;
+esac
+
 trap '"$EDGE" stop --pidfile "$PIDFILE"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -54,10 +75,12 @@ METRICS_ADDR=127.0.0.1:0 "$EDGE" start --addr "$ADDR" --pidfile "$PIDFILE" --log
 # behind `x-room-token` is exercised past its authentication, not only refused 401/403.
 # Sent on every request; schemathesis still generates the other headers and bodies.
 enter='{"userId":"u-000123","eventId":"demo"}'
-token="$(curl -fsS -H 'content-type: application/json' -d "$enter" "http://$ADDR/public/enter" |
+token="$(curl -fsS "${auth[@]}" -H 'content-type: application/json' -d "$enter" "http://$ADDR/public/enter" |
 	"$ROOT/.run/venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["roomToken"])')" ||
 	die "could not enter the demo event's room for a token"
 
+headers=()
+[[ ${#auth[@]} -eq 0 ]] || headers=(--header "${auth[1]}")
 filters=()
 for op in $OPS; do
 	filters+=(--include-operation-id "$op")
@@ -65,11 +88,12 @@ done
 # shellcheck disable=SC2206 # SCHEMATHESIS_ARGS is meant to be word-split
 extra=(${SCHEMATHESIS_ARGS:-})
 
-log "schemathesis $("$ST" --version | sed 's/.*version //') on $SPEC, base URL http://$ADDR, operations: ${OPS:-all}"
+log "schemathesis $("$ST" --version | sed 's/.*version //') on $SPEC, base URL http://$ADDR, IDENTITY=${OPENAPI_IDENTITY:-none}, operations: ${OPS:-all}"
 rc=0
 (cd "$ROOT/.run" && "$ST" run "$SPEC" \
 	--url "http://$ADDR" \
 	--header "x-room-token: $token" \
+	"${headers[@]}" \
 	"${filters[@]}" \
 	--max-examples "$MAX_EXAMPLES" \
 	--request-timeout 10 \

@@ -29,7 +29,7 @@ impl Edge {
     }
 
     pub fn start_owned(env: &[(&str, String)]) -> Edge {
-        Self::start_command(Command::new(env!("CARGO_BIN_EXE_edge")), env)
+        Self::start_command(Command::new(edge_bin()), env)
     }
 
     /// Starts `cmd`, which runs the edge binary (itself or through a launcher).
@@ -96,6 +96,13 @@ impl Drop for Edge {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The edge binary under test: cargo's, or `EDGE_TEST_BIN` when set (a copy taken right
+/// after the build, where several checkouts share one target directory and another
+/// build may replace cargo's between the build and the run).
+pub fn edge_bin() -> std::ffi::OsString {
+    std::env::var_os("EDGE_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_edge").into())
 }
 
 /// The first log line containing `needle`, waiting at most [`WAIT`].

@@ -1,7 +1,10 @@
 //! The waiting room: `POST /public/enter` and `GET /public/room-status`.
 
+use std::borrow::Cow;
+
 use codec::{
     contract::EnterRequest,
+    error_code::ErrorCode,
     json::{write_str, write_u64},
     store::Enter,
 };
@@ -11,27 +14,33 @@ use crate::{
     core::Core,
     error::Error,
     http::{Head, Reply},
+    identity,
     token::{self, RoomToken},
 };
 
 /// `POST /public/enter`: the same user gets the same position (one script call,
 /// shared with the core's other entries of the moment).
-pub async fn enter(core: &Core, body: &[u8], reply: &mut Reply) -> Result<(), Error> {
+pub async fn enter(
+    core: &Core,
+    head: &Head<'_>,
+    body: &[u8],
+    reply: &mut Reply,
+) -> Result<(), Error> {
     let req: EnterRequest<'_> = parse(body)?;
-    valid_user(&req.user_id)?;
+    let now = now_ms();
+    let user = buyer(core, head, req.user_id.as_deref(), now)?;
     valid_event(&req.event_id)?;
     let event = core.events.get(&core.redis, &req.event_id).await?;
     let position = core
         .store
         .enter(&Enter {
             event: &req.event_id,
-            user: &req.user_id,
+            user: &user,
         })
         .await?;
-    let now = now_ms();
     let token = core.tokens.sign(&RoomToken {
         event: &req.event_id,
-        user: &req.user_id,
+        user: &user,
         position,
         issued_ms: now,
         expires_ms: now + core.config.room_token_ttl.as_millis() as u64,
@@ -47,6 +56,34 @@ pub async fn enter(core: &Core, body: &[u8], reply: &mut Reply) -> Result<(), Er
     write_u64(out, event.admission.wait_ms(position, now).div_ceil(1000));
     out.push(b'}');
     Ok(())
+}
+
+/// The buyer: the verified identity (a body `userId` must then equal it), or with
+/// `IDENTITY=none` the body's `userId`.
+fn buyer<'b>(
+    core: &Core,
+    head: &Head<'_>,
+    body_user: Option<&'b str>,
+    now: u64,
+) -> Result<Cow<'b, str>, Error> {
+    match identity::verify(&core.config.identity, &core.identity_keys, head, now)? {
+        Some(verified) => match body_user {
+            Some(sent) if sent != verified => Err(Error::request(
+                ErrorCode::UserMismatch,
+                "userId is not the signed-in user",
+            )),
+            _ => Ok(Cow::Owned(verified)),
+        },
+        None => {
+            // With IDENTITY=none the body's userId is the identity.
+            let user = body_user.ok_or(Error::request(
+                ErrorCode::IdentityMissing,
+                "userId is required (IDENTITY=none)",
+            ))?;
+            valid_user(user)?;
+            Ok(Cow::Borrowed(user))
+        }
+    }
 }
 
 /// `GET /public/room-status`: verified with no I/O; the admission state comes from
