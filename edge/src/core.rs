@@ -17,8 +17,8 @@ use std::{
 };
 
 use crate::{
-    cache::Responses, config::Config, events::Events, redis::Client, side::Side, store::Store,
-    token::Keys,
+    cache::Responses, config::Config, events::Events, limits::Limits, pow::Challenges,
+    redis::Client, side::Side, store::Store, token::Keys,
 };
 
 /// State every core may read.
@@ -48,6 +48,10 @@ pub struct Core {
     pub tokens: Keys,
     /// Rendered `summary` and `seats` bodies.
     pub cache: Responses,
+    /// This core's token buckets per client address and per buyer.
+    pub limits: Limits,
+    /// `enter`'s proof-of-work challenges.
+    pub challenges: Challenges,
     /// The side thread: SQS sends and the DynamoDB hold mirror (aws profile), order
     /// look-ups in PostgreSQL (`DATABASE_URL`).
     pub side: Option<Side>,
@@ -102,6 +106,12 @@ impl Core {
             events: Events::new(config.event_refresh),
             tokens: Keys::new(config.room_token_secret.as_bytes(), previous),
             cache: Responses::new(config.public_cache),
+            limits: Limits::new(config.rate_limits),
+            challenges: Challenges::new(
+                config.room_token_secret.as_bytes(),
+                config.enter_pow_bits,
+                config.enter_pow_ttl.as_millis() as u64,
+            ),
             config,
             shared,
             conns: RefCell::default(),

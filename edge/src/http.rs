@@ -57,6 +57,10 @@ pub struct Head<'b> {
     pub idempotency_key: Option<&'b [u8]>,
     pub if_none_match: Option<&'b [u8]>,
     pub authorization: Option<&'b [u8]>,
+    /// The last `X-Forwarded-For` field (proxies append to it).
+    pub forwarded_for: Option<&'b [u8]>,
+    /// The socket's peer, set by the connection (`None` where there is no socket).
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// Parses one request head from the start of `buf`: `Ok(None)` means not all of it has
@@ -111,6 +115,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, FramingError> {
         idempotency_key: None,
         if_none_match: None,
         authorization: None,
+        forwarded_for: None,
+        peer: None,
     };
     let (mut content_length, mut transfer_encoding, mut hosts, mut close) = (None, false, 0, false);
     for field in req.headers.iter() {
@@ -144,6 +150,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, FramingError> {
             head.if_none_match = Some(value);
         } else if name.eq_ignore_ascii_case(b"authorization") {
             head.authorization = Some(value);
+        } else if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            head.forwarded_for = Some(value);
         } else if framing_lookalike(name) {
             // `Content_Length`, `Transfer---Encoding`: a proxy in front may read it as
             // the real field while this server does not, so the two would disagree

@@ -17,7 +17,10 @@
 //! - [`cache`]: each core's cache of rendered `summary` and `seats` bodies.
 //! - [`store`]: the scripts of `codec::store` run on the core's Redis connection, each
 //!   a typed call with a typed outcome.
-//! - [`events`]: each core's copy of an event's catalog and admission state.
+//! - [`limits`]: per-core token buckets per client address and per buyer (429).
+//! - [`pow`]: the optional proof-of-work challenge of `enter`.
+//! - [`events`]: each core's copy of an event's catalog and admission state (and,
+//!   through [`revoked`], of its revoked buyers).
 //! - [`token`]: HMAC-SHA256 room tokens.
 //! - [`side`]: the tokio side thread: SQS, the DynamoDB mirror, order look-ups.
 //! - [`error`]: the one error type and its mapping to status, code and JSON body.
@@ -37,7 +40,10 @@ pub mod error;
 pub mod events;
 pub mod http;
 mod ids;
+pub mod limits;
+pub mod pow;
 pub mod redis;
+pub mod revoked;
 pub mod router;
 pub mod server;
 pub mod side;

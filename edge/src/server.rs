@@ -309,9 +309,9 @@ fn block_on<D: Driver>(
 async fn accept_loop(core: &Rc<Core>, listener: &TcpListener) {
     loop {
         match listener.accept().await {
-            Ok((stream, _peer)) => {
+            Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                monoio::spawn(crate::conn::serve(stream, core.clone()));
+                monoio::spawn(crate::conn::serve(stream, core.clone(), peer.ip()));
             }
             Err(e) => {
                 // Out of file descriptors or memory: back off instead of spinning.

@@ -80,6 +80,10 @@ pub struct RunConfig {
     pub status_ttl: Duration,
     /// `WORKER_FAULT`: test-only fault injection.
     pub fault: Option<Fault>,
+    /// `PURCHASE_LIMIT`: most seats one buyer may have in CONFIRMED orders of an event;
+    /// an order that would pass it ends REJECTED `PURCHASE_LIMIT`. 0: no limit. The
+    /// edge's value (it checks first, in Redis); this check is the one that holds.
+    pub purchase_limit: u32,
 }
 
 impl Default for RunConfig {
@@ -97,6 +101,7 @@ impl Default for RunConfig {
             events: None,
             status_ttl: Duration::from_millis(86_400_000),
             fault: None,
+            purchase_limit: 0,
         }
     }
 }
@@ -237,6 +242,7 @@ fn run_config(lookup: &impl Fn(&str) -> Option<String>) -> Result<RunConfig, Con
         events,
         status_ttl: millis("IDEMPOTENCY_TTL_MS", 86_400_000, 1)?,
         fault,
+        purchase_limit: ranged("PURCHASE_LIMIT", 0, 0, 1_000_000)? as u32,
     })
 }
 
