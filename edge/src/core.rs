@@ -17,14 +17,24 @@ use std::{
 };
 
 use crate::{
-    cache::Responses, config::Config, events::Events, limits::Limits, pow::Challenges,
-    redis::Client, side::Side, store::Store, token::Keys,
+    cache::Responses,
+    config::Config,
+    events::Events,
+    limits::Limits,
+    metrics::{CoreMetrics, Registry},
+    pow::Challenges,
+    redis::Client,
+    side::Side,
+    store::Store,
+    token::Keys,
 };
 
 /// State every core may read.
 #[derive(Debug, Default)]
 pub struct Shared {
     draining: AtomicBool,
+    /// Every core's metrics, for the scrape.
+    pub metrics: Registry,
 }
 
 impl Shared {
@@ -55,6 +65,8 @@ pub struct Core {
     /// The side thread: SQS sends and the DynamoDB hold mirror (aws profile), order
     /// look-ups in PostgreSQL (`DATABASE_URL`).
     pub side: Option<Side>,
+    /// This core's counters; only this core writes them.
+    pub metrics: Arc<CoreMetrics>,
     conns: RefCell<HashMap<u64, Rc<ConnSlot>>>,
     next_conn: Cell<u64>,
     all_closed: RefCell<Option<Waker>>,
@@ -76,6 +88,7 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        self.core.metrics.closed();
         let mut conns = self.core.conns.borrow_mut();
         conns.remove(&self.id);
         if conns.is_empty() {
@@ -97,6 +110,7 @@ impl Core {
         Self {
             id,
             side,
+            metrics: shared.metrics.core(),
             store: Store::new(
                 redis.clone(),
                 config.hold_ttl.as_millis() as u64,
@@ -133,6 +147,7 @@ impl Core {
             idle: Cell::new(false),
         });
         self.conns.borrow_mut().insert(id, slot.clone());
+        self.metrics.opened();
         Registration {
             core: self.clone(),
             id,

@@ -39,6 +39,7 @@ impl Edge {
         // Tests send many requests from one address: the abuse limits are off unless a
         // test turns them on (edge/tests/limits.rs).
         cmd.env("EDGE_ADDR", "127.0.0.1:0")
+            .env("METRICS_ADDR", "127.0.0.1:0")
             .env("EDGE_THREADS", "2")
             .env("RATE_LIMITS", "off")
             .env_remove("DATABASE_URL");
@@ -69,10 +70,7 @@ impl Edge {
         let stream = TcpStream::connect(self.addr).expect("connect");
         stream.set_read_timeout(Some(WAIT)).expect("timeout");
         stream.set_nodelay(true).expect("nodelay");
-        Client {
-            stream,
-            buf: Vec::new(),
-        }
+        Client::from(stream)
     }
 
     pub fn signal(&self, signal: &str) {
@@ -146,6 +144,15 @@ impl Response {
 pub struct Client {
     pub stream: TcpStream,
     buf: Vec<u8>,
+}
+
+impl From<TcpStream> for Client {
+    fn from(stream: TcpStream) -> Client {
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
 }
 
 impl Client {
