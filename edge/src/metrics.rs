@@ -13,7 +13,7 @@ use std::{
     io::{Read, Write},
     net::{TcpListener, TcpStream},
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -248,7 +248,7 @@ fn bucket(micros: u64) -> usize {
 #[derive(Default)]
 pub struct Registry {
     cores: Mutex<Vec<Arc<CoreMetrics>>>,
-    side: Mutex<Option<Arc<SideStats>>>,
+    side: Mutex<Option<(Arc<SideStats>, Arc<AtomicUsize>)>>,
 }
 
 impl Registry {
@@ -259,8 +259,9 @@ impl Registry {
         metrics
     }
 
-    pub fn side(&self, stats: Arc<SideStats>) {
-        *lock(&self.side) = Some(stats);
+    /// The side thread's counters and its DynamoDB mirror backlog.
+    pub fn side(&self, stats: Arc<SideStats>, mirror_pending: Arc<AtomicUsize>) {
+        *lock(&self.side) = Some((stats, mirror_pending));
     }
 
     /// The Prometheus text format (`openmetrics`: OpenMetrics 1.0) of every number.
@@ -422,7 +423,10 @@ impl Registry {
             );
         }
 
-        if let Some(side) = lock(&self.side).clone() {
+        if let Some((side, pending)) = lock(&self.side).clone() {
+            let name = "maxtps_edge_side_mirror_backlog";
+            out.family(name, "gauge", "Hold mirror writes waiting for DynamoDB.");
+            out.sample(name, "", pending.load(Ordering::Relaxed) as u64);
             let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
             let side_counters = [
                 (

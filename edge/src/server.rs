@@ -98,7 +98,9 @@ impl Server {
             .transpose()
             .map_err(StartError::Side)?;
         if let Some(side) = &side {
-            shared.metrics.side(side.stats.clone());
+            shared
+                .metrics
+                .side(side.stats.clone(), side.mirror_pending());
         }
         let mut server = Server {
             addr: config.addr,

@@ -502,22 +502,26 @@ fn an_opening_moved_into_the_future_pauses_the_sale_and_back_resumes_it() {
         );
         assert_eq!(c.request(raw.as_bytes()).status, 200);
     };
-    let until = |c: &mut support::Client, status: u16| {
+    // Holds are tried only once this connection's core says the room changed, so no
+    // hold races the change.
+    let ready_is = |c: &mut support::Client, want: bool| {
         let deadline = Instant::now() + support::WAIT;
-        loop {
-            let r = hold(c, &event, &token, "A-2");
-            if r.status == status {
-                return r;
-            }
-            assert!(Instant::now() < deadline, "hold still {}", r.status);
+        while c
+            .get_with(&format!("/public/room-status?token={token}"), "")
+            .json()["ready"]
+            != want
+        {
+            assert!(Instant::now() < deadline, "ready never became {want}");
             std::thread::sleep(Duration::from_millis(20));
         }
     };
     admission(&mut c, now_ms() + 3_600_000);
-    let r = until(&mut c, 403);
-    assert_eq!(r.error_code(), "NOT_ADMITTED");
+    ready_is(&mut c, false);
+    let r = hold(&mut c, &event, &token, "A-2");
+    assert_eq!((r.status, r.error_code().as_str()), (403, "NOT_ADMITTED"));
     admission(&mut c, now_ms() - 60_000);
-    until(&mut c, 201);
+    ready_is(&mut c, true);
+    assert_eq!(hold(&mut c, &event, &token, "A-2").status, 201);
 }
 
 #[test]
