@@ -11,7 +11,7 @@ EDGE_ADDR ?= 127.0.0.1:8080
 OPENAPI_ADDR ?= 127.0.0.1:18080
 OPENAPI_SPEC ?= openapi/ticketing.yaml
 # operationIds of openapi/ticketing.yaml that the edge implements so far (empty = all).
-SCHEMATHESIS_OPS ?= ping health enter roomStatus summary seats hold release paymentIntent commit status
+SCHEMATHESIS_OPS ?= ping health enter challenge roomStatus summary seats hold release paymentIntent commit status
 SCHEMATHESIS_MAX_EXAMPLES ?= 50
 SCHEMATHESIS_ARGS ?=
 

@@ -18,7 +18,7 @@
 # Environment: EDGE_CPU (2048), EDGE_MEMORY (4096), EDGE_NOFILE (1048576, Fargate's
 # maximum), WORKER_CPU (1024), WORKER_MEMORY (2048), WORKER_CONCURRENCY (8),
 # WORKER_STOP_TIMEOUT (60), CPU_ARCH (X86_64 | ARM64), EDGE_KEEPALIVE_MS,
-# EDGE_SHUTDOWN_GRACE_MS.
+# EDGE_SHUTDOWN_GRACE_MS, TRUSTED_PROXY_HOPS (2), PURCHASE_LIMIT (0: none).
 set -euo pipefail
 # shellcheck source=infra/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -31,6 +31,11 @@ WORKER_MEMORY="${WORKER_MEMORY:-2048}"
 WORKER_CONCURRENCY="${WORKER_CONCURRENCY:-8}"
 WORKER_STOP_TIMEOUT="${WORKER_STOP_TIMEOUT:-60}"
 CPU_ARCH="${CPU_ARCH:-X86_64}"
+# The edge sits behind CloudFront and the ALB, both appending to X-Forwarded-For (the
+# ALB admits CloudFront's origin-facing prefix list only, step 00): the client is the
+# second entry from the right. PURCHASE_LIMIT goes to the edge and the worker alike.
+TRUSTED_PROXY_HOPS="${TRUSTED_PROXY_HOPS:-2}"
+PURCHASE_LIMIT="${PURCHASE_LIMIT:-0}"
 
 # Fargate's stopTimeout is at most 120 s; the drain must fit with room to spare.
 grace_s=$(((EDGE_SHUTDOWN_GRACE_MS + 999) / 1000))
@@ -57,6 +62,8 @@ edge_env="$(env_list \
 	"EDGE_KEEPALIVE_MS=$EDGE_KEEPALIVE_MS" \
 	"EDGE_SHUTDOWN_GRACE_MS=$EDGE_SHUTDOWN_GRACE_MS" \
 	EDGE_LOG=info \
+	"TRUSTED_PROXY_HOPS=$TRUSTED_PROXY_HOPS" \
+	"PURCHASE_LIMIT=$PURCHASE_LIMIT" \
 	"SQS_QUEUE_URL=$(env_get SQS_QUEUE_URL)" \
 	"HOLD_MIRROR_TABLE=$(env_get HOLD_MIRROR_TABLE)")"
 worker_env="$(env_list \
@@ -65,6 +72,7 @@ worker_env="$(env_list \
 	"SQS_QUEUE_URL=$(env_get SQS_QUEUE_URL)" \
 	SQS_WAIT_SECS=20 \
 	"WORKER_CONCURRENCY=$WORKER_CONCURRENCY" \
+	"PURCHASE_LIMIT=$PURCHASE_LIMIT" \
 	WORKER_LOG=info)"
 
 # taskdef SERVICE CPU MEMORY CONTAINER_JSON: the register-task-definition input.

@@ -29,6 +29,32 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
+/// `POST /admin/events/{eventId}/revoke`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevokeRequest<'a> {
+    #[serde(borrow)]
+    pub user_id: Cow<'a, str>,
+}
+
+/// `POST /admin/events/{eventId}/revoke`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevokeResponse {
+    pub user_id: String,
+    pub revoked: bool,
+    pub holds_released: u64,
+}
+
+/// `GET /public/challenge`: a proof-of-work challenge for `enter`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChallengeResponse {
+    pub challenge: String,
+    pub bits: u8,
+    pub expires_at: u64,
+}
+
 /// `POST /public/enter`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -44,6 +70,12 @@ pub struct EnterRequest<'a> {
     pub user_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub event_id: Cow<'a, str>,
+    /// With `ENTER_POW_BITS` > 0: a challenge of `GET /public/challenge` and the nonce
+    /// that solves it for this user (`edge/src/pow.rs`).
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<Cow<'a, str>>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<Cow<'a, str>>,
 }
 
 /// An optional string field that, when present, must be a string (`Option`'s own
@@ -247,6 +279,9 @@ pub mod reason {
     /// Its seat list breaks [`crate::rules::seat_id`] or [`crate::rules::order_seats`]
     /// (a message from an edge older than the rules); the order records no seats.
     pub const INVALID_SEAT_ID: &str = "INVALID_SEAT_ID";
+    /// The buyer's confirmed seats in the event would pass `PURCHASE_LIMIT` (checked
+    /// by the worker in PostgreSQL, after the edge's check in Redis).
+    pub const PURCHASE_LIMIT: &str = "PURCHASE_LIMIT";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

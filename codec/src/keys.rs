@@ -16,6 +16,8 @@
 //! | `ev:{E}:intent:{id}` | hash user, seats, holds, amount, currency, expiresAt | edge | a payment intent |
 //! | `ev:{E}:status:{len}:{U}:{K}` | string, JSON `StatusResponse` | edge (PENDING), worker | an order's status |
 //! | `ev:{E}:commits:{shard}` | stream, field `msg` = `CommitMessage` JSON | edge | the local commit queue |
+//! | `ev:{E}:bought:{len}:{U}` | hash idem -> seats, PX 24 h | edge `commit`, worker (rejected: removed) | a buyer's seats in accepted orders (`PURCHASE_LIMIT`) |
+//! | `ev:{E}:revoked` | zset user -> sequence 1, 2, .. | edge `revoke` (operators) | buyers whose room tokens no longer work |
 //! | `ev:{E}:commits:dlq` | stream, fields `msg`, `reason`, `stream`, `id`, `deliveries`, `at` | worker | commits that could not be processed |
 //!
 //! A user id is visible ASCII and may hold `:`; where other parts follow it, its length
@@ -115,6 +117,16 @@ pub fn write_idempotency(out: &mut Vec<u8>, event: &str, scope: &str, user: &str
     out.extend_from_slice(key.as_bytes());
 }
 
+/// A buyer's seats in the orders Redis accepted, per Idempotency-Key.
+pub fn write_bought(out: &mut Vec<u8>, event: &str, user: &str) {
+    write_event(out, event, "bought:");
+    write_user(out, user);
+}
+
+pub fn write_revoked(out: &mut Vec<u8>, event: &str) {
+    write_event(out, event, "revoked");
+}
+
 pub fn write_intent(out: &mut Vec<u8>, event: &str, intent_id: &str) {
     write_event(out, event, "intent:");
     out.extend_from_slice(intent_id.as_bytes());
@@ -171,6 +183,14 @@ pub fn idempotency(event: &str, scope: &str, user: &str, key: &str) -> String {
     string(|o| write_idempotency(o, event, scope, user, key))
 }
 
+pub fn bought(event: &str, user: &str) -> String {
+    string(|o| write_bought(o, event, user))
+}
+
+pub fn revoked(event: &str) -> String {
+    string(|o| write_revoked(o, event))
+}
+
 pub fn intent(event: &str, intent_id: &str) -> String {
     string(|o| write_intent(o, event, intent_id))
 }
@@ -213,6 +233,8 @@ mod tests {
         );
         assert_eq!(order_status("demo", "u:1", "k"), "ev:{demo}:status:3:u:1:k");
         assert_eq!(commits("demo", 3), "ev:{demo}:commits:3");
+        assert_eq!(bought("demo", "u:1"), "ev:{demo}:bought:3:u:1");
+        assert_eq!(revoked("demo"), "ev:{demo}:revoked");
         assert_eq!(commits_dlq("demo"), "ev:{demo}:commits:dlq");
     }
 }

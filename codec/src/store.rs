@@ -66,6 +66,7 @@ pub mod scripts {
     pub const COMMIT_FINISH: &str = script!("commit_finish.lua");
     pub const COMMIT_ABORT: &str = script!("commit_abort.lua");
     pub const PROJECT: &str = script!(holds, "project.lua");
+    pub const REVOKE: &str = script!(holds, "revoke.lua");
     /// The worker's local queue (Redis Streams): claim, dead-letter, redrive.
     pub const RECLAIM: &str = script!("reclaim.lua");
     pub const DEAD_LETTER: &str = script!("dead_letter.lua");
@@ -395,6 +396,8 @@ pub enum Refusal {
     InFlight,
     /// This key was used with another request.
     KeyReused,
+    /// The buyer's seats in accepted orders would pass the purchase limit.
+    PurchaseLimit,
 }
 
 fn decode_idempotent<'r>(
@@ -411,6 +414,7 @@ fn decode_idempotent<'r>(
         -404 => Idempotent::Refused(Refusal::IntentNotFound),
         -410 => Idempotent::Refused(Refusal::IntentExpired),
         -4090 => Idempotent::Refused(Refusal::IntentMismatch),
+        -4091 if script == "commit" => Idempotent::Refused(Refusal::PurchaseLimit),
         -409 => Idempotent::Refused(Refusal::InFlight),
         -422 => Idempotent::Refused(Refusal::KeyReused),
         _ => return Err(Unexpected(script)),
@@ -490,6 +494,8 @@ pub struct Commit<'a> {
     /// The body to answer (`CommitResponse`).
     pub response: &'a [u8],
     pub begin: bool,
+    /// Most seats the buyer may have in accepted orders of the event; 0: no limit.
+    pub purchase_limit: u32,
 }
 
 impl Commit<'_> {
@@ -500,6 +506,7 @@ impl Commit<'_> {
         call.key(|o| keys::write_order_status(o, e, u, self.idem));
         call.key(|o| keys::write_commits(o, e, self.shard));
         call.key(|o| keys::write_user_holds(o, e, u));
+        call.key(|o| keys::write_bought(o, e, u));
         for s in self.seats {
             call.key(|o| keys::write_hold(o, e, s.section, s.n));
             call.key(|o| keys::write_section_holds(o, e, s.section));
@@ -519,6 +526,7 @@ impl Commit<'_> {
         call.arg(self.idem.as_bytes());
         call.arg(self.intent_id.as_bytes());
         call.arg(e.as_bytes());
+        call.arg_u64(u64::from(self.purchase_limit));
         for s in self.seats {
             call.arg_u64(u64::from(s.n));
             call.arg(s.id.as_bytes());
@@ -540,10 +548,47 @@ impl Commit<'_> {
         call.arg_u64(self.ttl_ms);
     }
 
-    /// `commit_abort.lua` after SQS refused the message: frees the key.
+    /// `commit_abort.lua` after SQS refused the message: frees the key and the
+    /// order's seats in the purchase limit.
     pub fn abort(&self, call: &mut Call) {
         call.key(|o| keys::write_idempotency(o, self.event, "commit", self.user, self.idem));
+        call.key(|o| keys::write_bought(o, self.event, self.user));
         call.arg(self.fingerprint.as_bytes());
+        call.arg(self.idem.as_bytes());
+    }
+}
+
+/// `revoke.lua`: an operator revokes a buyer: recorded for every edge to refuse the
+/// buyer's room token, and the buyer's holds (`held`, as the seats zset lists them)
+/// released.
+#[derive(Debug, Clone, Copy)]
+pub struct Revoke<'a> {
+    pub event: &'a str,
+    pub user: &'a str,
+    /// The buyer's held seats, `(section, n, seat id)`.
+    pub held: &'a [(&'a str, u32, &'a str)],
+}
+
+impl Revoke<'_> {
+    pub fn call(&self, call: &mut Call) {
+        call.key(|o| keys::write_revoked(o, self.event));
+        call.key(|o| keys::write_user_holds(o, self.event, self.user));
+        for (section, n, _) in self.held {
+            call.key(|o| keys::write_hold(o, self.event, section, *n));
+            call.key(|o| keys::write_section_holds(o, self.event, section));
+        }
+        call.arg(self.user.as_bytes());
+        for (_, n, id) in self.held {
+            call.arg_u64(u64::from(*n));
+            call.arg(id.as_bytes());
+        }
+    }
+
+    /// How many holds were released.
+    pub fn decode(reply: &Frame) -> Result<u64, Unexpected> {
+        integer(Some(reply))
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or(Unexpected("revoke"))
     }
 }
 
@@ -620,6 +665,7 @@ mod tests {
             (-4090, Refusal::IntentMismatch),
             (-409, Refusal::InFlight),
             (-422, Refusal::KeyReused),
+            (-4091, Refusal::PurchaseLimit),
         ] {
             let r = reply(code, None);
             assert_eq!(Commit::decode(&r), Ok(Idempotent::Refused(refusal)));
@@ -637,6 +683,7 @@ mod tests {
             ("intent", INTENT, true),
             ("commit", COMMIT, true),
             ("project", PROJECT, true),
+            ("revoke", REVOKE, true),
             ("summary", SUMMARY, false),
         ] {
             assert_eq!(

@@ -53,6 +53,7 @@ fn check_request(op: &str, example: &Value) {
         "paymentIntent" => round_trip_body::<PaymentIntentRequest<'_>>(&body, example, &what),
         "commit" => round_trip_body::<CommitRequest<'_>>(&body, example, &what),
         "setAdmission" => round_trip::<AdmissionRequest>(example, &what),
+        "revokeBuyer" => round_trip_body::<RevokeRequest<'_>>(&body, example, &what),
         _ => panic!("{op} has a request body the test does not know"),
     }
 }
@@ -71,6 +72,8 @@ fn check_success(op: &str, example: &Value) {
         "commit" => round_trip::<CommitResponse>(example, &what),
         "status" => round_trip::<StatusResponse>(example, &what),
         "setAdmission" => round_trip::<AdmissionState>(example, &what),
+        "challenge" => round_trip::<ChallengeResponse>(example, &what),
+        "revokeBuyer" => round_trip::<RevokeResponse>(example, &what),
         _ => panic!("unknown operation {op}"),
     }
 }

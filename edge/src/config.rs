@@ -7,6 +7,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use crate::{
     identity::{keys, IdentityConfig, Mode},
+    limits::{Rate, RateLimits},
     redis::RedisConfig,
     side::{AwsConfig, SideConfig},
 };
@@ -102,6 +103,20 @@ pub struct Config {
     /// `SQS_GROUPS`: message groups per event (`{eventId}#{n}`), so one hot event
     /// still spreads over FIFO groups and consumers.
     pub sqs_groups: u32,
+    /// Abuse limits (README "Abuse limits"): `RATE_LIMITS` (`on`, the default, or
+    /// `off`) with `RATE_ADDRESS_PER_SEC`/`_BURST`, `RATE_BUYER_PER_SEC`/`_BURST` and
+    /// `RATE_TABLE_SLOTS`, each per core; `None` when off.
+    pub rate_limits: Option<RateLimits>,
+    /// `TRUSTED_PROXY_HOPS`: proxies in front of the edge that append to
+    /// `X-Forwarded-For` (ALB: 1; CloudFront then ALB: 2). 0: the header is ignored.
+    pub trusted_proxy_hops: u8,
+    /// `PURCHASE_LIMIT`: most seats one buyer may have in accepted orders of an event
+    /// (the worker checks it again in PostgreSQL); 0: no limit.
+    pub purchase_limit: u32,
+    /// `ENTER_POW_BITS`: proof-of-work on `enter` (0: off).
+    pub enter_pow_bits: u8,
+    /// `ENTER_POW_TTL_MS`: how long a challenge may be solved and used.
+    pub enter_pow_ttl: Duration,
 }
 
 /// The room-token key used when `ROOM_TOKEN_SECRET` is unset: fine on a laptop, never
@@ -243,6 +258,25 @@ impl Config {
                 (aws.is_some() || database.is_some()).then_some(SideConfig { aws, database })
             },
             sqs_groups: env.ranged("SQS_GROUPS", 16, 1, 1024)? as u32,
+            rate_limits: match env.get("RATE_LIMITS", "on").as_str() {
+                "on" => Some(RateLimits {
+                    address: Rate {
+                        per_sec: env.ranged("RATE_ADDRESS_PER_SEC", 50, 1, 1_000_000)? as u32,
+                        burst: env.ranged("RATE_ADDRESS_BURST", 200, 1, 1_000_000)? as u32,
+                    },
+                    buyer: Rate {
+                        per_sec: env.ranged("RATE_BUYER_PER_SEC", 2, 1, 1_000_000)? as u32,
+                        burst: env.ranged("RATE_BUYER_BURST", 10, 1, 1_000_000)? as u32,
+                    },
+                    slots: env.ranged("RATE_TABLE_SLOTS", 65_536, 64, 1 << 24)? as usize,
+                }),
+                "off" => None,
+                other => return Err(env.bad("RATE_LIMITS", other, "expected on or off")),
+            },
+            trusted_proxy_hops: env.ranged("TRUSTED_PROXY_HOPS", 0, 0, 8)? as u8,
+            purchase_limit: env.ranged("PURCHASE_LIMIT", 0, 0, 1_000_000)? as u32,
+            enter_pow_bits: env.ranged("ENTER_POW_BITS", 0, 0, 32)? as u8,
+            enter_pow_ttl: env.millis("ENTER_POW_TTL_MS", 120_000)?,
         })
     }
 }
@@ -401,6 +435,13 @@ mod tests {
             c.keepalive > Duration::from_secs(60),
             "must outlive an ALB's idle timeout"
         );
+        let limits = c.rate_limits.expect("rate limits are on by default");
+        assert!(limits.address.per_sec > limits.buyer.per_sec);
+        assert_eq!(c.trusted_proxy_hops, 0);
+        assert!(with(&[("RATE_LIMITS", "off")])
+            .expect("valid")
+            .rate_limits
+            .is_none());
     }
 
     #[test]
@@ -421,6 +462,14 @@ mod tests {
             ("HOLD_TTL_MS", "0"),
             ("HOLD_LIMIT", "0"),
             ("PROFILE", "gcp"),
+            ("RATE_LIMITS", "yes"),
+            ("RATE_BUYER_PER_SEC", "0"),
+            ("RATE_ADDRESS_BURST", "x"),
+            ("RATE_TABLE_SLOTS", "8"),
+            ("TRUSTED_PROXY_HOPS", "9"),
+            ("PURCHASE_LIMIT", "-1"),
+            ("ENTER_POW_BITS", "33"),
+            ("ENTER_POW_TTL_MS", "0"),
             ("DATABASE_URL", "postgres://h:notaport/db"),
             ("IDENTITY", "oauth"),
             ("IDENTITY_LEEWAY_MS", "300001"),

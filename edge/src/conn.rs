@@ -31,12 +31,13 @@ const MIN_READ_BYTES: usize = 4 * 1024;
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 const LINGER_MAX_BYTES: usize = 256 * 1024;
 
-pub(crate) async fn serve(stream: TcpStream, core: Rc<Core>) {
+pub(crate) async fn serve(stream: TcpStream, core: Rc<Core>, peer: std::net::IpAddr) {
     let registration = core.register(&stream);
     let mut conn = Conn {
         registration,
         stream,
         core,
+        peer,
         rbuf: Vec::with_capacity(READ_BUF_BYTES),
         wbuf: Vec::with_capacity(WRITE_BUF_BYTES),
         reply: Reply::default(),
@@ -51,6 +52,8 @@ struct Conn {
     registration: Registration,
     stream: TcpStream,
     core: Rc<Core>,
+    /// The socket's peer: the client, or the nearest proxy (`limits::client_addr`).
+    peer: std::net::IpAddr,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     reply: Reply,
@@ -118,7 +121,7 @@ impl Conn {
         let mut consumed = 0;
         let mut close = false;
         while consumed < self.rbuf.len() {
-            let head = match http::parse_head(&self.rbuf[consumed..]) {
+            let mut head = match http::parse_head(&self.rbuf[consumed..]) {
                 Ok(Some(head)) => head,
                 Ok(None) => break,
                 Err(e) => {
@@ -140,6 +143,7 @@ impl Conn {
                 break;
             }
             let body = &self.rbuf[consumed + head.len..end];
+            head.peer = Some(self.peer);
             router::dispatch(&self.core, &head, body, &mut self.reply).await;
             let keep_alive = head.keep_alive && !self.core.draining();
             let head_only = head.method == Method::Head;

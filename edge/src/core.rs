@@ -21,7 +21,9 @@ use crate::{
     config::Config,
     events::Events,
     identity::keys::{CoreKeys, KeyStore},
+    limits::Limits,
     metrics::{CoreMetrics, Registry},
+    pow::Challenges,
     redis::Client,
     side::Side,
     store::Store,
@@ -61,6 +63,10 @@ pub struct Core {
     pub identity_keys: CoreKeys,
     /// Rendered `summary` and `seats` bodies.
     pub cache: Responses,
+    /// This core's token buckets per client address and per buyer.
+    pub limits: Limits,
+    /// `enter`'s proof-of-work challenges.
+    pub challenges: Challenges,
     /// The side thread: SQS sends and the DynamoDB hold mirror (aws profile), order
     /// look-ups in PostgreSQL (`DATABASE_URL`).
     pub side: Option<Side>,
@@ -120,6 +126,12 @@ impl Core {
             tokens: Keys::new(config.room_token_secret.as_bytes(), previous),
             identity_keys: CoreKeys::new(shared.identity_keys.clone()),
             cache: Responses::new(config.public_cache),
+            limits: Limits::new(config.rate_limits),
+            challenges: Challenges::new(
+                config.room_token_secret.as_bytes(),
+                config.enter_pow_bits,
+                config.enter_pow_ttl.as_millis() as u64,
+            ),
             config,
             shared,
             conns: RefCell::default(),

@@ -15,6 +15,7 @@ use tracing::warn;
 use crate::{
     error::Error,
     redis::{Client, Frame},
+    revoked::Revoked,
 };
 
 /// Admission into the waiting room: from `open_at_ms`, `rate` users a second. A rate
@@ -78,6 +79,8 @@ pub struct Events {
     refresh: Duration,
     map: RefCell<HashMap<String, Rc<Event>>>,
     loading: RefCell<HashSet<String>>,
+    /// Each event's revoked buyers, read with its refreshes.
+    revoked: RefCell<HashMap<String, Revoked>>,
 }
 
 impl Events {
@@ -86,7 +89,17 @@ impl Events {
             refresh,
             map: RefCell::default(),
             loading: RefCell::default(),
+            revoked: RefCell::default(),
         }
+    }
+
+    /// Whether an operator revoked `user` in `event`, as of this core's last refresh
+    /// of the event.
+    pub fn is_revoked(&self, event: &str, user: &str) -> bool {
+        self.revoked
+            .borrow()
+            .get(event)
+            .is_some_and(|r| r.contains(user))
     }
 
     /// The event, from this core's copy while fresh; a stale copy is served while one
@@ -102,10 +115,17 @@ impl Events {
             return Err(not_found());
         }
         self.loading.borrow_mut().insert(id.to_owned());
-        let loaded = load(redis, id).await;
+        let after = self.revoked.borrow().get(id).map(Revoked::after);
+        let after = after.unwrap_or_else(|| Revoked::default().after());
+        let loaded = load(redis, id, &after).await;
         self.loading.borrow_mut().remove(id);
         match loaded {
-            Ok(Some(event)) => {
+            Ok(Some((event, revoked))) => {
+                let mut all = self.revoked.borrow_mut();
+                if !all.entry(id.to_owned()).or_default().merge(&revoked) {
+                    warn!(event = id, "revoked buyers in Redis do not parse");
+                }
+                drop(all);
                 let event = Rc::new(event);
                 self.map.borrow_mut().insert(id.to_owned(), event.clone());
                 Ok(event)
@@ -124,9 +144,15 @@ fn not_found() -> Error {
     Error::request(ErrorCode::EventNotFound, "no such event")
 }
 
-/// One round trip: the catalog and the admission hash, pipelined.
-async fn load(redis: &Client, id: &str) -> Result<Option<Event>, Error> {
+/// One round trip: the catalog, the admission hash and the revocations after those
+/// read before (`revoked`), pipelined.
+async fn load(
+    redis: &Client,
+    id: &str,
+    revoked_after: &[String; 6],
+) -> Result<Option<(Event, Frame)>, Error> {
     let (catalog_key, admission_key) = (keys::catalog(id), keys::admission(id));
+    let revoked_key = keys::revoked(id);
     let catalog = redis.query(&[b"GET", catalog_key.as_bytes()]);
     let admission = redis.query(&[
         b"HMGET",
@@ -136,7 +162,9 @@ async fn load(redis: &Client, id: &str) -> Result<Option<Event>, Error> {
         b"baseMs",
         b"baseAdmitted",
     ]);
-    let (catalog, admission) = (catalog.await?, admission.await?);
+    let [a, b, c, d, e, f] = revoked_after.each_ref().map(String::as_bytes);
+    let revoked = redis.query(&[b"ZRANGEBYSCORE", revoked_key.as_bytes(), a, b, c, d, e, f]);
+    let (catalog, admission, revoked) = (catalog.await?, admission.await?, revoked.await?);
     let Frame::BulkString(json) = catalog else {
         return Ok(None);
     };
@@ -165,11 +193,14 @@ async fn load(redis: &Client, id: &str) -> Result<Option<Event>, Error> {
             event = id,
             "admission state in Redis does not parse: the room stays closed"
         );
-        return Ok(Some(Event {
-            catalog,
-            admission: Admission::CLOSED,
-            fetched: Instant::now(),
-        }));
+        return Ok(Some((
+            Event {
+                catalog,
+                admission: Admission::CLOSED,
+                fetched: Instant::now(),
+            },
+            revoked,
+        )));
     }
     let admission = Admission {
         open_at_ms,
@@ -177,11 +208,14 @@ async fn load(redis: &Client, id: &str) -> Result<Option<Event>, Error> {
         base_ms: base_ms.unwrap_or(open_at_ms),
         base_admitted: base_admitted.unwrap_or(0),
     };
-    Ok(Some(Event {
-        catalog,
-        admission,
-        fetched: Instant::now(),
-    }))
+    Ok(Some((
+        Event {
+            catalog,
+            admission,
+            fetched: Instant::now(),
+        },
+        revoked,
+    )))
 }
 
 #[cfg(test)]

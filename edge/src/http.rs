@@ -62,6 +62,10 @@ pub struct Head<'b> {
     pub authorization: Option<&'b [u8]>,
     /// ALB's `x-amzn-oidc-data` (`IDENTITY=alb-oidc`).
     pub oidc_data: Option<&'b [u8]>,
+    /// The last `X-Forwarded-For` field (proxies append to it).
+    pub forwarded_for: Option<&'b [u8]>,
+    /// The socket's peer, set by the connection (`None` where there is no socket).
+    pub peer: Option<std::net::IpAddr>,
     /// `X-Amzn-Trace-Id` (the ALB's), for the logs; visible ASCII only, else dropped.
     pub trace_id: Option<&'b [u8]>,
 }
@@ -119,6 +123,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, FramingError> {
         if_none_match: None,
         authorization: None,
         oidc_data: None,
+        forwarded_for: None,
+        peer: None,
         trace_id: None,
     };
     let (mut content_length, mut transfer_encoding, mut hosts, mut close) = (None, false, 0, false);
@@ -155,6 +161,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, FramingError> {
             head.authorization = Some(value);
         } else if name.eq_ignore_ascii_case(b"x-amzn-oidc-data") {
             head.oidc_data = Some(value);
+        } else if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            head.forwarded_for = Some(value);
         } else if name.eq_ignore_ascii_case(b"x-amzn-trace-id") {
             head.trace_id = Some(value)
                 .filter(|v| v.len() <= MAX_TRACE_ID && v.iter().all(|b| b.is_ascii_graphic()));

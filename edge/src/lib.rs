@@ -17,7 +17,10 @@
 //! - [`cache`]: each core's cache of rendered `summary` and `seats` bodies.
 //! - [`store`]: the scripts of `codec::store` run on the core's Redis connection, each
 //!   a typed call with a typed outcome.
-//! - [`events`]: each core's copy of an event's catalog and admission state.
+//! - [`limits`]: per-core token buckets per client address and per buyer (429).
+//! - [`pow`]: the optional proof-of-work challenge of `enter`.
+//! - [`events`]: each core's copy of an event's catalog and admission state (and,
+//!   through [`revoked`], of its revoked buyers).
 //! - [`token`]: HMAC-SHA256 room tokens.
 //! - [`identity`]: who the buyer is at `enter` (`IDENTITY`): JWT or ALB OIDC header,
 //!   checked with keys the key thread keeps current.
@@ -41,8 +44,11 @@ pub mod events;
 pub mod http;
 pub mod identity;
 mod ids;
+pub mod limits;
 pub mod metrics;
+pub mod pow;
 pub mod redis;
+pub mod revoked;
 pub mod router;
 pub mod server;
 pub mod side;

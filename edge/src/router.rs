@@ -6,7 +6,7 @@ use codec::error_code::ErrorCode;
 use tracing::{info, warn};
 
 use crate::{
-    api::{admin, confirm, public},
+    api::{admin, confirm, public, request::limit_address},
     core::Core,
     error::Error,
     http::{Head, Method, Reply},
@@ -76,7 +76,12 @@ async fn route(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Reply) -> 
         }
         (Some("public"), Some("enter"), None, ..) => {
             allow(head, POST)?;
+            limit_address(core, head)?;
             public::room::enter(core, head, body, reply).await
+        }
+        (Some("public"), Some("challenge"), None, ..) => {
+            allow(head, GET)?;
+            public::room::challenge(core, head, reply).await
         }
         (Some("public"), Some("room-status"), None, ..) => {
             allow(head, GET)?;
@@ -84,6 +89,7 @@ async fn route(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Reply) -> 
         }
         (Some("public"), Some("hold"), None, ..) => {
             allow(head, POST)?;
+            limit_address(core, head)?;
             public::holds::hold(core, head, body, reply).await
         }
         (Some("public"), Some("release"), None, ..) => {
@@ -100,10 +106,12 @@ async fn route(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Reply) -> 
         }
         (Some("confirm"), Some("payment-intent"), None, ..) => {
             allow(head, POST)?;
+            limit_address(core, head)?;
             confirm::intent::payment_intent(core, head, body, reply).await
         }
         (Some("confirm"), Some("commit"), None, ..) => {
             allow(head, POST)?;
+            limit_address(core, head)?;
             confirm::commit::commit(core, head, body, reply).await
         }
         (Some("confirm"), Some("status"), None, ..) => {
@@ -113,6 +121,10 @@ async fn route(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Reply) -> 
         (Some("admin"), Some("events"), Some(event), Some("admission"), None) => {
             allow(head, POST)?;
             admin::set_admission(core, head, event, body, reply).await
+        }
+        (Some("admin"), Some("events"), Some(event), Some("revoke"), None) => {
+            allow(head, POST)?;
+            admin::revoke(core, head, event, body, reply).await
         }
         _ => Err(Error::request(ErrorCode::NotFound, "no such route")),
     }

@@ -359,9 +359,9 @@ async fn publish_redis_stats(core: Rc<Core>) {
 async fn accept_loop(core: &Rc<Core>, listener: &TcpListener) {
     loop {
         match listener.accept().await {
-            Ok((stream, _peer)) => {
+            Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                monoio::spawn(crate::conn::serve(stream, core.clone()));
+                monoio::spawn(crate::conn::serve(stream, core.clone(), peer.ip()));
             }
             Err(e) => {
                 // Out of file descriptors or memory: back off instead of spinning.

@@ -7,8 +7,8 @@ use std::rc::Rc;
 use codec::{
     contract::AdmissionState,
     store::{
-        scripts, Call, Commit, Enter, Hold, HoldOutcome, Idempotent, Intent, Release, SeatStates,
-        Section, SetAdmission,
+        scripts, Call, Commit, Enter, Hold, HoldOutcome, Idempotent, Intent, Release, Revoke,
+        SeatStates, Section, SetAdmission,
     },
 };
 
@@ -41,6 +41,7 @@ pub struct Store {
     commit: Script,
     commit_finish: Script,
     commit_abort: Script,
+    revoke: Script,
 }
 
 impl Store {
@@ -62,6 +63,7 @@ impl Store {
             commit: Script::new(scripts::COMMIT),
             commit_finish: Script::new(scripts::COMMIT_FINISH),
             commit_abort: Script::new(scripts::COMMIT_ABORT),
+            revoke: Script::new(scripts::REVOKE),
         }
     }
 
@@ -167,6 +169,31 @@ impl Store {
         commit.abort(&mut call);
         self.redis.run(&self.commit_abort, &call).await?;
         Ok(())
+    }
+
+    /// Revokes a buyer and releases the holds in `held`; returns how many it released.
+    pub async fn revoke(&self, revoke: &Revoke<'_>) -> Result<u64, Error> {
+        let mut call = Call::with_capacity(256, 4 + 4 * revoke.held.len());
+        revoke.call(&mut call);
+        let reply = self.redis.run(&self.revoke, &call).await?;
+        Ok(Revoke::decode(&reply)?)
+    }
+
+    /// The members of a sorted set (`ZRANGE key 0 -1`), e.g. a buyer's held seats.
+    pub async fn members(&self, key: &[u8]) -> Result<Vec<bytes::Bytes>, Error> {
+        match self.redis.query(&[b"ZRANGE", key, b"0", b"-1"]).await? {
+            Frame::Array(items) => Ok(items
+                .into_iter()
+                .filter_map(|f| match f {
+                    Frame::BulkString(b) => Some(b),
+                    _ => None,
+                })
+                .collect()),
+            _ => Err(Error::Internal {
+                message: "unexpected reply from storage",
+                cause: "ZRANGE answered no array".into(),
+            }),
+        }
     }
 
     /// A string key's value (`GET`), `None` when there is none.

@@ -140,6 +140,8 @@ cmd_status() {
 CMD="${1:-}"
 [[ $# -gt 0 ]] && shift
 ADDR="${EDGE_ADDR:-127.0.0.1:8080}"
+# Local load comes from one address: no rate limits unless the environment asks.
+export RATE_LIMITS="${RATE_LIMITS:-off}"
 PIDFILE="$ROOT/.run/edge.pid"
 LOG="$ROOT/.run/edge.log"
 BIN="${EDGE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/edge}"

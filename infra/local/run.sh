@@ -10,6 +10,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
 STACK="$ROOT/infra/local/stack.sh"
 BIN_DIR="${BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}"
 export EDGE_ADDR="${EDGE_ADDR:-127.0.0.1:8080}"
+# Local load comes from one address: no rate limits unless the environment asks.
+export RATE_LIMITS="${RATE_LIMITS:-off}"
 STOP_TIMEOUT="${STOP_TIMEOUT:-30}"
 
 log() { printf 'run: %s\n' "$*" >&2; }

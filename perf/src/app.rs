@@ -27,7 +27,10 @@ usage: loadgen SCENARIO [options]        open-loop load, report in OUT.md/.json/
 scenarios:
   ping      GET --path (default /public/ping)
   summary   GET /public/summary/EVENT/SECTION, random section
-  enter     POST /public/enter, a new buyer each request
+  enter     POST /public/enter, a new buyer each request; --addresses N: from N client
+            addresses (X-Forwarded-For 10.x.y.z; run the edge with TRUSTED_PROXY_HOPS=1);
+            --abusers N --abuse-pct P: P% of the requests from N abusive addresses
+            (192.0.2.k), reported apart as `enter (abusers)`
   hold      POST /public/hold, random seats, buyers entered beforehand (--users)
   mixed     of every 10 requests: 7 public reads, 2 buying steps (hold, intent, commit),
             1 status poll; ends with the audit
@@ -240,6 +243,13 @@ fn real_main(raw: &[String]) -> Result<i32, String> {
         ping_path: args.str("path", "/public/ping"),
         poll: Duration::from_millis(args.num("poll-ms", 500)?),
         journey_timeout: secs(args.num("journey-timeout-s", 60.0)?),
+        addresses: args
+            .opt("addresses")
+            .map(|v| v.parse())
+            .transpose()
+            .map_err(|_| "--addresses: not a number".to_owned())?,
+        abusers: args.num("abusers", 0)?,
+        abuse_pct: args.num::<u32>("abuse-pct", 50)?.min(100),
     });
     let base = RunSpec {
         label: String::new(),

@@ -64,6 +64,13 @@ pub struct Plan {
     pub poll: Duration,
     /// A journey not final after this counts as a timeout.
     pub journey_timeout: Duration,
+    /// `enter --addresses N`: each request comes from one of N client addresses
+    /// (`X-Forwarded-For: 10.x.y.z`, for an edge with `TRUSTED_PROXY_HOPS=1`).
+    pub addresses: Option<u32>,
+    /// `enter --abusers N --abuse-pct P`: P of every 100 requests come from one of N
+    /// abusive addresses (`192.0.2.k`), each with a made-up buyer; counted apart.
+    pub abusers: u32,
+    pub abuse_pct: u32,
 }
 
 /// A buyer in the waiting room.
@@ -326,8 +333,28 @@ fn fill(ctx: &ThreadCtx, conn: &mut Conn, st: &mut ConnState, slot: &Slot) -> En
                 r#"{{"userId":"{}-{}-e{}","eventId":"{}"}}"#,
                 plan.run_id, st.tag, slot.index, plan.event
             );
-            write_request(&mut conn.req, "POST", "/public/enter", b"", body.as_bytes());
-            Endpoint::Enter
+            let abusive = plan.abusers > 0 && slot.index % 100 < u64::from(plan.abuse_pct);
+            let (from, endpoint) = if abusive {
+                let k = st.next() % u64::from(plan.abusers);
+                (Some(format!("192.0.2.{}", k + 1)), Endpoint::AbusiveEnter)
+            } else {
+                let honest = plan.addresses.map(|n| {
+                    let i = st.next() % u64::from(n.max(1));
+                    format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
+                });
+                (honest, Endpoint::Enter)
+            };
+            let header = from
+                .map(|a| format!("x-forwarded-for: {a}\r\n"))
+                .unwrap_or_default();
+            write_request(
+                &mut conn.req,
+                "POST",
+                "/public/enter",
+                header.as_bytes(),
+                body.as_bytes(),
+            );
+            endpoint
         }
         Kind::Hold => {
             let seat = st.seat(plan);
@@ -776,6 +803,9 @@ mod tests {
             ping_path: "/".into(),
             poll: Duration::from_millis(1),
             journey_timeout: Duration::from_secs(1),
+            addresses: None,
+            abusers: 0,
+            abuse_pct: 0,
         };
         let seats = |nonce| {
             let mut st = ConnState::new(0, 0, nonce);

@@ -61,9 +61,11 @@ pub enum Endpoint {
     /// From a commit's 202 to the first status poll that saw it final.
     Settle,
     Journey,
+    /// `enter` by the abusive clients of `enter --abusers` (README "Abuse limits").
+    AbusiveEnter,
 }
 
-pub const ENDPOINTS: usize = 11;
+pub const ENDPOINTS: usize = 12;
 
 impl Endpoint {
     pub const ALL: [Endpoint; ENDPOINTS] = [
@@ -78,6 +80,7 @@ impl Endpoint {
         Endpoint::Status,
         Endpoint::Settle,
         Endpoint::Journey,
+        Endpoint::AbusiveEnter,
     ];
 
     pub fn name(self) -> &'static str {
@@ -93,6 +96,7 @@ impl Endpoint {
             Endpoint::Status => "status",
             Endpoint::Settle => "commit-to-final",
             Endpoint::Journey => "journey",
+            Endpoint::AbusiveEnter => "enter (abusers)",
         }
     }
 

@@ -84,6 +84,9 @@ fn a_one_second_stall_shows_in_the_p99() {
         ping_path: "/".into(),
         poll: Duration::from_millis(100),
         journey_timeout: Duration::from_secs(1),
+        addresses: None,
+        abusers: 0,
+        abuse_pct: 0,
     });
     let spec = RunSpec {
         label: "stall".into(),

@@ -82,6 +82,10 @@ pub struct RunConfig {
     pub status_ttl: Duration,
     /// `WORKER_FAULT`: test-only fault injection.
     pub fault: Option<Fault>,
+    /// `PURCHASE_LIMIT`: most seats one buyer may have in CONFIRMED orders of an event;
+    /// an order that would pass it ends REJECTED `PURCHASE_LIMIT`. 0: no limit. The
+    /// edge's value (it checks first, in Redis); this check is the one that holds.
+    pub purchase_limit: u32,
     /// `WORKER_METRICS_ADDR`: where `GET /metrics` is served (default
     /// `127.0.0.1:9101`); `off` serves none.
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -107,6 +111,7 @@ impl Default for RunConfig {
             metrics_emf: None,
             status_ttl: Duration::from_millis(86_400_000),
             fault: None,
+            purchase_limit: 0,
         }
     }
 }
@@ -277,6 +282,7 @@ fn run_config(lookup: &impl Fn(&str) -> Option<String>) -> Result<RunConfig, Con
         events,
         status_ttl: millis("IDEMPOTENCY_TTL_MS", 86_400_000, 1)?,
         fault,
+        purchase_limit: ranged("PURCHASE_LIMIT", 0, 0, 1_000_000)? as u32,
     })
 }
 

@@ -2,7 +2,8 @@
 //! PostgreSQL commit and before the ack, so a crash in between only repeats them:
 //! every write here is idempotent.
 //!
-//! Per order, one script ([`PROJECT`], `codec/lua/project.lua`): a CONFIRMED order sets its seats' sold bits; any
+//! Per order, one script ([`PROJECT`], `codec/lua/project.lua`): a CONFIRMED order sets its seats' sold bits, a REJECTED
+//! one gives its seats back to the buyer's purchase limit (`ev:{E}:bought:..`); any
 //! order removes its own holds (compare-and-delete of `holdId user`, so another buyer's
 //! later hold on the seat stays) from the hold keys, the section's holds zset and the
 //! buyer's; then the status record `ev:{E}:status:...` becomes the final
@@ -64,6 +65,7 @@ pub async fn project(
         let mut keys = vec![
             keys::order_status(&m.event_id, &m.user_id, &m.idem),
             keys::user_holds(&m.event_id, &m.user_id),
+            keys::bought(&m.event_id, &m.user_id),
         ];
         let mut args: Vec<Vec<u8>> = vec![
             json,
@@ -74,6 +76,7 @@ pub async fn project(
                 b"0".to_vec()
             },
             m.user_id.clone().into_bytes(),
+            m.idem.clone().into_bytes(),
         ];
         for (((section, n), seat_id), hold_id) in
             commit.seats.iter().zip(&m.seat_ids).zip(&m.hold_ids)

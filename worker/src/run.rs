@@ -617,9 +617,12 @@ async fn finish<C: Consumer>(
 
 async fn store_once(shared: &Shared, commits: &[&Commit]) -> Result<Vec<Outcome>, Error> {
     let mut conn = shared.pool.get().await?;
-    let stored = tokio::time::timeout(STORE_TIMEOUT, store::store(&mut conn, commits))
-        .await
-        .map_err(|_| Error::Timeout(STORE_TIMEOUT))?;
+    let stored = tokio::time::timeout(
+        STORE_TIMEOUT,
+        store::store(&mut conn, commits, shared.config.run.purchase_limit),
+    )
+    .await
+    .map_err(|_| Error::Timeout(STORE_TIMEOUT))?;
     // A connection is reused only after a call that ran to its end.
     conn.reuse();
     stored

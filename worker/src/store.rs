@@ -14,18 +14,26 @@
 //! A commit [`crate::commit`] rejected already (`SEAT_NOT_FOUND`, `INVALID_SEAT_ID`) is
 //! written `REJECTED` with its reason and a `VOIDED` payment, and sells nothing.
 //!
+//! With a purchase limit, the buyers of a batch are locked first (a transaction-level
+//! advisory lock each, in one order everywhere, so two consumers with orders of one
+//! buyer take turns), their CONFIRMED seats counted, and each order that would pass the
+//! limit, in arrival order, is stored `REJECTED` with `PURCHASE_LIMIT`: no constraint
+//! can hold a sum over rows, the lock makes the count exact. (An order that then loses
+//! a seat race has counted: a later order of the same buyer in the same batch may be
+//! refused that would have fit. Conservative, and rare.)
+//!
 //! Two commits of one batch that want the same seat go into successive rounds (one
 //! statement each, same transaction), so the batch decides exactly as one-by-one
 //! processing in arrival order would. Rows are inserted in key order, so concurrent
 //! transactions lock in the same order and do not deadlock each other.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use codec::contract::{reason, OrderState};
 use tokio_postgres::{Client, Statement};
 
 use crate::{
-    commit::{Commit, OrderKey},
+    commit::{Commit, OrderKey, Rejected},
     error::Error,
 };
 
@@ -83,30 +91,52 @@ const EXISTING: &str = concat!(
        JOIN orders o USING (event_id, user_id, idem)"
 );
 
+/// Takes the advisory lock of each buyer (parallel arrays event, user) for the rest of
+/// the transaction, in the order of their keys, so transactions never wait in a circle.
+const LOCK_BUYERS: &str = "
+SELECT pg_advisory_xact_lock(k) FROM (
+    SELECT DISTINCT hashtextextended(e || '/' || u, 0) AS k
+      FROM unnest($1::text[], $2::text[]) AS b (e, u) ORDER BY k) s";
+
+/// The buyers' (parallel arrays event, user) CONFIRMED orders, and any of their orders
+/// with an Idempotency-Key of `$3` (a redelivery): event, user, idem, seats, confirmed.
+const BOUGHT: &str = "
+SELECT o.event_id, o.user_id, o.idem, cardinality(o.seat_ids)::bigint, o.status = 'CONFIRMED'
+  FROM (SELECT DISTINCT e, u FROM unnest($1::text[], $2::text[]) AS b (e, u)) b
+  JOIN orders o ON o.event_id = b.e AND o.user_id = b.u
+ WHERE o.status = 'CONFIRMED' OR o.idem = ANY($3::text[])";
+
 /// A pooled connection (`db::Pool`) and the statements prepared on it.
 pub struct PgConn {
     pub client: Client,
     pub statements: Statements,
 }
 
-/// [`INSERT`], [`REJECT`] and [`EXISTING`], prepared on one connection.
+/// [`INSERT`], [`REJECT`], [`EXISTING`], [`LOCK_BUYERS`] and [`BOUGHT`], prepared on one
+/// connection.
 pub struct Statements {
     insert: Statement,
     reject: Statement,
     existing: Statement,
+    lock_buyers: Statement,
+    bought: Statement,
 }
 
 impl Statements {
     pub async fn prepare(client: &Client) -> Result<Self, Error> {
-        let (insert, reject, existing) = tokio::try_join!(
+        let (insert, reject, existing, lock_buyers, bought) = tokio::try_join!(
             client.prepare(INSERT),
             client.prepare(REJECT),
-            client.prepare(EXISTING)
+            client.prepare(EXISTING),
+            client.prepare(LOCK_BUYERS),
+            client.prepare(BOUGHT)
         )?;
         Ok(Self {
             insert,
             reject,
             existing,
+            lock_buyers,
+            bought,
         })
     }
 }
@@ -130,8 +160,14 @@ pub struct Outcome {
 
 /// Writes `commits` in one transaction and returns each one's order, in the same
 /// order (a commit that appears twice gets its order twice, the second as a replay).
-/// Nothing is written when this fails; [`Error::is_retryable`] says whether to retry.
-pub async fn store(conn: &mut PgConn, commits: &[&Commit]) -> Result<Vec<Outcome>, Error> {
+/// `purchase_limit` (0: none): most seats a buyer may have in CONFIRMED orders of an
+/// event. Nothing is written when this fails; [`Error::is_retryable`] says whether to
+/// retry.
+pub async fn store(
+    conn: &mut PgConn,
+    commits: &[&Commit],
+    purchase_limit: u32,
+) -> Result<Vec<Outcome>, Error> {
     // First occurrence of each key, and each commit's first occurrence.
     let mut first: HashMap<OrderKey<'_>, usize> = HashMap::with_capacity(commits.len());
     let of: Vec<usize> = commits
@@ -139,10 +175,30 @@ pub async fn store(conn: &mut PgConn, commits: &[&Commit]) -> Result<Vec<Outcome
         .enumerate()
         .map(|(i, c)| *first.entry(c.key()).or_insert(i))
         .collect();
-    let rounds = rounds(commits, &of);
 
     let PgConn { client, statements } = conn;
     let tx = client.transaction().await?;
+    let over = match purchase_limit {
+        0 => Vec::new(),
+        limit => over_limit(&tx, statements, commits, &of, limit).await?,
+    };
+    let limited: Vec<Commit> = over
+        .iter()
+        .map(|&i| {
+            let mut commit = commits[i].clone();
+            commit.rejected = Some(Rejected {
+                reason: reason::PURCHASE_LIMIT,
+                detail: format!("more than {purchase_limit} seats for this buyer"),
+            });
+            commit
+        })
+        .collect();
+    let mut adjusted = commits.to_vec();
+    for (&i, commit) in over.iter().zip(&limited) {
+        adjusted[i] = commit;
+    }
+    let commits = &adjusted[..];
+    let rounds = rounds(commits, &of);
     let mut outcomes: Vec<Option<Outcome>> = vec![None; commits.len()];
     for round in &rounds {
         let mut lost = Vec::new();
@@ -238,6 +294,71 @@ pub async fn store(conn: &mut PgConn, commits: &[&Commit]) -> Result<Vec<Outcome
             Ok(outcome)
         })
         .collect()
+}
+
+/// The first occurrences in `commits` that would take their buyer past `limit`
+/// seats in CONFIRMED orders, in arrival order; the buyers stay locked until the
+/// transaction ends. The lock and the count go in one round trip: PostgreSQL runs the
+/// count after the lock is granted, with a snapshot taken then (READ COMMITTED).
+async fn over_limit(
+    tx: &tokio_postgres::Transaction<'_>,
+    statements: &Statements,
+    commits: &[&Commit],
+    of: &[usize],
+    limit: u32,
+) -> Result<Vec<usize>, Error> {
+    let candidates: Vec<usize> = (0..commits.len())
+        .filter(|&i| of[i] == i && commits[i].rejected.is_none())
+        .collect();
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let events: Vec<&str> = candidates
+        .iter()
+        .map(|&i| commits[i].msg.event_id.as_str())
+        .collect();
+    let users: Vec<&str> = candidates
+        .iter()
+        .map(|&i| commits[i].msg.user_id.as_str())
+        .collect();
+    let idems: Vec<&str> = candidates
+        .iter()
+        .map(|&i| commits[i].msg.idem.as_str())
+        .collect();
+    let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&events, &users];
+    let bought_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&events, &users, &idems];
+    let (_, rows) = tokio::try_join!(
+        tx.execute(&statements.lock_buyers, &lock_params),
+        tx.query(&statements.bought, &bought_params)
+    )?;
+    let mut bought: HashMap<(String, String), u64> = HashMap::new();
+    let mut known: HashSet<(String, String, String)> = HashSet::new();
+    for row in &rows {
+        let (event, user, idem): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+        if row.get::<_, bool>(4) {
+            *bought.entry((event.clone(), user.clone())).or_default() +=
+                row.get::<_, i64>(3) as u64;
+        }
+        known.insert((event, user, idem));
+    }
+    let mut over = Vec::new();
+    for i in candidates {
+        let m = &commits[i].msg;
+        if known.contains(&(m.event_id.clone(), m.user_id.clone(), m.idem.clone())) {
+            // Stored before: answered from its order, counted already if confirmed.
+            continue;
+        }
+        let total = bought
+            .entry((m.event_id.clone(), m.user_id.clone()))
+            .or_default();
+        let seats = m.seat_ids.len() as u64;
+        if *total + seats > u64::from(limit) {
+            over.push(i);
+        } else {
+            *total += seats;
+        }
+    }
+    Ok(over)
 }
 
 /// An order row read back: columns order_id, status, reason, updated_at ms, seat_ids,

@@ -2,11 +2,15 @@
 //! route did not exist).
 
 use codec::{
-    contract::AdmissionRequest, error_code::ErrorCode, json::write_u64, store::SetAdmission,
+    contract::{AdmissionRequest, RevokeRequest},
+    error_code::ErrorCode,
+    json::{write_str, write_u64},
+    keys, rules,
+    store::{Revoke, SetAdmission},
 };
 
 use crate::{
-    api::request::{parse, valid_event},
+    api::request::{parse, valid_event, valid_user},
     core::Core,
     error::Error,
     http::{Head, Reply},
@@ -49,6 +53,60 @@ pub async fn set_admission(
     }
     out.push(b'}');
     Ok(())
+}
+
+/// `POST /admin/events/{eventId}/revoke`: the buyer's room token stops working on every
+/// core of every edge within `EVENT_REFRESH_MS` (401 `TOKEN_REVOKED`, `revoked`), and
+/// the buyer's holds are released: at once, and again once every core has seen the
+/// revocation, for a hold taken in between by a core that had not yet.
+pub async fn revoke(
+    core: &Core,
+    head: &Head<'_>,
+    event_id: &str,
+    body: &[u8],
+    reply: &mut Reply,
+) -> Result<(), Error> {
+    authorize(core, head)?;
+    valid_event(event_id)?;
+    let req: RevokeRequest<'_> = parse(body)?;
+    valid_user(&req.user_id)?;
+    core.events.get(&core.redis, event_id).await?;
+    let mut released = release_holds(core, event_id, &req.user_id).await?;
+    // A core refreshes at most every EVENT_REFRESH_MS; the margin covers its read.
+    monoio::time::sleep(core.config.event_refresh + std::time::Duration::from_millis(100)).await;
+    released += release_holds(core, event_id, &req.user_id).await?;
+    reply.reset(200);
+    reply.header("cache-control", b"no-store");
+    let out = reply.json_body();
+    out.extend_from_slice(b"{\"userId\":");
+    write_str(out, req.user_id.as_bytes());
+    out.extend_from_slice(b",\"revoked\":true,\"holdsReleased\":");
+    write_u64(out, released);
+    out.push(b'}');
+    Ok(())
+}
+
+/// Records the revocation (again: idempotent) and releases the buyer's holds.
+async fn release_holds(core: &Core, event: &str, user: &str) -> Result<u64, Error> {
+    let seats = core
+        .store
+        .members(keys::user_holds(event, user).as_bytes())
+        .await?;
+    let held: Vec<(&str, u32, &str)> = seats
+        .iter()
+        .filter_map(|seat| {
+            let id = std::str::from_utf8(seat).ok()?;
+            let rules::Seat { section, n } = rules::seat_id(id).ok()?;
+            Some((section, n, id))
+        })
+        .collect();
+    core.store
+        .revoke(&Revoke {
+            event,
+            user,
+            held: &held,
+        })
+        .await
 }
 
 fn authorize(core: &Core, head: &Head<'_>) -> Result<(), Error> {

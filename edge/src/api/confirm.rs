@@ -51,14 +51,15 @@ struct KeyedRequest<'s, 'h> {
 
 /// The key, the room token and the request's `fingerprint` (of the body's fields as
 /// sent), before anything in the body is checked.
-fn keyed<'s, 'h>(
+async fn keyed<'s, 'h>(
     core: &Core,
     head: &Head<'h>,
     key: &'h str,
     fingerprint: String,
     scratch: &'s mut [u8; token::SCRATCH_BYTES],
 ) -> Result<KeyedRequest<'s, 'h>, Error> {
-    let token = verify(core, head.room_token, now_ms(), scratch)?;
+    let token = verify(core, head.room_token, now_ms(), scratch).await?;
+    core.limits.buyer(token.user)?;
     Ok(KeyedRequest {
         key,
         token,
@@ -162,6 +163,10 @@ fn refused(refusal: Refusal) -> Error {
         Refusal::KeyReused => Error::request(
             ErrorCode::IdempotencyKeyReused,
             "this Idempotency-Key was used with another request",
+        ),
+        Refusal::PurchaseLimit => Error::request(
+            ErrorCode::PurchaseLimit,
+            "this order would pass the purchase limit per buyer of the event",
         ),
     }
 }

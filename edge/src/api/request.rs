@@ -9,6 +9,8 @@ use serde::Deserialize;
 use crate::{
     core::Core,
     error::Error,
+    http::Head,
+    limits,
     token::{self, RoomToken},
 };
 
@@ -47,8 +49,9 @@ pub fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
     })
 }
 
-/// The room token, verified with no I/O.
-pub fn verify<'s>(
+/// The room token, verified with no I/O, of a buyer no operator revoked (as of this
+/// core's copy of the event, refreshed here when stale).
+pub async fn verify<'s>(
     core: &Core,
     token: Option<&[u8]>,
     now: u64,
@@ -58,7 +61,30 @@ pub fn verify<'s>(
         ErrorCode::TokenMissing,
         "x-room-token is required",
     ))?;
-    core.tokens.verify(token, now, scratch)
+    let token = core.tokens.verify(token, now, scratch)?;
+    // Only to refresh the copy: an unknown event or Redis trouble is the handler's to
+    // answer, and the revocations read so far still hold.
+    let _ = core.events.get(&core.redis, token.event).await;
+    if core.events.is_revoked(token.event, token.user) {
+        return Err(Error::request(
+            ErrorCode::TokenRevoked,
+            "room token revoked by an operator",
+        ));
+    }
+    Ok(token)
+}
+
+/// Takes a request from the client address's bucket (`limits`): the right-most
+/// untrusted `X-Forwarded-For` entry, else the socket's peer.
+pub fn limit_address(core: &Core, head: &Head<'_>) -> Result<(), Error> {
+    if core.config.rate_limits.is_none() {
+        return Ok(());
+    }
+    let peer = head
+        .peer
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let addr = limits::client_addr(head.forwarded_for, peer, core.config.trusted_proxy_hops);
+    core.limits.address(addr)
 }
 
 /// A token for `event_id` (checked to be an event id first).

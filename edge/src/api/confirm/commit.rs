@@ -39,7 +39,7 @@ pub async fn commit(
         &[&req.event_id, &req.user_id, &req.intent_id],
         &req.seat_ids,
     );
-    let call = keyed(core, head, key, fp, &mut scratch)?;
+    let call = keyed(core, head, key, fp, &mut scratch).await?;
     let checked = async {
         if rules::intent_id(&req.intent_id).is_err() {
             // Not an id this system hands out, so there is no such intent.
@@ -90,6 +90,7 @@ pub async fn commit(
         status: &pending.record(),
         response: &response,
         begin: sqs.is_some(),
+        purchase_limit: core.config.purchase_limit,
     };
     let begun = core
         .store

@@ -26,7 +26,7 @@ pub async fn payment_intent(
     let req: PaymentIntentRequest<'_> = parse(body)?;
     let mut scratch = [0u8; token::SCRATCH_BYTES];
     let fp = fingerprint(&[&req.event_id, &req.user_id], &req.seat_ids);
-    let call = keyed(core, head, key, fp, &mut scratch)?;
+    let call = keyed(core, head, key, fp, &mut scratch).await?;
     let checked = async {
         let event = call.caller(core, &req.user_id, &req.event_id).await?;
         let (seats, amount) = seats(&event, &req.seat_ids, core.config.hold_limit)?;

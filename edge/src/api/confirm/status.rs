@@ -27,7 +27,7 @@ pub async fn status(core: &Core, head: &Head<'_>, reply: &mut Reply) -> Result<(
     // up (PostgreSQL refuses control characters: that was a 503 for a request at fault).
     rules::idempotency_key(idem.as_bytes()).map_err(|e| e.named("idem"))?;
     let mut scratch = [0u8; token::SCRATCH_BYTES];
-    let token = verify(core, head.room_token, now_ms(), &mut scratch)?;
+    let token = verify(core, head.room_token, now_ms(), &mut scratch).await?;
     let key = keys::order_status(token.event, token.user, &idem);
     let body = match core.store.get(key.as_bytes()).await? {
         Some(body) => body,

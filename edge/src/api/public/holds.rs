@@ -36,7 +36,7 @@ async fn seat_call<'r>(
     scratch: &'r mut [u8; token::SCRATCH_BYTES],
 ) -> Result<SeatCall<'r>, Error> {
     let now = now_ms();
-    let token = verify(core, head.room_token, now, scratch)?;
+    let token = verify(core, head.room_token, now, scratch).await?;
     for_event(&token, event_id)?;
     let event = core.events.get(&core.redis, event_id).await?;
     if event.admission.wait_ms(token.position, now) > 0 {
@@ -70,6 +70,7 @@ pub async fn hold(
     let req: HoldRequest<'_> = parse(body)?;
     let mut scratch = [0u8; token::SCRATCH_BYTES];
     let call = seat_call(core, head, &req.event_id, &req.seat_id, &mut scratch).await?;
+    core.limits.buyer(call.user)?;
     let event_id = call.event.catalog.event_id.as_str();
     let mut hold_id = [0u8; crate::ids::ID_BYTES];
     crate::ids::write_next_into(&mut hold_id);

@@ -30,6 +30,14 @@ pub async fn enter(
     let now = now_ms();
     let user = buyer(core, head, req.user_id.as_deref(), now)?;
     valid_event(&req.event_id)?;
+    core.limits.buyer(&user)?;
+    core.challenges.verify(
+        req.challenge.as_deref(),
+        req.nonce.as_deref(),
+        &req.event_id,
+        &user,
+        now,
+    )?;
     let event = core.events.get(&core.redis, &req.event_id).await?;
     let position = core
         .store
@@ -86,6 +94,26 @@ fn buyer<'b>(
     }
 }
 
+/// `GET /public/challenge?eventId=`: a proof-of-work challenge for `enter`
+/// (`crate::pow`); `bits` 0 when none is asked.
+pub async fn challenge(core: &Core, head: &Head<'_>, reply: &mut Reply) -> Result<(), Error> {
+    let event_id = query_param(head.query, "eventId").unwrap_or_default();
+    valid_event(event_id)?;
+    let event = core.events.get(&core.redis, event_id).await?;
+    let (challenge, expires_at) = core.challenges.issue(&event.catalog.event_id, now_ms());
+    reply.reset(200);
+    reply.header("cache-control", b"no-store");
+    let out = reply.json_body();
+    out.extend_from_slice(b"{\"challenge\":");
+    write_str(out, challenge.as_bytes());
+    out.extend_from_slice(b",\"bits\":");
+    write_u64(out, u64::from(core.challenges.bits));
+    out.extend_from_slice(b",\"expiresAt\":");
+    write_u64(out, expires_at);
+    out.push(b'}');
+    Ok(())
+}
+
 /// `GET /public/room-status`: verified with no I/O; the admission state comes from
 /// this core's copy of the event. The token comes in `x-room-token` or the `token`
 /// query parameter (base64url needs no percent-decoding).
@@ -95,7 +123,7 @@ pub async fn room_status(core: &Core, head: &Head<'_>, reply: &mut Reply) -> Res
     let token = head
         .room_token
         .or_else(|| query_param(head.query, "token").map(str::as_bytes));
-    let token = verify(core, token, now, &mut scratch)?;
+    let token = verify(core, token, now, &mut scratch).await?;
     let event = core.events.get(&core.redis, token.event).await?;
     let wait_ms = event.admission.wait_ms(token.position, now);
     reply.reset(200);
