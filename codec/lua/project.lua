@@ -1,12 +1,19 @@
 -- The worker's projection of one stored order (worker/src/project.rs).
--- KEYS: status, buyer's holds zset, then per seat its section's sold bitmap, its hold
--- key and its section's holds zset.
+-- KEYS: status, buyer's holds zset, the event's positions hash, left places zset and
+-- presence zset, then per seat its section's sold bitmap, its hold key and its
+-- section's holds zset.
 -- ARGV: status record, ttl ms, `1` when confirmed, user, then per seat n, seatId, holdId.
 -- A CONFIRMED order sets its seats' sold bits; any order removes its own holds (another
--- buyer's later hold on the seat stays), then the status record is written.
+-- buyer's later hold on the seat stays), then the status record is written. A
+-- CONFIRMED buyer is done: their place in the line is left, freeing an active slot.
 local confirmed = ARGV[3] == '1'
-for i = 1, (#KEYS - 2) / 3 do
-  local k, a = 3 * i, 3 * i + 2
+if confirmed then
+  local p = redis.call('HGET', KEYS[3], ARGV[4])
+  if p then redis.call('ZADD', KEYS[4], p, p) end
+  redis.call('ZREM', KEYS[5], ARGV[4])
+end
+for i = 1, (#KEYS - 5) / 3 do
+  local k, a = 3 * i + 3, 3 * i + 2
   if confirmed then redis.call('SETBIT', KEYS[k], ARGV[a], 1) end
   local hold = redis.call('GET', KEYS[k + 1])
   if hold and hold_of(hold, ARGV[4]) == ARGV[a + 2] then

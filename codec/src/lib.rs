@@ -8,6 +8,8 @@
 //!   normative copy; a test parses every example of the spec into these types) and the
 //!   commit-queue message.
 //! - [`error_code`]: the error codes the API answers with, and their HTTP status.
+//! - [`fairness`]: the pre-queue's draw (commitment, list digest, order) as the
+//!   verifier recomputes it; `lua/line.lua` runs the same function in Redis.
 //! - [`json`]: JSON writers for bodies built straight into a reused buffer.
 //! - [`keys`]: the Redis data model (key names, the catalog projection).
 //! - [`rules`]: what the system accepts, one rule per identifier and field (event,
@@ -21,6 +23,7 @@
 
 pub mod contract;
 pub mod error_code;
+pub mod fairness;
 pub mod json;
 pub mod keys;
 pub mod resp;

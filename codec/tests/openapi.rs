@@ -71,6 +71,7 @@ fn check_success(op: &str, example: &Value) {
         "commit" => round_trip::<CommitResponse>(example, &what),
         "status" => round_trip::<StatusResponse>(example, &what),
         "setAdmission" => round_trip::<AdmissionState>(example, &what),
+        "fairness" => round_trip::<Fairness>(example, &what),
         _ => panic!("unknown operation {op}"),
     }
 }

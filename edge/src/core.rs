@@ -17,8 +17,8 @@ use std::{
 };
 
 use crate::{
-    cache::Responses, config::Config, events::Events, redis::Client, side::Side, store::Store,
-    token::Keys,
+    cache::Responses, config::Config, events::Events, redis::Client, side::Side, sse::Rooms,
+    store::Store, token::Keys,
 };
 
 /// State every core may read.
@@ -48,6 +48,8 @@ pub struct Core {
     pub tokens: Keys,
     /// Rendered `summary` and `seats` bodies.
     pub cache: Responses,
+    /// The waiting room's event streams, by event.
+    pub rooms: Rooms,
     /// The side thread: SQS sends and the DynamoDB hold mirror (aws profile), order
     /// look-ups in PostgreSQL (`DATABASE_URL`).
     pub side: Option<Side>,
@@ -99,9 +101,10 @@ impl Core {
                 config.hold_limit,
             ),
             redis,
-            events: Events::new(config.event_refresh),
+            events: Events::new(config.event_refresh, config.abandon_after),
             tokens: Keys::new(config.room_token_secret.as_bytes(), previous),
             cache: Responses::new(config.public_cache),
+            rooms: Rooms::default(),
             config,
             shared,
             conns: RefCell::default(),

@@ -57,6 +57,8 @@ pub struct Head<'b> {
     pub idempotency_key: Option<&'b [u8]>,
     pub if_none_match: Option<&'b [u8]>,
     pub authorization: Option<&'b [u8]>,
+    /// `Last-Event-ID` (the SSE reconnection header, WHATWG HTML 9.2.4).
+    pub last_event_id: Option<&'b [u8]>,
 }
 
 /// Parses one request head from the start of `buf`: `Ok(None)` means not all of it has
@@ -111,6 +113,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, FramingError> {
         idempotency_key: None,
         if_none_match: None,
         authorization: None,
+        last_event_id: None,
     };
     let (mut content_length, mut transfer_encoding, mut hosts, mut close) = (None, false, 0, false);
     for field in req.headers.iter() {
@@ -144,6 +147,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, FramingError> {
             head.if_none_match = Some(value);
         } else if name.eq_ignore_ascii_case(b"authorization") {
             head.authorization = Some(value);
+        } else if name.eq_ignore_ascii_case(b"last-event-id") {
+            head.last_event_id = Some(value);
         } else if framing_lookalike(name) {
             // `Content_Length`, `Transfer---Encoding`: a proxy in front may read it as
             // the real field while this server does not, so the two would disagree
@@ -223,6 +228,8 @@ fn is_request_id(v: &[u8]) -> bool {
 /// What a handler answers, built into buffers the connection reuses for every request.
 #[derive(Debug)]
 pub struct Reply {
+    /// Set by `room-events`: after the head, the connection becomes this event stream.
+    pub stream: Option<Box<crate::sse::Subscription>>,
     status: u16,
     /// Extra header lines, already formatted as `name: value\r\n`.
     headers: Vec<u8>,
@@ -235,6 +242,7 @@ pub struct Reply {
 impl Default for Reply {
     fn default() -> Self {
         Self {
+            stream: None,
             status: 200,
             headers: Vec::with_capacity(256),
             body: Vec::with_capacity(1024),

@@ -19,6 +19,8 @@
 //!   a typed call with a typed outcome.
 //! - [`events`]: each core's copy of an event's catalog and admission state.
 //! - [`token`]: HMAC-SHA256 room tokens.
+//! - [`sse`]: the waiting room's event streams (`room-events`): their tasks, rooms and
+//!   paced pushes.
 //! - [`side`]: the tokio side thread: SQS, the DynamoDB mirror, order look-ups.
 //! - [`error`]: the one error type and its mapping to status, code and JSON body.
 //! - [`http`]: HTTP/1.1 framing: request heads parsed in place, limits, responses.
@@ -41,5 +43,6 @@ pub mod redis;
 pub mod router;
 pub mod server;
 pub mod side;
+pub mod sse;
 pub mod store;
 pub mod token;
