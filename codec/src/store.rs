@@ -810,6 +810,36 @@ mod tests {
     }
 
     #[test]
+    fn line_codes_map_to_outcomes() {
+        let enter = |n| Enter::decode(&Frame::Integer(n));
+        assert_eq!(enter(7), Ok(EnterOutcome::Placed(7)));
+        assert_eq!(enter(0), Ok(EnterOutcome::Prequeued));
+        assert_eq!(enter(-1), Ok(EnterOutcome::Rejected));
+        assert_eq!(enter(-2), Ok(EnterOutcome::NotOpen));
+        assert_eq!(enter(-3), Err(Unexpected("enter")));
+        let poll = |n| Poll::decode(&Frame::Integer(n));
+        assert_eq!(poll(3), Ok(Place::At(3)));
+        assert_eq!(poll(0), Ok(Place::Prequeued));
+        assert_eq!(poll(-1), Ok(Place::Gone));
+        let mut fields: Vec<Frame> = vec![Frame::Null; 12];
+        fields[0] = Frame::BulkString("1000".into());
+        fields[5] = Frame::BulkString("random".into());
+        fields[8] = Frame::BulkString("ab".into());
+        let state = Advance::decode(&Frame::Array(fields.clone())).expect("shape");
+        let state = state.expect("readable");
+        assert_eq!(state.open_at_ms, Some(1000));
+        assert_eq!(state.queueing.as_deref(), Some(&b"random"[..]));
+        assert_eq!((state.seed_hash.as_deref(), state.seed), (Some("ab"), None));
+        fields[1] = Frame::BulkString("1.5e+18".into());
+        let refused = Advance::decode(&Frame::Array(fields)).expect("shape");
+        assert_eq!(refused, Err(Unreadable("rate")));
+        assert_eq!(
+            Advance::decode(&Frame::Array(vec![])),
+            Err(Unexpected("advance"))
+        );
+    }
+
+    #[test]
     fn idempotent_codes_map_to_outcomes() {
         let reply = |code, body: Option<&'static str>| {
             let mut items = vec![Frame::Integer(code)];
@@ -848,6 +878,8 @@ mod tests {
             ("commit", COMMIT, true),
             ("project", PROJECT, true),
             ("summary", SUMMARY, false),
+            ("enter", ENTER, false),
+            ("admission", ADMISSION, false),
         ] {
             assert_eq!(
                 body.matches("local function hold_value").count(),
