@@ -17,14 +17,23 @@ use std::{
 };
 
 use crate::{
-    cache::Responses, config::Config, events::Events, redis::Client, side::Side, sse::Rooms,
-    store::Store, token::Keys,
+    cache::Responses,
+    config::Config,
+    events::Events,
+    metrics::{CoreMetrics, Registry},
+    redis::Client,
+    side::Side,
+    sse::Rooms,
+    store::Store,
+    token::Keys,
 };
 
 /// State every core may read.
 #[derive(Debug, Default)]
 pub struct Shared {
     draining: AtomicBool,
+    /// Every core's metrics, for the scrape.
+    pub metrics: Registry,
 }
 
 impl Shared {
@@ -53,6 +62,8 @@ pub struct Core {
     /// The side thread: SQS sends and the DynamoDB hold mirror (aws profile), order
     /// look-ups in PostgreSQL (`DATABASE_URL`).
     pub side: Option<Side>,
+    /// This core's counters; only this core writes them.
+    pub metrics: Arc<CoreMetrics>,
     conns: RefCell<HashMap<u64, Rc<ConnSlot>>>,
     next_conn: Cell<u64>,
     all_closed: RefCell<Option<Waker>>,
@@ -74,6 +85,7 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        self.core.metrics.closed();
         let mut conns = self.core.conns.borrow_mut();
         conns.remove(&self.id);
         if conns.is_empty() {
@@ -95,6 +107,7 @@ impl Core {
         Self {
             id,
             side,
+            metrics: shared.metrics.core(),
             store: Store::new(
                 redis.clone(),
                 config.hold_ttl.as_millis() as u64,
@@ -126,6 +139,7 @@ impl Core {
             idle: Cell::new(false),
         });
         self.conns.borrow_mut().insert(id, slot.clone());
+        self.metrics.opened();
         Registration {
             core: self.clone(),
             id,

@@ -40,6 +40,9 @@ pub enum Method {
     Other,
 }
 
+/// The longest `X-Amzn-Trace-Id` logged (the ALB's is about 80 bytes with `Self=`).
+const MAX_TRACE_ID: usize = 256;
+
 /// A parsed request head. Every slice borrows the connection's read buffer.
 #[derive(Debug)]
 pub struct Head<'b> {
@@ -59,6 +62,8 @@ pub struct Head<'b> {
     pub authorization: Option<&'b [u8]>,
     /// `Last-Event-ID` (the SSE reconnection header, WHATWG HTML 9.2.4).
     pub last_event_id: Option<&'b [u8]>,
+    /// `X-Amzn-Trace-Id` (the ALB's), for the logs; visible ASCII only, else dropped.
+    pub trace_id: Option<&'b [u8]>,
 }
 
 /// Parses one request head from the start of `buf`: `Ok(None)` means not all of it has
@@ -114,6 +119,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, FramingError> {
         if_none_match: None,
         authorization: None,
         last_event_id: None,
+        trace_id: None,
     };
     let (mut content_length, mut transfer_encoding, mut hosts, mut close) = (None, false, 0, false);
     for field in req.headers.iter() {
@@ -149,6 +155,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, FramingError> {
             head.authorization = Some(value);
         } else if name.eq_ignore_ascii_case(b"last-event-id") {
             head.last_event_id = Some(value);
+        } else if name.eq_ignore_ascii_case(b"x-amzn-trace-id") {
+            head.trace_id = Some(value)
+                .filter(|v| v.len() <= MAX_TRACE_ID && v.iter().all(|b| b.is_ascii_graphic()));
         } else if framing_lookalike(name) {
             // `Content_Length`, `Transfer---Encoding`: a proxy in front may read it as
             // the real field while this server does not, so the two would disagree

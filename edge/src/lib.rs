@@ -21,6 +21,7 @@
 //! - [`token`]: HMAC-SHA256 room tokens.
 //! - [`sse`]: the waiting room's event streams (`room-events`): their tasks, rooms and
 //!   paced pushes.
+//! - [`metrics`]: per-core counters and latency histograms, the `/metrics` scrape.
 //! - [`side`]: the tokio side thread: SQS, the DynamoDB mirror, order look-ups.
 //! - [`error`]: the one error type and its mapping to status, code and JSON body.
 //! - [`http`]: HTTP/1.1 framing: request heads parsed in place, limits, responses.
@@ -39,6 +40,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 mod ids;
+pub mod metrics;
 pub mod redis;
 pub mod router;
 pub mod server;

@@ -140,6 +140,11 @@ impl Side {
         Ok(side)
     }
 
+    /// Mirror writes queued and not yet sent (the DynamoDB backlog), for the metrics.
+    pub fn mirror_pending(&self) -> Arc<AtomicUsize> {
+        self.mirror_pending.clone()
+    }
+
     /// Commits go to SQS (the aws profile) rather than a Redis Stream.
     pub fn queues(&self) -> bool {
         self.sends.is_some()

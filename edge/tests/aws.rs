@@ -333,6 +333,7 @@ fn holds_keep_working_when_dynamodb_is_away_and_drops_are_counted() {
         ("AWS_ENDPOINT_URL_DYNAMODB", dynamo.as_str()),
     ];
     let edge = aws_edge(&moto, &url, &env);
+    let metrics = support::metrics_addr(&edge);
     let event = unique_event("nodynamo");
     seed_event(&event, &[("A", 40, 10_000)], 0, 1_000_000);
     let mut c = edge.connect();
@@ -346,6 +347,15 @@ fn holds_keep_working_when_dynamodb_is_away_and_drops_are_counted() {
         assert_eq!(r.status, 201, "hold {i} despite DynamoDB");
     }
     support::wait_for_line(&edge.log, "hold mirror backlog full, dropping");
+    let (_, scraped) = support::scrape(&metrics, None);
+    assert_eq!(
+        support::value(&scraped, "maxtps_edge_side_mirror_dropped_total"),
+        7
+    );
+    assert_eq!(
+        support::value(&scraped, "maxtps_edge_side_mirror_backlog"),
+        3
+    );
     // The drain waits for open connections; then the counters come out.
     drop(c);
     edge.signal("TERM");

@@ -12,6 +12,7 @@
 //! - [`catalog`]: `seed` (PostgreSQL upsert, then projection) and `rebuild_redis`; the
 //!   projection writes `codec::keys`' catalog, admission and sold-bitmap keys.
 //! - [`run`]: `worker run`: the consumer loops, the event refresher, retries, shutdown.
+//! - [`metrics`]: its counters and histograms, and `GET /metrics`.
 //! - [`queue`]: the [`queue::Consumer`] trait and its two backends, Redis Streams and
 //!   SQS FIFO.
 //! - [`commit`]: a message decoded and validated with `codec::rules`: a commit to sell,
@@ -38,6 +39,7 @@ pub mod db;
 pub mod dlq;
 pub mod error;
 pub mod fairness;
+pub mod metrics;
 pub mod migrate;
 pub mod project;
 pub mod queue;
