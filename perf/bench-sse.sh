@@ -14,7 +14,7 @@
 # descriptors here (20,000, and the sandbox refuses raising it), so STREAMS defaults to
 # what fits. Not a timed test: a benchmark, run by hand.
 #
-#   STREAMS=19000 HOLD_RATE=2000 DURATION=12 PUSHES=10 perf/bench-sse.sh
+#   STREAMS=18500 HOLD_RATE=2000 DURATION=14 PUSHES=3 PUSH_EVERY=4 PENDING=64 perf/bench-sse.sh
 set -euo pipefail
 NAME=bench-sse
 # shellcheck source=perf/lib.sh
@@ -23,8 +23,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 STREAMS=${STREAMS:-$(($(ulimit -n) - 1000))}
 HOLD_RATE=${HOLD_RATE:-2000}
 DURATION=${DURATION:-12}
-PUSHES=${PUSHES:-10}
-PUSH_EVERY=${PUSH_EVERY:-1}
+PUSHES=${PUSHES:-3}
+PUSH_EVERY=${PUSH_EVERY:-4}
+# Streams being set up at once by the client (0: all at once, a flood).
+PENDING=${PENDING:-64}
 OUT_DIR=${OUT_DIR:-perf/results}
 BENCH_REDIS_PORT=${BENCH_REDIS_PORT:-16484}
 EDGE_PORT=${EDGE_PORT:-18385}
@@ -66,7 +68,7 @@ alone=$(hold_run alone)
 log "opening $STREAMS streams"
 taskset -c 1 python3 perf/sse_bench.py --target "127.0.0.1:$EDGE_PORT" --event sse \
     --streams "$STREAMS" --edge-pid "$EDGE_PID" --admin-token bench --pushes "$PUSHES" \
-    --push-every "$PUSH_EVERY" --ready-file "$SCRATCH/ready" >"$SCRATCH/sse.json" 2>"$SCRATCH/sse.log" &
+    --push-every "$PUSH_EVERY" --pending "$PENDING" --ready-file "$SCRATCH/ready" >"$SCRATCH/sse.json" 2>"$SCRATCH/sse.log" &
 SSE_PID=$!
 PIDS+=("$SSE_PID")
 for ((i = 0; i < 2400; i++)); do
@@ -80,19 +82,20 @@ pushed=$(hold_run pushed)
 wait "$SSE_PID" || die "sse_bench.py failed: $(tail -5 "$SCRATCH/sse.log")"
 
 mkdir -p "$OUT_DIR"
-python3 - "$SCRATCH/sse.json" "$alone" "$pushed" "$OUT_DIR/sse.md" "$HOLD_RATE" "$DURATION" "$EDGE_DRIVER" <<'EOF'
+python3 - "$SCRATCH/sse.json" "$alone" "$pushed" "$OUT_DIR/sse.md" "$HOLD_RATE" "$DURATION" "$EDGE_DRIVER" "$PENDING" "$PUSH_EVERY" <<'EOF'
 import json, sys, time, subprocess
 sse = json.load(open(sys.argv[1]))
 alone, pushed = (list(map(int, x.split())) for x in sys.argv[2:4])
-out, rate, duration, driver = sys.argv[4:8]
+out, rate, duration, driver, pending, every = sys.argv[4:10]
 ms = lambda us: f"{us / 1000:.2f} ms"
 pushes = sse["pushes"]
 lines = [
     "# Waiting-room event streams: memory per stream, holds during a push",
     "",
     f"- date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; kernel {subprocess.check_output(['uname', '-r'], text=True).strip()}",
-    f"- command: `STREAMS={sse['streams']} HOLD_RATE={rate} DURATION={duration} PUSHES={len(pushes)} EDGE_DRIVER={driver} perf/bench-sse.sh`",
+    f"- command: `STREAMS={sse['streams']} HOLD_RATE={rate} DURATION={duration} PUSHES={len(pushes)} PUSH_EVERY={every} PENDING={pending} EDGE_DRIVER={driver} perf/bench-sse.sh`",
     "- edge: one core (`EDGE_THREADS=1`, pinned to CPU 0); clients (streams, loadgen) on CPU 1; a private Redis",
+    f"- machine load average at the end: {open('/proc/loadavg').read().split()[0]} (2 CPUs, shared with other work)",
     "",
     f"**{sse['streams']} idle streams: {sse['bytes_per_stream']} bytes of edge memory each** "
     f"(VmRSS {sse['rss_before_kib']} KiB before, {sse['rss_after_kib']} KiB after; opened in {sse['open_secs']} s)",

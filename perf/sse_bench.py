@@ -66,6 +66,7 @@ def main():
     ap.add_argument("--pushes", type=int, default=5)
     ap.add_argument("--push-every", type=float, default=1.0)
     ap.add_argument("--ready-file", default="")
+    ap.add_argument("--pending", type=int, default=64)
     a = ap.parse_args()
     host, port = a.target.rsplit(":", 1)
     addr = (host, int(port))
@@ -82,17 +83,6 @@ def main():
     before = rss_kib(a.edge_pid)
     sel = selectors.DefaultSelector()
     streams = []
-    opened = time.monotonic()
-    for i, token in enumerate(tokens):
-        # Many source addresses: one has only ~28k ephemeral ports to one target.
-        s = socket.socket()
-        s.bind((f"127.0.0.{2 + i % 200}", 0))
-        s.connect(addr)
-        s.sendall(f"GET /public/room-events?token={token} HTTP/1.1\r\nHost: b\r\n\r\n".encode())
-        s.setblocking(False)
-        state = {"buf": b"", "eta": 0}
-        streams.append((s, state))
-        sel.register(s, selectors.EVENT_READ, state)
 
     def pump(until, min_eta):
         """Reads events until every stream has seen etaSec >= min_eta, or `until`."""
@@ -119,6 +109,21 @@ def main():
                                 done += 1
                                 last = time.monotonic()
         return done, last
+
+    opened = time.monotonic()
+    for i, token in enumerate(tokens):
+        # Many source addresses: one has only ~28k ephemeral ports to one target.
+        s = socket.socket()
+        s.bind((f"127.0.0.{2 + i % 200}", 0))
+        s.connect(addr)
+        s.sendall(f"GET /public/room-events?token={token} HTTP/1.1\r\nHost: b\r\n\r\n".encode())
+        s.setblocking(False)
+        state = {"buf": b"", "eta": 0}
+        streams.append((s, state))
+        sel.register(s, selectors.EVENT_READ, state)
+        if a.pending and (i + 1) % a.pending == 0:
+            # At most `pending` streams being set up at once (0: no bound, a flood).
+            pump(time.monotonic() + 60, 1)
 
     done, _ = pump(time.monotonic() + 120, 1)
     open_secs = time.monotonic() - opened

@@ -146,7 +146,10 @@ impl Member {
                 .map
                 .borrow_mut()
                 .insert(event.to_owned(), room.clone());
-            monoio::spawn(watch(core.clone(), event.to_owned(), room.clone()));
+            // The state the first stream was answered from: a change after it, even
+            // one before the watcher's first look, is pushed.
+            let seen = core.events.cached(event).map(|e| state_of(&e));
+            monoio::spawn(watch(core.clone(), event.to_owned(), room.clone(), seen));
             room
         });
         let key = room.members.borrow_mut().insert((None, user.into()));
@@ -177,11 +180,17 @@ impl Drop for Member {
     }
 }
 
+/// What a push is for: the admission state, and whether the draw is done.
+type State = (crate::events::Admission, bool);
+
+fn state_of(event: &crate::events::Event) -> State {
+    (event.admission, event.fairness.seed.is_some())
+}
+
 /// A room's watcher: follows the event on the core's refresh, pushes every change of
 /// its admission state to the room's streams, keeps them present in an active-limited
 /// line; ends with the last stream.
-async fn watch(core: Rc<Core>, event: String, room: Rc<Room>) {
-    let mut last = None;
+async fn watch(core: Rc<Core>, event: String, room: Rc<Room>, mut last: Option<State>) {
     let mut presence_at = Instant::now();
     loop {
         sleep(core.config.event_refresh).await;
@@ -192,7 +201,7 @@ async fn watch(core: Rc<Core>, event: String, room: Rc<Room>) {
         let Ok(e) = core.events.get(&core.redis, &event).await else {
             continue;
         };
-        let state = (e.admission, e.fairness.seed.is_some());
+        let state = state_of(&e);
         if last.is_some_and(|l| l != state) {
             room.push().await;
         }
