@@ -1,15 +1,23 @@
 -- The worker's projection of one stored order (worker/src/project.rs).
--- KEYS: status, buyer's holds zset, buyer's bought hash, then per seat its section's
--- sold bitmap, its hold key and its section's holds zset.
+-- KEYS: status, buyer's holds zset, buyer's bought hash, the event's positions hash,
+-- left places zset and presence zset, then per seat its section's sold bitmap, its hold
+-- key and its section's holds zset.
 -- ARGV: status record, ttl ms, `1` when confirmed, user, idem, then per seat n, seatId,
 -- holdId.
 -- A CONFIRMED order sets its seats' sold bits; a REJECTED one gives its seats back to
 -- the buyer's purchase limit; any order removes its own holds (another buyer's later
--- hold on the seat stays), then the status record is written.
+-- hold on the seat stays), then the status record is written. A CONFIRMED buyer is
+-- done: their place in the line is left, freeing an active slot.
 local confirmed = ARGV[3] == '1'
-if not confirmed then redis.call('HDEL', KEYS[3], ARGV[5]) end
-for i = 1, (#KEYS - 3) / 3 do
-  local k, a = 3 * i + 1, 3 * i + 3
+if confirmed then
+  local p = redis.call('HGET', KEYS[4], ARGV[4])
+  if p then redis.call('ZADD', KEYS[5], p, p) end
+  redis.call('ZREM', KEYS[6], ARGV[4])
+else
+  redis.call('HDEL', KEYS[3], ARGV[5])
+end
+for i = 1, (#KEYS - 6) / 3 do
+  local k, a = 3 * i + 4, 3 * i + 3
   if confirmed then redis.call('SETBIT', KEYS[k], ARGV[a], 1) end
   local hold = redis.call('GET', KEYS[k + 1])
   if hold and hold_of(hold, ARGV[4]) == ARGV[a + 2] then

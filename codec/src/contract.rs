@@ -94,13 +94,72 @@ pub struct EnterResponse {
     pub eta_sec: u64,
 }
 
-/// `GET /public/room-status`.
+/// `GET /public/room-status`. Position 0: entered during a `random` pre-queue, the
+/// place is drawn at the opening; the first status after the draw carries a new
+/// `room_token` with the drawn place.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RoomStatus {
     pub ready: bool,
     pub left_sec: u64,
     pub position: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_token: Option<String>,
+}
+
+/// How an event's line is ordered (`queueing`, per event, operator-set).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Queueing {
+    /// Places by arrival.
+    #[default]
+    Fifo,
+    /// Those who enter during the pre-queue get places drawn at the opening
+    /// ([`crate::fairness`]); later arrivals queue behind them by arrival.
+    Random,
+    /// No line: every buyer is admitted on entering (rate and limit ignored).
+    Passthrough,
+    /// No new entries (403 `ROOM_CLOSED`); those in line keep their places.
+    Reject,
+}
+
+impl Queueing {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Fifo => "fifo",
+            Self::Random => "random",
+            Self::Passthrough => "passthrough",
+            Self::Reject => "reject",
+        }
+    }
+
+    /// The stored spelling; anything else is `None`.
+    pub fn parse(s: &[u8]) -> Option<Self> {
+        [Self::Fifo, Self::Random, Self::Passthrough, Self::Reject]
+            .into_iter()
+            .find(|q| q.as_str().as_bytes() == s)
+    }
+}
+
+/// `GET /public/fairness/{eventId}`: what anyone needs to check the pre-queue's draw.
+/// `seed_hash` (SHA-256 of the seed) is public from the moment a pre-queue is set,
+/// before anyone can enter it; `seed`, `list_digest` and `prequeued` once the draw is
+/// done at the opening.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fairness {
+    pub event_id: String,
+    pub queueing: Queueing,
+    pub prequeue_at_ms: u64,
+    pub open_at_ms: u64,
+    pub rate: u64,
+    pub active_limit: u64,
+    pub seed_hash: Option<String>,
+    pub seed: Option<String>,
+    pub list_digest: Option<String>,
+    pub prequeued: Option<u64>,
+    /// The function that orders the pre-queue, by name ([`crate::fairness::DRAW`]).
+    pub draw: String,
 }
 
 /// `GET /public/summary/{eventId}/{section}`.
@@ -375,6 +434,28 @@ pub struct AdmissionRequest {
         deserialize_with = "admission_rate"
     )]
     pub rate: Option<u64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "prequeue_at_ms"
+    )]
+    pub prequeue_at_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queueing: Option<Queueing>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "active_limit"
+    )]
+    pub active_limit: Option<u64>,
+}
+
+fn prequeue_at_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    ruled(d, rules::prequeue_at_ms)
+}
+
+fn active_limit<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    ruled(d, rules::active_limit)
 }
 
 fn open_at_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
@@ -405,6 +486,14 @@ pub struct AdmissionState {
     pub rate: u64,
     pub base_ms: u64,
     pub base_admitted: u64,
+    /// 0: no pre-queue.
+    pub prequeue_at_ms: u64,
+    pub queueing: Queueing,
+    /// 0: no limit.
+    pub active_limit: u64,
+    /// SHA-256 of the pre-queue's seed, hex; set with the first pre-queue, never changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_hash: Option<String>,
 }
 
 /// The commit-queue message (SQS FIFO body / Redis Streams entry), version 1, encoded

@@ -5,9 +5,12 @@
 //! | key | type | written by | what |
 //! |---|---|---|---|
 //! | `ev:{E}:catalog` | string, JSON [`Catalog`] | worker | sections, sizes, prices |
-//! | `ev:{E}:adm` | hash `openAtMs`, `rate` | worker seed, operators | admission: opening time, users/s |
+//! | `ev:{E}:adm` | hash `openAtMs`, `rate`, `baseMs`, `baseAdmitted`, `prequeueAtMs`, `queueing`, `activeLimit`, `frontier`, `seed`, `seedHash`, `drawn`, `listDigest`, `prequeued` | worker seed, operators, `advance.lua` | admission and the pre-queue's draw (README "Fair admission") |
 //! | `ev:{E}:queue` | string counter | edge `enter` | last position handed out |
-//! | `ev:{E}:pos` | hash user -> position | edge `enter` | a user's position |
+//! | `ev:{E}:pos` | hash user -> position | edge `enter`, the draw | a user's position |
+//! | `ev:{E}:pre` | zset user -> 0 (so in byte order) | edge `enter` | who entered a `random` pre-queue, until the draw |
+//! | `ev:{E}:seen` | zset user -> last seen ms | edge `enter`, `room-status` (with `activeLimit`) | presence, for abandonment |
+//! | `ev:{E}:left` | zset position -> position | `advance.lua` (abandoned), worker (CONFIRMED) | places whose buyer is done or gone |
 //! | `ev:{E}:sold:{S}` | bitmap, bit n = seat n | worker | sold seats of section S |
 //! | `ev:{E}:hold:{S}:{n}` | string `holdId user`, PX ttl | edge `hold` | one seat's hold |
 //! | `ev:{E}:holds:{S}` | zset n -> expiry ms | edge `hold` | live holds of a section, for counting |
@@ -83,6 +86,18 @@ pub fn write_queue(out: &mut Vec<u8>, event: &str) {
 
 pub fn write_positions(out: &mut Vec<u8>, event: &str) {
     write_event(out, event, "pos");
+}
+
+pub fn write_prequeue(out: &mut Vec<u8>, event: &str) {
+    write_event(out, event, "pre");
+}
+
+pub fn write_seen(out: &mut Vec<u8>, event: &str) {
+    write_event(out, event, "seen");
+}
+
+pub fn write_left(out: &mut Vec<u8>, event: &str) {
+    write_event(out, event, "left");
 }
 
 pub fn write_sold(out: &mut Vec<u8>, event: &str, section: &str) {
@@ -161,6 +176,18 @@ pub fn queue(event: &str) -> String {
 
 pub fn positions(event: &str) -> String {
     string(|o| write_positions(o, event))
+}
+
+pub fn prequeue(event: &str) -> String {
+    string(|o| write_prequeue(o, event))
+}
+
+pub fn seen(event: &str) -> String {
+    string(|o| write_seen(o, event))
+}
+
+pub fn left(event: &str) -> String {
+    string(|o| write_left(o, event))
 }
 
 pub fn sold(event: &str, section: &str) -> String {

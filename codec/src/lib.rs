@@ -9,6 +9,8 @@
 //!   commit-queue message.
 //! - [`emf`]: CloudWatch embedded-metric-format lines, and their validity check.
 //! - [`error_code`]: the error codes the API answers with, and their HTTP status.
+//! - [`fairness`]: the pre-queue's draw (commitment, list digest, order) as the
+//!   verifier recomputes it; `lua/line.lua` runs the same function in Redis.
 //! - [`json`]: JSON writers for bodies built straight into a reused buffer.
 //! - [`keys`]: the Redis data model (key names, the catalog projection).
 //! - [`rules`]: what the system accepts, one rule per identifier and field (event,
@@ -23,9 +25,17 @@
 pub mod contract;
 pub mod emf;
 pub mod error_code;
+pub mod fairness;
 pub mod json;
 pub mod keys;
 pub mod resp;
 pub mod rules;
 pub mod store;
 pub mod url;
+
+/// The wall clock in epoch milliseconds (0 before 1970), for the edge and the worker.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -24,6 +24,9 @@
 //! | amount, price | 0..=[`AMOUNT_MAX`] minor units (what cjson writes exactly) | `orders.amount`, `payments.amount`, `sections.price` (0004) |
 //! | opening time | 0..=[`EPOCH_MS_MAX`] epoch milliseconds | `events.open_at` |
 //! | admission rate | 1..=[`ADMISSION_RATE_MAX`] buyers a second | `events.admission_rate` |
+//! | pre-queue time | as an opening time, and before it | (Redis only) |
+//! | active limit | 0..=[`ACTIVE_LIMIT_MAX`] buyers, 0 = no limit | (Redis only) |
+//! | queueing | `fifo`, `random`, `passthrough`, `reject` ([`crate::contract::Queueing`]) | (Redis only) |
 //!
 //! The checks are allocation-free single passes over the bytes: they run on the hot
 //! path. Text rules take `&str` (JSON fields, decoded URLs); the two header fields
@@ -62,6 +65,9 @@ pub const EPOCH_MS_MAX: u64 = 253_402_300_799_999;
 /// Most buyers a waiting room may admit a second. Bounds what the admission script
 /// computes from it: (now - opening) / 1000 * rate stays below 10^17 until 2200.
 pub const ADMISSION_RATE_MAX: u64 = 10_000_000;
+/// Most buyers admitted and not yet done an event may allow (`activeLimit`); the
+/// admission script's frontier stays far below 2^53.
+pub const ACTIVE_LIMIT_MAX: u64 = 100_000_000;
 
 /// A value a rule refused: which field, and what it must be. The edge answers 400
 /// `INVALID_FIELD` with it; the worker records it as the reason.
@@ -275,6 +281,26 @@ pub fn admission_rate(rate: u64) -> Result<(), Invalid> {
         Err(Invalid {
             field: "rate",
             rule: "1 to 10000000 buyers a second",
+        })
+    }
+}
+
+/// When an event's pre-queue opens (`prequeueAtMs`), epoch milliseconds; 0 = no
+/// pre-queue. That it comes before `openAtMs` is checked by the admission script,
+/// which knows both.
+pub fn prequeue_at_ms(ms: u64) -> Result<(), Invalid> {
+    epoch_ms(ms).map_err(|e| e.named("prequeueAtMs"))
+}
+
+/// Most buyers admitted and not yet done (`activeLimit`): 0..=[`ACTIVE_LIMIT_MAX`], 0
+/// for no limit.
+pub fn active_limit(n: u64) -> Result<(), Invalid> {
+    if n <= ACTIVE_LIMIT_MAX {
+        Ok(())
+    } else {
+        Err(Invalid {
+            field: "activeLimit",
+            rule: "0 (no limit) to 100000000 buyers",
         })
     }
 }

@@ -48,6 +48,9 @@ macro_rules! script {
             script!($file)
         )
     };
+    (now, line, $file:literal) => {
+        concat!(script!("now.lua"), script!("line.lua"), script!($file))
+    };
     (holds, $file:literal) => {
         concat!(script!("hold_value.lua"), script!($file))
     };
@@ -55,7 +58,9 @@ macro_rules! script {
 
 /// The scripts' sources, for `EVAL`/`EVALSHA`.
 pub mod scripts {
-    pub const ENTER: &str = script!("enter.lua");
+    pub const ENTER: &str = script!(now, line, "enter.lua");
+    pub const POLL: &str = script!(now, line, "poll.lua");
+    pub const ADVANCE: &str = script!(now, line, "advance.lua");
     pub const HOLD: &str = script!(now, holds, "hold.lua");
     pub const RELEASE: &str = script!(holds, "release.lua");
     pub const SUMMARY: &str = script!(now, "summary.lua");
@@ -151,11 +156,39 @@ fn bulk(frame: Option<&Frame>) -> Option<&[u8]> {
     }
 }
 
+/// A bulk string that is a decimal number; `None` when absent (nil).
+fn number(frame: Option<&Frame>) -> Result<Option<u64>, ()> {
+    match frame {
+        Some(Frame::BulkString(b)) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map(Some)
+            .ok_or(()),
+        Some(Frame::Integer(n)) => u64::try_from(*n).map(Some).map_err(|_| ()),
+        Some(Frame::Null) | None => Ok(None),
+        _ => Err(()),
+    }
+}
+
+fn text(frame: Option<&Frame>) -> Option<String> {
+    bulk(frame).and_then(|b| std::str::from_utf8(b).ok().map(str::to_owned))
+}
+
 fn items(frame: &Frame) -> &[Frame] {
     match frame {
         Frame::Array(items) => items,
         _ => &[],
     }
+}
+
+/// The keys of an event's line, in the order `lua/line.lua`'s `line_keys` reads them.
+fn line_keys(call: &mut Call, event: &str) {
+    call.key(|o| keys::write_admission(o, event));
+    call.key(|o| keys::write_prequeue(o, event));
+    call.key(|o| keys::write_positions(o, event));
+    call.key(|o| keys::write_queue(o, event));
+    call.key(|o| keys::write_left(o, event));
+    call.key(|o| keys::write_seen(o, event));
 }
 
 /// `enter.lua`, batched: one buyer's place in an event's line.
@@ -165,19 +198,144 @@ pub struct Enter<'a> {
     pub user: &'a str,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnterOutcome {
+    /// The position (>= 1), the same on every call while the place lasts.
+    Placed(u64),
+    /// In a `random` pre-queue: the draw at the opening decides the place.
+    Prequeued,
+    /// The event's queueing is `reject`.
+    Rejected,
+    /// Its pre-queue has not opened yet.
+    NotOpen,
+}
+
 impl Enter<'_> {
     pub fn call(&self, call: &mut Call) {
-        call.key(|o| keys::write_positions(o, self.event));
-        call.key(|o| keys::write_queue(o, self.event));
+        line_keys(call, self.event);
         call.arg(self.user.as_bytes());
     }
 
-    /// The buyer's position (>= 1), the same on every call.
-    pub fn decode(reply: &Frame) -> Result<u64, Unexpected> {
-        integer(Some(reply))
-            .and_then(|p| u64::try_from(p).ok())
-            .filter(|&p| p >= 1)
-            .ok_or(Unexpected("enter"))
+    pub fn decode(reply: &Frame) -> Result<EnterOutcome, Unexpected> {
+        match integer(Some(reply)) {
+            Some(0) => Ok(EnterOutcome::Prequeued),
+            Some(-1) => Ok(EnterOutcome::Rejected),
+            Some(-2) => Ok(EnterOutcome::NotOpen),
+            Some(p) if p > 0 => Ok(EnterOutcome::Placed(p as u64)),
+            _ => Err(Unexpected("enter")),
+        }
+    }
+}
+
+/// `poll.lua`, batched: a waiting or admitted buyer is still there; their live place.
+#[derive(Debug, Clone, Copy)]
+pub struct Poll<'a> {
+    pub event: &'a str,
+    pub user: &'a str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    At(u64),
+    Prequeued,
+    /// Never entered, or the place was left (done, or abandoned and skipped).
+    Gone,
+}
+
+impl Poll<'_> {
+    pub fn call(&self, call: &mut Call) {
+        line_keys(call, self.event);
+        call.arg(self.user.as_bytes());
+    }
+
+    pub fn decode(reply: &Frame) -> Result<Place, Unexpected> {
+        match integer(Some(reply)) {
+            Some(0) => Ok(Place::Prequeued),
+            Some(-1) => Ok(Place::Gone),
+            Some(p) if p > 0 => Ok(Place::At(p as u64)),
+            _ => Err(Unexpected("poll")),
+        }
+    }
+}
+
+/// `advance.lua`: a core's refresh of an event's admission state (draw, abandonment,
+/// active-limit frontier).
+#[derive(Debug, Clone, Copy)]
+pub struct Advance<'a> {
+    pub event: &'a str,
+    pub abandon_after_ms: u64,
+}
+
+/// The admission state as `advance.lua` returns it; `None` where the hash has no such
+/// field (the reader picks the default).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LineState {
+    pub open_at_ms: Option<u64>,
+    pub rate: Option<u64>,
+    pub base_ms: Option<u64>,
+    pub base_admitted: Option<u64>,
+    pub prequeue_at_ms: Option<u64>,
+    /// The stored spelling, `None` when absent.
+    pub queueing: Option<Vec<u8>>,
+    pub active_limit: Option<u64>,
+    pub frontier: Option<u64>,
+    pub seed_hash: Option<String>,
+    /// Only once drawn.
+    pub seed: Option<String>,
+    pub list_digest: Option<String>,
+    pub prequeued: Option<u64>,
+}
+
+/// A field of the admission hash that is present and not what it must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("admission field {0} does not parse")]
+pub struct Unreadable(pub &'static str);
+
+impl Advance<'_> {
+    pub fn call(&self, call: &mut Call) {
+        line_keys(call, self.event);
+        call.arg_u64(self.abandon_after_ms);
+    }
+
+    /// `Err(Unexpected)`: not the script's shape; `Ok(Err(Unreadable))`: a field
+    /// present in Redis that is not a number.
+    pub fn decode(reply: &Frame) -> Result<Result<LineState, Unreadable>, Unexpected> {
+        let items = items(reply);
+        if items.len() != 12 {
+            return Err(Unexpected("advance"));
+        }
+        const NAMES: [&str; 12] = [
+            "openAtMs",
+            "rate",
+            "baseMs",
+            "baseAdmitted",
+            "prequeueAtMs",
+            "queueing",
+            "activeLimit",
+            "frontier",
+            "seedHash",
+            "seed",
+            "listDigest",
+            "prequeued",
+        ];
+        let n = |i: usize| number(items.get(i)).map_err(|()| Unreadable(NAMES[i]));
+        let read = || -> Result<LineState, Unreadable> {
+            Ok(LineState {
+                open_at_ms: n(0)?,
+                rate: n(1)?,
+                base_ms: n(2)?,
+                base_admitted: n(3)?,
+                prequeue_at_ms: n(4)?,
+                queueing: bulk(items.get(5)).map(<[u8]>::to_vec),
+                active_limit: n(6)?,
+                frontier: n(7)?,
+                seed_hash: text(items.get(8)),
+                seed: text(items.get(9)),
+                list_digest: text(items.get(10)),
+                prequeued: n(11)?,
+            })
+        };
+        Ok(read())
     }
 }
 
@@ -326,37 +484,89 @@ impl Section<'_> {
     }
 }
 
-/// `admission.lua`: an operator changes the opening time and/or the rate.
+/// `admission.lua`: an operator changes the opening time, the rate, the pre-queue,
+/// the queueing and/or the active limit. `seed`/`seed_hash` are a fresh seed and its
+/// commitment ([`crate::fairness`]); the script keeps them only when the event has
+/// none yet and a pre-queue or `random` queueing is being set.
 #[derive(Debug, Clone, Copy)]
 pub struct SetAdmission<'a> {
     pub event: &'a str,
     pub open_at_ms: Option<u64>,
     pub rate: Option<u64>,
+    pub prequeue_at_ms: Option<u64>,
+    pub queueing: Option<crate::contract::Queueing>,
+    pub active_limit: Option<u64>,
+    pub seed: &'a str,
+    pub seed_hash: &'a str,
+}
+
+/// Why `admission.lua` changed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdmissionRefusal {
+    /// The pre-queue would not open before the opening.
+    PrequeueNotBeforeOpening,
+    /// The pre-queue is open and not drawn: it may not move, nor the queueing change.
+    PrequeueOpen,
 }
 
 impl SetAdmission<'_> {
     pub fn call(&self, call: &mut Call) {
         call.key(|o| keys::write_admission(o, self.event));
-        for value in [self.open_at_ms, self.rate] {
+        call.key(|o| keys::write_queue(o, self.event));
+        for value in [self.open_at_ms, self.rate, self.prequeue_at_ms] {
             match value {
                 Some(v) => call.arg_u64(v),
                 None => call.arg(b""),
             }
         }
+        call.arg(self.queueing.map_or("", |q| q.as_str()).as_bytes());
+        match self.active_limit {
+            Some(v) => call.arg_u64(v),
+            None => call.arg(b""),
+        }
+        call.arg(self.seed.as_bytes());
+        call.arg(self.seed_hash.as_bytes());
     }
 
-    pub fn decode(reply: &Frame) -> Result<crate::contract::AdmissionState, Unexpected> {
+    pub fn decode(
+        reply: &Frame,
+    ) -> Result<Result<crate::contract::AdmissionState, AdmissionRefusal>, Unexpected> {
+        match integer(Some(reply)) {
+            Some(-1) => return Ok(Err(AdmissionRefusal::PrequeueNotBeforeOpening)),
+            Some(-2) => return Ok(Err(AdmissionRefusal::PrequeueOpen)),
+            Some(_) => return Err(Unexpected("admission")),
+            None => {}
+        }
         let items = items(reply);
         let field = |i| integer(items.get(i)).and_then(|n| u64::try_from(n).ok());
-        match (field(0), field(1), field(2), field(3)) {
-            (Some(open_at_ms), Some(rate), Some(base_ms), Some(base_admitted)) => {
-                Ok(crate::contract::AdmissionState {
-                    open_at_ms,
-                    rate,
-                    base_ms,
-                    base_admitted,
-                })
-            }
+        let queueing = bulk(items.get(5)).and_then(crate::contract::Queueing::parse);
+        match (
+            field(0),
+            field(1),
+            field(2),
+            field(3),
+            field(4),
+            queueing,
+            field(6),
+        ) {
+            (
+                Some(open_at_ms),
+                Some(rate),
+                Some(base_ms),
+                Some(base_admitted),
+                Some(prequeue_at_ms),
+                Some(queueing),
+                Some(active_limit),
+            ) => Ok(Ok(crate::contract::AdmissionState {
+                open_at_ms,
+                rate,
+                base_ms,
+                base_admitted,
+                prequeue_at_ms,
+                queueing,
+                active_limit,
+                seed_hash: text(items.get(7)),
+            })),
             _ => Err(Unexpected("admission")),
         }
     }
@@ -645,6 +855,36 @@ mod tests {
     }
 
     #[test]
+    fn line_codes_map_to_outcomes() {
+        let enter = |n| Enter::decode(&Frame::Integer(n));
+        assert_eq!(enter(7), Ok(EnterOutcome::Placed(7)));
+        assert_eq!(enter(0), Ok(EnterOutcome::Prequeued));
+        assert_eq!(enter(-1), Ok(EnterOutcome::Rejected));
+        assert_eq!(enter(-2), Ok(EnterOutcome::NotOpen));
+        assert_eq!(enter(-3), Err(Unexpected("enter")));
+        let poll = |n| Poll::decode(&Frame::Integer(n));
+        assert_eq!(poll(3), Ok(Place::At(3)));
+        assert_eq!(poll(0), Ok(Place::Prequeued));
+        assert_eq!(poll(-1), Ok(Place::Gone));
+        let mut fields: Vec<Frame> = vec![Frame::Null; 12];
+        fields[0] = Frame::BulkString("1000".into());
+        fields[5] = Frame::BulkString("random".into());
+        fields[8] = Frame::BulkString("ab".into());
+        let state = Advance::decode(&Frame::Array(fields.clone())).expect("shape");
+        let state = state.expect("readable");
+        assert_eq!(state.open_at_ms, Some(1000));
+        assert_eq!(state.queueing.as_deref(), Some(&b"random"[..]));
+        assert_eq!((state.seed_hash.as_deref(), state.seed), (Some("ab"), None));
+        fields[1] = Frame::BulkString("1.5e+18".into());
+        let refused = Advance::decode(&Frame::Array(fields)).expect("shape");
+        assert_eq!(refused, Err(Unreadable("rate")));
+        assert_eq!(
+            Advance::decode(&Frame::Array(vec![])),
+            Err(Unexpected("advance"))
+        );
+    }
+
+    #[test]
     fn idempotent_codes_map_to_outcomes() {
         let reply = |code, body: Option<&'static str>| {
             let mut items = vec![Frame::Integer(code)];
@@ -685,6 +925,8 @@ mod tests {
             ("project", PROJECT, true),
             ("revoke", REVOKE, true),
             ("summary", SUMMARY, false),
+            ("enter", ENTER, false),
+            ("admission", ADMISSION, false),
         ] {
             assert_eq!(
                 body.matches("local function hold_value").count(),

@@ -74,6 +74,7 @@ fn check_success(op: &str, example: &Value) {
         "setAdmission" => round_trip::<AdmissionState>(example, &what),
         "challenge" => round_trip::<ChallengeResponse>(example, &what),
         "revokeBuyer" => round_trip::<RevokeResponse>(example, &what),
+        "fairness" => round_trip::<Fairness>(example, &what),
         _ => panic!("unknown operation {op}"),
     }
 }

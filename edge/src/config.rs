@@ -74,6 +74,10 @@ pub struct Config {
     /// `EVENT_REFRESH_MS`: each core re-reads an event's catalog and admission state
     /// at most this often, so operator changes reach every core within it.
     pub event_refresh: Duration,
+    /// `ABANDON_AFTER_MS`: in an event with an `activeLimit`, a buyer not seen (enter,
+    /// room-status, room-events) for this long leaves their place, which frees an
+    /// active slot or is skipped; 0: nobody is ever dropped.
+    pub abandon_after: Duration,
     /// `ADMIN_TOKEN`: bearer token of the `/admin/*` endpoints; unset, they do not exist.
     pub admin_token: Option<String>,
     /// `METRICS_ADDR`: where `GET /metrics` is served (an admin address, never the
@@ -205,6 +209,12 @@ impl Config {
                 as u32,
             public_cache: env.millis("PUBLIC_CACHE_MS", 1_000)?,
             event_refresh: env.millis("EVENT_REFRESH_MS", 500)?,
+            abandon_after: Duration::from_millis(env.ranged(
+                "ABANDON_AFTER_MS",
+                120_000,
+                0,
+                86_400_000,
+            )?),
             admin_token: (lookup)("ADMIN_TOKEN").filter(|s| !s.is_empty()),
             metrics_addr: match env.get("METRICS_ADDR", "127.0.0.1:9100").as_str() {
                 "off" => None,

@@ -42,9 +42,29 @@ pub(crate) async fn serve(stream: TcpStream, core: Rc<Core>, peer: std::net::IpA
         wbuf: Vec::with_capacity(WRITE_BUF_BYTES),
         reply: Reply::default(),
     };
-    if conn.run().await {
-        conn.linger().await;
+    match conn.run().await {
+        End::Close => {}
+        End::Linger => conn.linger().await,
+        End::Stream(sub) => {
+            // A task of its own, so the stream keeps none of this one's buffers.
+            let Conn {
+                registration,
+                stream,
+                core,
+                ..
+            } = conn;
+            monoio::spawn(crate::sse::stream(registration, stream, core, sub));
+        }
     }
+}
+
+/// How a connection's request loop ends.
+enum End {
+    Close,
+    /// Answers were sent and the client may still be sending.
+    Linger,
+    /// It became an event stream (`room-events`), its head written.
+    Stream(Box<crate::http::Subscription>),
 }
 
 struct Conn {
@@ -60,15 +80,14 @@ struct Conn {
 }
 
 impl Conn {
-    /// Serves requests until the connection ends; true when it should close gracefully
-    /// (answers were sent and the client may still be sending).
-    async fn run(&mut self) -> bool {
+    /// Serves requests until the connection ends.
+    async fn run(&mut self) -> End {
         let mut request_started: Option<Instant> = None;
         loop {
             let idle = self.rbuf.is_empty();
             let limit = if idle {
                 if self.core.draining() {
-                    return true;
+                    return End::Linger;
                 }
                 request_started = None;
                 self.core.config.keepalive
@@ -92,14 +111,18 @@ impl Conn {
                     self.rbuf = buf;
                 }
                 // End of stream, reset, or an idle connection timed out.
-                Ok(_) => return false,
-                Err(_elapsed) if idle => return false,
+                Ok(_) => return End::Close,
+                Err(_elapsed) if idle => return End::Close,
                 Err(_elapsed) => {
                     let e =
                         Error::framing(ErrorCode::RequestTimeout, "request not received in time");
                     refused(&self.core, &mut self.reply, &e);
                     http::write_response(&mut self.wbuf, &self.reply, None, false, false);
-                    return self.flush().await;
+                    return if self.flush().await {
+                        End::Linger
+                    } else {
+                        End::Close
+                    };
                 }
             }
             let (progress, close) = self.answer_buffered().await;
@@ -107,16 +130,21 @@ impl Conn {
                 request_started = None;
             }
             if !self.flush().await {
-                return false;
+                return End::Close;
+            }
+            if let Some(sub) = self.reply.stream.take() {
+                return End::Stream(sub);
             }
             if close {
-                return true;
+                return End::Linger;
             }
         }
     }
 
     /// Answers every complete request in the read buffer, in order, into the write
-    /// buffer. Returns (whether any request was consumed, whether to close).
+    /// buffer, up to one that becomes an event stream (`reply.stream`: its head is
+    /// written, what follows it in the buffer is dropped). Returns (whether any request
+    /// was consumed, whether to close).
     async fn answer_buffered(&mut self) -> (bool, bool) {
         let mut consumed = 0;
         let mut close = false;
@@ -145,6 +173,15 @@ impl Conn {
             let body = &self.rbuf[consumed + head.len..end];
             head.peer = Some(self.peer);
             router::dispatch(&self.core, &head, body, &mut self.reply).await;
+            if self.reply.stream.is_some() {
+                crate::sse::write_head(&mut self.wbuf, head.request_id);
+                if head.method == Method::Head {
+                    self.reply.stream = None;
+                    close = true;
+                }
+                consumed = end;
+                break;
+            }
             let keep_alive = head.keep_alive && !self.core.draining();
             let head_only = head.method == Method::Head;
             http::write_response(

@@ -25,6 +25,7 @@ use crate::{
     metrics::{CoreMetrics, Registry},
     pow::Challenges,
     redis::Client,
+    rooms::Rooms,
     side::Side,
     store::Store,
     token::Keys,
@@ -67,6 +68,8 @@ pub struct Core {
     pub limits: Limits,
     /// `enter`'s proof-of-work challenges.
     pub challenges: Challenges,
+    /// The waiting room's event streams, by event.
+    pub rooms: Rooms,
     /// The side thread: SQS sends and the DynamoDB hold mirror (aws profile), order
     /// look-ups in PostgreSQL (`DATABASE_URL`).
     pub side: Option<Side>,
@@ -122,7 +125,7 @@ impl Core {
                 config.hold_limit,
             ),
             redis,
-            events: Events::new(config.event_refresh),
+            events: Events::new(config.event_refresh, config.abandon_after),
             tokens: Keys::new(config.room_token_secret.as_bytes(), previous),
             identity_keys: CoreKeys::new(shared.identity_keys.clone()),
             cache: Responses::new(config.public_cache),
@@ -132,6 +135,7 @@ impl Core {
                 config.enter_pow_bits,
                 config.enter_pow_ttl.as_millis() as u64,
             ),
+            rooms: Rooms::default(),
             config,
             shared,
             conns: RefCell::default(),

@@ -1,6 +1,11 @@
 //! Each core's copy of the events it serves: catalog and admission state, read from
 //! Redis (`codec::keys`) and refreshed at most every `event_refresh` (so an operator's
 //! change reaches every core within that time), with no I/O on a fresh hit.
+//!
+//! The refresh runs `advance.lua` (README "Fair admission"): the pre-queue's draw when
+//! it is due, abandonment (buyers not seen for `ABANDON_AFTER_MS` leave their place),
+//! and the frontier of an active-limited line; so the line moves on as long as anyone
+//! asks about the event, on any core of any edge.
 
 use std::{
     cell::RefCell,
@@ -9,24 +14,35 @@ use std::{
     time::{Duration, Instant},
 };
 
-use codec::{error_code::ErrorCode, keys, keys::Catalog};
+use codec::{
+    contract::Queueing,
+    error_code::ErrorCode,
+    keys,
+    keys::Catalog,
+    store::{Advance, Call, LineState, Unreadable},
+};
 use tracing::warn;
 
 use crate::{
     error::Error,
-    redis::{Client, Frame},
+    redis::{Client, Frame, Script},
     revoked::Revoked,
 };
 
 /// Admission into the waiting room: from `open_at_ms`, `rate` users a second. A rate
 /// change at `base_ms` keeps those admitted by then (`base_admitted`) admitted, so
-/// nobody is sent back to waiting.
+/// nobody is sent back to waiting. With an `active_limit`, no position past
+/// `frontier` (the script's, as of the last refresh) is admitted. Position 0 (in a
+/// pre-queue, not drawn yet) is never admitted; `passthrough` admits everyone else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Admission {
     pub open_at_ms: u64,
     pub rate: u64,
     pub base_ms: u64,
     pub base_admitted: u64,
+    pub queueing: Queueing,
+    pub active_limit: u64,
+    pub frontier: u64,
 }
 
 impl Admission {
@@ -36,23 +52,39 @@ impl Admission {
         rate: 0,
         base_ms: u64::MAX,
         base_admitted: 0,
+        queueing: Queueing::Fifo,
+        active_limit: 0,
+        frontier: 0,
     };
 
     /// How many positions are admitted at `now_ms`.
     pub fn admitted(&self, now_ms: u64) -> u64 {
+        if self.queueing == Queueing::Passthrough {
+            return u64::MAX;
+        }
         if now_ms < self.open_at_ms {
             return 0;
         }
         let since = now_ms.saturating_sub(self.base_ms.max(self.open_at_ms));
-        self.base_admitted
-            .saturating_add(since.saturating_mul(self.rate) / 1000)
+        let by_rate = self
+            .base_admitted
+            .saturating_add(since.saturating_mul(self.rate) / 1000);
+        if self.active_limit > 0 {
+            by_rate.min(self.frontier)
+        } else {
+            by_rate
+        }
     }
 
-    /// Milliseconds until `position` is admitted (0 when it is).
+    /// Milliseconds until `position` is admitted (0 when it is). Past an active
+    /// limit's frontier, the rate's estimate: a lower bound.
     pub fn wait_ms(&self, position: u64, now_ms: u64) -> u64 {
         let admitted = self.admitted(now_ms);
-        if position <= admitted {
+        if position <= admitted && position != 0 {
             return 0;
+        }
+        if position == 0 {
+            return self.open_at_ms.saturating_sub(now_ms).max(1);
         }
         let until_open = self.open_at_ms.saturating_sub(now_ms);
         let ahead = position - admitted;
@@ -60,10 +92,22 @@ impl Admission {
     }
 }
 
+/// What `GET /public/fairness/{eventId}` publishes (codec::fairness).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fairness {
+    pub prequeue_at_ms: u64,
+    pub seed_hash: Option<String>,
+    /// Once drawn.
+    pub seed: Option<String>,
+    pub list_digest: Option<String>,
+    pub prequeued: Option<u64>,
+}
+
 #[derive(Debug)]
 pub struct Event {
     pub catalog: Catalog,
     pub admission: Admission,
+    pub fairness: Fairness,
     fetched: Instant,
 }
 
@@ -74,9 +118,10 @@ impl Event {
     }
 }
 
-#[derive(Debug)]
 pub struct Events {
     refresh: Duration,
+    abandon_after_ms: u64,
+    advance: Script,
     map: RefCell<HashMap<String, Rc<Event>>>,
     loading: RefCell<HashSet<String>>,
     /// Each event's revoked buyers, read with its refreshes.
@@ -84,9 +129,11 @@ pub struct Events {
 }
 
 impl Events {
-    pub fn new(refresh: Duration) -> Self {
+    pub fn new(refresh: Duration, abandon_after: Duration) -> Self {
         Self {
             refresh,
+            abandon_after_ms: abandon_after.as_millis() as u64,
+            advance: Script::new(codec::store::scripts::ADVANCE),
             map: RefCell::default(),
             loading: RefCell::default(),
             revoked: RefCell::default(),
@@ -100,6 +147,12 @@ impl Events {
             .borrow()
             .get(event)
             .is_some_and(|r| r.contains(user))
+    }
+
+    /// This core's copy of the event as it is, with no I/O (the event streams read it;
+    /// their room's watcher refreshes it).
+    pub fn cached(&self, id: &str) -> Option<Rc<Event>> {
+        self.map.borrow().get(id).cloned()
     }
 
     /// The event, from this core's copy while fresh; a stale copy is served while one
@@ -117,7 +170,7 @@ impl Events {
         self.loading.borrow_mut().insert(id.to_owned());
         let after = self.revoked.borrow().get(id).map(Revoked::after);
         let after = after.unwrap_or_else(|| Revoked::default().after());
-        let loaded = load(redis, id, &after).await;
+        let loaded = self.load(redis, id, &after).await;
         self.loading.borrow_mut().remove(id);
         match loaded {
             Ok(Some((event, revoked))) => {
@@ -144,78 +197,81 @@ fn not_found() -> Error {
     Error::request(ErrorCode::EventNotFound, "no such event")
 }
 
-/// One round trip: the catalog, the admission hash and the revocations after those
-/// read before (`revoked`), pipelined.
-async fn load(
-    redis: &Client,
-    id: &str,
-    revoked_after: &[String; 6],
-) -> Result<Option<(Event, Frame)>, Error> {
-    let (catalog_key, admission_key) = (keys::catalog(id), keys::admission(id));
-    let revoked_key = keys::revoked(id);
-    let catalog = redis.query(&[b"GET", catalog_key.as_bytes()]);
-    let admission = redis.query(&[
-        b"HMGET",
-        admission_key.as_bytes(),
-        b"openAtMs",
-        b"rate",
-        b"baseMs",
-        b"baseAdmitted",
-    ]);
-    let [a, b, c, d, e, f] = revoked_after.each_ref().map(String::as_bytes);
-    let revoked = redis.query(&[b"ZRANGEBYSCORE", revoked_key.as_bytes(), a, b, c, d, e, f]);
-    let (catalog, admission, revoked) = (catalog.await?, admission.await?, revoked.await?);
-    let Frame::BulkString(json) = catalog else {
-        return Ok(None);
-    };
-    let catalog: Catalog = serde_json::from_slice(&json).map_err(|e| Error::Internal {
-        message: "catalog unreadable",
-        cause: format!("the catalog of event {id} in Redis does not parse: {e}"),
-    })?;
-    // A field that is absent takes its default; one that is present and not a number
-    // closes the room (and is logged): opening it to everyone is the wrong way to fail.
-    let mut unreadable = false;
-    let mut field = |i: usize| match &admission {
-        Frame::Array(fields) => match fields.get(i) {
-            Some(Frame::BulkString(v)) => {
-                let n = std::str::from_utf8(v).ok().and_then(|s| s.parse().ok());
-                unreadable |= n.is_none();
-                n
-            }
-            _ => None,
-        },
-        _ => None,
-    };
-    let open_at_ms = field(0).unwrap_or(0);
-    let (rate, base_ms, base_admitted) = (field(1), field(2), field(3));
-    if unreadable {
-        warn!(
-            event = id,
-            "admission state in Redis does not parse: the room stays closed"
-        );
-        return Ok(Some((
-            Event {
-                catalog,
-                admission: Admission::CLOSED,
-                fetched: Instant::now(),
-            },
-            revoked,
-        )));
-    }
-    let admission = Admission {
-        open_at_ms,
-        rate: rate.unwrap_or(0),
-        base_ms: base_ms.unwrap_or(open_at_ms),
-        base_admitted: base_admitted.unwrap_or(0),
-    };
-    Ok(Some((
-        Event {
+impl Events {
+    /// One round trip: the catalog, `advance.lua` and the revocations after those read
+    /// before (`revoked_after`), pipelined.
+    async fn load(
+        &self,
+        redis: &Client,
+        id: &str,
+        revoked_after: &[String; 6],
+    ) -> Result<Option<(Event, Frame)>, Error> {
+        let (catalog_key, revoked_key) = (keys::catalog(id), keys::revoked(id));
+        let mut call = Call::with_capacity(128, 7);
+        Advance {
+            event: id,
+            abandon_after_ms: self.abandon_after_ms,
+        }
+        .call(&mut call);
+        let catalog = redis.query(&[b"GET", catalog_key.as_bytes()]);
+        let line = redis.run(&self.advance, &call);
+        let [a, b, c, d, e, f] = revoked_after.each_ref().map(String::as_bytes);
+        let revoked = redis.query(&[b"ZRANGEBYSCORE", revoked_key.as_bytes(), a, b, c, d, e, f]);
+        let (catalog, line, revoked) = (catalog.await?, line.await?, revoked.await?);
+        let Frame::BulkString(json) = catalog else {
+            return Ok(None);
+        };
+        let catalog: Catalog = serde_json::from_slice(&json).map_err(|e| Error::Internal {
+            message: "catalog unreadable",
+            cause: format!("the catalog of event {id} in Redis does not parse: {e}"),
+        })?;
+        // A field that is absent takes its default; one that is present and not a
+        // number closes the room (and is logged): opening it to everyone is the wrong
+        // way to fail.
+        let closed = |Unreadable(field)| {
+            warn!(
+                event = id,
+                field, "admission state in Redis does not parse: the room stays closed"
+            );
+            (Admission::CLOSED, Fairness::default())
+        };
+        let (admission, fairness) = match Advance::decode(&line)? {
+            Ok(state) => read_line(state).unwrap_or_else(closed),
+            Err(e) => closed(e),
+        };
+        let event = Event {
             catalog,
             admission,
+            fairness,
             fetched: Instant::now(),
-        },
-        revoked,
-    )))
+        };
+        Ok(Some((event, revoked)))
+    }
+}
+
+fn read_line(s: LineState) -> Result<(Admission, Fairness), Unreadable> {
+    let open_at_ms = s.open_at_ms.unwrap_or(0);
+    let queueing = match &s.queueing {
+        None => Queueing::Fifo,
+        Some(q) => Queueing::parse(q).ok_or(Unreadable("queueing"))?,
+    };
+    let admission = Admission {
+        open_at_ms,
+        rate: s.rate.unwrap_or(0),
+        base_ms: s.base_ms.unwrap_or(open_at_ms),
+        base_admitted: s.base_admitted.unwrap_or(0),
+        queueing,
+        active_limit: s.active_limit.unwrap_or(0),
+        frontier: s.frontier.unwrap_or(0),
+    };
+    let fairness = Fairness {
+        prequeue_at_ms: s.prequeue_at_ms.unwrap_or(0),
+        seed_hash: s.seed_hash,
+        seed: s.seed,
+        list_digest: s.list_digest,
+        prequeued: s.prequeued,
+    };
+    Ok((admission, fairness))
 }
 
 #[cfg(test)]
@@ -229,6 +285,7 @@ mod tests {
             rate: 100,
             base_ms: 10_000,
             base_admitted: 0,
+            ..Admission::CLOSED
         };
         assert_eq!(a.admitted(9_999), 0);
         assert_eq!(a.admitted(10_000), 0);
@@ -246,11 +303,36 @@ mod tests {
             rate: 10,
             base_ms: 10_000,
             base_admitted: 1_000,
+            ..Admission::CLOSED
         };
         assert_eq!(a.admitted(10_000), 1_000);
         assert_eq!(a.admitted(11_000), 1_010);
         assert_eq!(a.wait_ms(1_020, 11_000), 1_000);
         let paused = Admission { rate: 0, ..a };
         assert_eq!(paused.admitted(99_000), 1_000);
+    }
+
+    #[test]
+    fn an_active_limit_stops_at_the_frontier_and_passthrough_admits_all() {
+        let a = Admission {
+            open_at_ms: 0,
+            rate: 100,
+            base_ms: 0,
+            base_admitted: 0,
+            active_limit: 10,
+            frontier: 12,
+            ..Admission::CLOSED
+        };
+        assert_eq!(a.admitted(1_000), 12);
+        assert_eq!(a.admitted(100), 10);
+        assert_eq!(a.wait_ms(12, 1_000), 0);
+        assert!(a.wait_ms(13, 1_000) > 0);
+        assert!(a.wait_ms(0, 1_000) > 0, "position 0 waits for the draw");
+        let open = Admission {
+            queueing: codec::contract::Queueing::Passthrough,
+            ..a
+        };
+        assert_eq!(open.wait_ms(1_000_000, 0), 0);
+        assert!(open.wait_ms(0, 0) > 0);
     }
 }

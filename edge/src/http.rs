@@ -66,6 +66,8 @@ pub struct Head<'b> {
     pub forwarded_for: Option<&'b [u8]>,
     /// The socket's peer, set by the connection (`None` where there is no socket).
     pub peer: Option<std::net::IpAddr>,
+    /// `Last-Event-ID` (the SSE reconnection header, WHATWG HTML 9.2.4).
+    pub last_event_id: Option<&'b [u8]>,
     /// `X-Amzn-Trace-Id` (the ALB's), for the logs; visible ASCII only, else dropped.
     pub trace_id: Option<&'b [u8]>,
 }
@@ -125,6 +127,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, FramingError> {
         oidc_data: None,
         forwarded_for: None,
         peer: None,
+        last_event_id: None,
         trace_id: None,
     };
     let (mut content_length, mut transfer_encoding, mut hosts, mut close) = (None, false, 0, false);
@@ -163,6 +166,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, FramingError> {
             head.oidc_data = Some(value);
         } else if name.eq_ignore_ascii_case(b"x-forwarded-for") {
             head.forwarded_for = Some(value);
+        } else if name.eq_ignore_ascii_case(b"last-event-id") {
+            head.last_event_id = Some(value);
         } else if name.eq_ignore_ascii_case(b"x-amzn-trace-id") {
             head.trace_id = Some(value)
                 .filter(|v| v.len() <= MAX_TRACE_ID && v.iter().all(|b| b.is_ascii_graphic()));
@@ -242,9 +247,26 @@ fn is_request_id(v: &[u8]) -> bool {
     codec::rules::request_id(v).is_ok()
 }
 
+/// A checked room token that becomes an event stream (`room-events`; `crate::sse`
+/// serves it).
+#[derive(Debug)]
+pub struct Subscription {
+    pub event: String,
+    pub user: String,
+    pub position: u64,
+    pub issued_ms: u64,
+    pub expires_ms: u64,
+    /// The client's `Last-Event-ID`: ids go on from it.
+    pub last_id: u64,
+    /// A token with the drawn place, sent with the first event.
+    pub reissued: Option<String>,
+}
+
 /// What a handler answers, built into buffers the connection reuses for every request.
 #[derive(Debug)]
 pub struct Reply {
+    /// Set by `room-events`: after the head, the connection becomes this event stream.
+    pub stream: Option<Box<Subscription>>,
     status: u16,
     /// Extra header lines, already formatted as `name: value\r\n`.
     headers: Vec<u8>,
@@ -257,6 +279,7 @@ pub struct Reply {
 impl Default for Reply {
     fn default() -> Self {
         Self {
+            stream: None,
             status: 200,
             headers: Vec::with_capacity(256),
             body: Vec::with_capacity(1024),

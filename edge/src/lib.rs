@@ -24,6 +24,8 @@
 //! - [`token`]: HMAC-SHA256 room tokens.
 //! - [`identity`]: who the buyer is at `enter` (`IDENTITY`): JWT or ALB OIDC header,
 //!   checked with keys the key thread keeps current.
+//! - [`sse`]: the waiting room's event streams (`room-events`): their tasks and the
+//!   watcher that pushes an event's changes to its [`rooms`], paced.
 //! - [`metrics`]: per-core counters and latency histograms, the `/metrics` scrape.
 //! - [`side`]: the tokio side thread: SQS, the DynamoDB mirror, order look-ups.
 //! - [`error`]: the one error type and its mapping to status, code and JSON body.
@@ -49,8 +51,10 @@ pub mod metrics;
 pub mod pow;
 pub mod redis;
 pub mod revoked;
+pub mod rooms;
 pub mod router;
 pub mod server;
 pub mod side;
+pub mod sse;
 pub mod store;
 pub mod token;

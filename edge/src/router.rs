@@ -87,6 +87,14 @@ async fn route(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Reply) -> 
             allow(head, GET)?;
             public::room::room_status(core, head, reply).await
         }
+        (Some("public"), Some("fairness"), Some(event), None, ..) => {
+            allow(head, GET)?;
+            public::fairness::fairness(core, event, reply).await
+        }
+        (Some("public"), Some("room-events"), None, ..) => {
+            allow(head, GET)?;
+            public::room::room_events(core, head, reply).await
+        }
         (Some("public"), Some("hold"), None, ..) => {
             allow(head, POST)?;
             limit_address(core, head)?;

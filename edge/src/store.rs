@@ -7,8 +7,8 @@ use std::rc::Rc;
 use codec::{
     contract::AdmissionState,
     store::{
-        scripts, Call, Commit, Enter, Hold, HoldOutcome, Idempotent, Intent, Release, Revoke,
-        SeatStates, Section, SetAdmission,
+        scripts, AdmissionRefusal, Call, Commit, Enter, EnterOutcome, Hold, HoldOutcome,
+        Idempotent, Intent, Place, Poll, Release, Revoke, SeatStates, Section, SetAdmission,
     },
 };
 
@@ -28,6 +28,8 @@ pub struct Store {
     /// low load, where Redis has time to spare). At the opening of a sale everyone
     /// enters at once.
     enter: Rc<BatchScript>,
+    /// `room-status` in an active-limited line: presence, batched like `enter`.
+    poll: Rc<BatchScript>,
     /// Run for every hold a core takes before its next write to Redis: the script
     /// call's fixed cost and the clock are paid once a batch. `callgrind` of
     /// redis-server, 1,600 holds on a 1,000,000-seat event: 104k instructions a hold
@@ -50,6 +52,7 @@ impl Store {
         Self {
             redis,
             enter: Rc::new(BatchScript::new(scripts::ENTER, Vec::new(), BATCH)),
+            poll: Rc::new(BatchScript::new(scripts::POLL, Vec::new(), BATCH)),
             hold: Rc::new(BatchScript::new(
                 scripts::HOLD,
                 Hold::shared(hold_ttl_ms, hold_limit),
@@ -68,12 +71,21 @@ impl Store {
     }
 
     /// The buyer's position in the event's line (batched with the core's other entries).
-    pub async fn enter(&self, enter: &Enter<'_>) -> Result<u64, Error> {
-        let mut call = Call::with_capacity(96, 3);
+    pub async fn enter(&self, enter: &Enter<'_>) -> Result<EnterOutcome, Error> {
+        let mut call = Call::with_capacity(160, 7);
         enter.call(&mut call);
         let group = enter.event.as_bytes();
         let reply = self.redis.run_batched(&self.enter, group, &call).await?;
         Ok(Enter::decode(&reply)?)
+    }
+
+    /// The buyer is still there: their live place (batched with the core's other polls).
+    pub async fn poll(&self, poll: &Poll<'_>) -> Result<Place, Error> {
+        let mut call = Call::with_capacity(160, 7);
+        poll.call(&mut call);
+        let group = poll.event.as_bytes();
+        let reply = self.redis.run_batched(&self.poll, group, &call).await?;
+        Ok(Poll::decode(&reply)?)
     }
 
     /// Takes a seat's hold (batched with the core's other holds).
@@ -126,8 +138,11 @@ impl Store {
         Ok(())
     }
 
-    pub async fn set_admission(&self, set: &SetAdmission<'_>) -> Result<AdmissionState, Error> {
-        let mut call = Call::with_capacity(64, 3);
+    pub async fn set_admission(
+        &self,
+        set: &SetAdmission<'_>,
+    ) -> Result<Result<AdmissionState, AdmissionRefusal>, Error> {
+        let mut call = Call::with_capacity(256, 8);
         set.call(&mut call);
         let reply = self.redis.run(&self.admission, &call).await?;
         Ok(SetAdmission::decode(&reply)?)

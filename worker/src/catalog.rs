@@ -47,6 +47,9 @@ pub struct SeedSpec {
     pub open_at_ms: u64,
     /// New users admitted a second.
     pub rate: u32,
+    /// The pre-queue, queueing and active limit (README "Fair admission"), applied
+    /// after the projection by `admission.lua`; Redis only.
+    pub line: crate::fairness::LineSpec,
 }
 
 impl SeedSpec {
@@ -61,6 +64,7 @@ impl SeedSpec {
             sections: sections(&ids, 10_000, &default_prices(ids.len())),
             open_at_ms: now_ms(),
             rate: 10_000,
+            line: crate::fairness::LineSpec::default(),
         }
     }
 
@@ -108,6 +112,19 @@ impl SeedSpec {
         }
         if let Err(e) = rules::epoch_ms(self.open_at_ms) {
             return bad_field(&format!("opening time {} ms", self.open_at_ms), e);
+        }
+        if let Some(at) = self.line.prequeue_at_ms {
+            if let Err(e) = rules::prequeue_at_ms(at) {
+                return bad_field(&format!("pre-queue time {at} ms"), e);
+            }
+            if at >= self.open_at_ms {
+                return bad("the pre-queue must open before the opening".into());
+            }
+        }
+        if let Some(limit) = self.line.active_limit {
+            if let Err(e) = rules::active_limit(limit) {
+                return bad_field(&format!("active limit {limit}"), e);
+            }
         }
         Ok(())
     }
@@ -290,7 +307,8 @@ async fn upsert(pg: &mut Client, spec: &SeedSpec) -> Result<Vec<String>, Error> 
 /// How a projection treats the admission hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Admission {
-    /// A seed says what the admission is: the hash is replaced.
+    /// A seed says what the admission is: the hash is replaced, all but the
+    /// pre-queue's seed and draw.
     Replace,
     /// A rebuild fills missing fields only: a rate an operator changed since the seed
     /// lives only in Redis, and survives unless Redis lost it too.
@@ -421,7 +439,18 @@ async fn project(
     p.push(&[b"SET", catalog_key.as_bytes(), &catalog_json]);
     match admission {
         Admission::Replace => {
-            p.push(&[b"DEL", admission_key.as_bytes()]);
+            // Everything but the pre-queue's seed and draw (`codec::fairness`): a
+            // re-seed must not let anyone pick a new seed after seeing the list.
+            p.push(&[
+                b"HDEL",
+                admission_key.as_bytes(),
+                b"baseMs",
+                b"baseAdmitted",
+                b"prequeueAtMs",
+                b"queueing",
+                b"activeLimit",
+                b"frontier",
+            ]);
             p.push(&[
                 b"HSET",
                 admission_key.as_bytes(),

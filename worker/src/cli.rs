@@ -15,11 +15,18 @@ usage: worker COMMAND
       to run twice at once)
   seed EVENT [--name TEXT] [--sections A,B,C,D,E] [--seats-per-section 10000]
              [--price P | --price PA,PB,...] [--currency KRW] [--open-in-secs 0]
-             [--rate 10000]
+             [--rate 10000] [--prequeue-in-secs S] [--queueing fifo|random|passthrough|reject]
+             [--active-limit N]
       create or update EVENT in PostgreSQL, then project it into Redis (catalog,
       admission, sold bitmaps). Prices are minor units, one for every section or one
       each (default 150000, 120000, ... down by 30000); --open-in-secs may be negative;
-      --rate is new users admitted a second
+      --rate is new users admitted a second; --prequeue-in-secs opens the pre-queue
+      (before the opening); --queueing random draws the pre-queue's places at the
+      opening; --active-limit caps buyers admitted and not done (0: none). See
+      README, Fair admission
+  verify-shuffle EVENT
+      recompute the pre-queue's draw of EVENT from Redis (seed, its published SHA-256,
+      the list and its digest) and check every drawn place; exit 1 if anything differs
   rebuild-redis [EVENT]
       re-project EVENT (default: every event) from PostgreSQL into Redis, after Redis
       lost its data: catalog, admission, sold seats and order statuses
@@ -50,6 +57,9 @@ pub enum Command {
         event_id: Option<String>,
     },
     Bench(BenchSpec),
+    VerifyShuffle {
+        event_id: String,
+    },
     Help,
 }
 
@@ -108,6 +118,12 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             }
         }
         "bench" => parse_bench(rest),
+        "verify-shuffle" => match rest {
+            [event] if !event.starts_with('-') => Ok(Command::VerifyShuffle {
+                event_id: event.clone(),
+            }),
+            _ => usage(format!("verify-shuffle takes one event id, got {rest:?}")),
+        },
         "help" | "-h" | "--help" => Ok(Command::Help),
         other => usage(format!("unknown command {other:?}")),
     }
@@ -119,6 +135,7 @@ fn parse_seed(args: &[String]) -> Result<Command, UsageError> {
     };
     let mut spec = SeedSpec::new(event_id);
     let (mut ids, mut seats, mut prices, mut open_in_secs) = (None, 10_000, None, 0i64);
+    let mut prequeue_in_secs: Option<i64> = None;
     while let [flag, tail @ ..] = rest {
         let (value, tail) = match tail.split_first() {
             Some((value, tail)) => (value.as_str(), tail),
@@ -146,6 +163,17 @@ fn parse_seed(args: &[String]) -> Result<Command, UsageError> {
             "--currency" => spec.currency = value.to_owned(),
             "--open-in-secs" => open_in_secs = number(flag, value)?,
             "--rate" => spec.rate = number(flag, value)?,
+            "--prequeue-in-secs" => prequeue_in_secs = Some(number(flag, value)?),
+            "--queueing" => {
+                spec.line.queueing = Some(
+                    codec::contract::Queueing::parse(value.as_bytes()).ok_or_else(|| {
+                        UsageError(format!(
+                            "--queueing {value:?}: expected fifo, random, passthrough or reject"
+                        ))
+                    })?,
+                )
+            }
+            "--active-limit" => spec.line.active_limit = Some(number(flag, value)?),
             other => return Err(UsageError(format!("seed: unknown option {other:?}"))),
         }
         rest = tail;
@@ -168,7 +196,10 @@ fn parse_seed(args: &[String]) -> Result<Command, UsageError> {
         .zip(prices)
         .map(|(id, price)| CatalogSection { id, seats, price })
         .collect();
-    spec.open_at_ms = catalog::now_ms().saturating_add_signed(open_in_secs.saturating_mul(1000));
+    let now = catalog::now_ms();
+    spec.open_at_ms = now.saturating_add_signed(open_in_secs.saturating_mul(1000));
+    spec.line.prequeue_at_ms =
+        prequeue_in_secs.map(|s| now.saturating_add_signed(s.saturating_mul(1000)));
     Ok(Command::Seed(spec))
 }
 
@@ -246,6 +277,32 @@ mod tests {
     }
 
     #[test]
+    fn the_line_options_land_in_the_spec() {
+        let line = "seed e --open-in-secs 600 --prequeue-in-secs 60 --queueing random \
+                    --active-limit 500";
+        let Ok(Command::Seed(spec)) = parse(&args(line)) else {
+            panic!("parses")
+        };
+        let pre = spec.line.prequeue_at_ms.expect("pre-queue");
+        assert_eq!(spec.open_at_ms - pre, 540_000);
+        assert_eq!(
+            (spec.line.queueing, spec.line.active_limit),
+            (Some(codec::contract::Queueing::Random), Some(500))
+        );
+        assert!(spec.validate().is_ok());
+        let Ok(Command::Seed(late)) = parse(&args("seed e --prequeue-in-secs 10")) else {
+            panic!("parses")
+        };
+        assert!(late.validate().is_err(), "a pre-queue after the opening");
+        assert_eq!(
+            parse(&args("verify-shuffle e")),
+            Ok(Command::VerifyShuffle {
+                event_id: "e".into()
+            })
+        );
+    }
+
+    #[test]
     fn bad_command_lines_say_what_is_wrong() {
         for line in [
             "",
@@ -265,6 +322,10 @@ mod tests {
             "dlq list a b",
             "bench --orders",
             "bench --orders 10 --seats 5",
+            "seed e --queueing lottery",
+            "seed e --active-limit -1",
+            "verify-shuffle",
+            "verify-shuffle a b",
         ] {
             assert!(parse(&args(line)).is_err(), "{line:?}");
         }

@@ -5,7 +5,8 @@
 //!
 //! # Layout
 //! - [`config`]: the environment, read once into [`config::Config`] (bad value: exit 64).
-//! - [`cli`]: `worker migrate | seed | rebuild-redis | run | dlq | bench`, parsed.
+//! - [`cli`]: `worker migrate | seed | rebuild-redis | run | dlq | bench |
+//!   verify-shuffle`, parsed.
 //! - [`migrate`]: versioned migrations (`migrations/NNNN_name.sql`), under an advisory
 //!   lock, one transaction each.
 //! - [`catalog`]: `seed` (PostgreSQL upsert, then projection) and `rebuild_redis`; the
@@ -21,6 +22,8 @@
 //! - [`project`]: the Redis projection after the commit (sold bits, holds released,
 //!   order status records), and its rebuild.
 //! - [`dlq`]: `worker dlq list | redrive` for the dead-letter streams.
+//! - [`fairness`]: the line's seed settings (pre-queue, queueing, active limit) and
+//!   `worker verify-shuffle`.
 //! - [`bench`]: `worker bench`, orders/s from a pre-filled stream.
 //! - [`db`]: PostgreSQL connections and the pool.
 //! - [`redis`]: a small tokio Redis connection (RESP via `codec` and `redis-protocol`),
@@ -35,6 +38,7 @@ pub mod config;
 pub mod db;
 pub mod dlq;
 pub mod error;
+pub mod fairness;
 pub mod metrics;
 pub mod migrate;
 pub mod project;
@@ -45,9 +49,4 @@ pub mod store;
 
 pub use error::Error;
 
-/// The wall clock in epoch milliseconds.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use codec::now_ms;

@@ -118,6 +118,24 @@ async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
             }
             return Ok(());
         }
+        Command::VerifyShuffle { event_id } => {
+            let mut redis = connect_redis(config).await?;
+            let v = worker::fairness::verify_shuffle(&mut redis, &event_id)
+                .await
+                .with_context(|| format!("verifying the draw of {event_id}"))?;
+            println!(
+                "verify-shuffle: {}: {} pre-queued, {} at their drawn place, {} entered again later",
+                event_id, v.prequeued, v.matching, v.reentered
+            );
+            for problem in &v.problems {
+                println!("verify-shuffle: MISMATCH {problem}");
+            }
+            if !v.problems.is_empty() {
+                std::process::exit(1);
+            }
+            println!("verify-shuffle: OK, the draw is the published seed's");
+            return Ok(());
+        }
         _ => {}
     }
     let mut pg = db::connect(&config.database)
@@ -143,6 +161,18 @@ async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("seeding {}", spec.event_id))?;
             println!("seed: {}", report.projection);
+            if !spec.line.is_empty() {
+                let state = worker::fairness::apply(&mut redis, &spec.event_id, &spec.line)
+                    .await
+                    .with_context(|| format!("setting the line of {}", spec.event_id))?;
+                println!(
+                    "seed: queueing {}, pre-queue at {} ms, active limit {}, seed SHA-256 {}",
+                    state.queueing.as_str(),
+                    state.prequeue_at_ms,
+                    state.active_limit,
+                    state.seed_hash.as_deref().unwrap_or("none")
+                );
+            }
             if !report.removed_sections.is_empty() {
                 println!(
                     "seed: removed sections {}",
@@ -194,7 +224,9 @@ async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
                 report.event_id
             );
         }
-        Command::Run | Command::Dlq { .. } | Command::Help => println!("{}", cli::USAGE),
+        Command::Run | Command::Dlq { .. } | Command::VerifyShuffle { .. } | Command::Help => {
+            println!("{}", cli::USAGE)
+        }
     }
     Ok(())
 }

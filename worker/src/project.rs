@@ -66,6 +66,9 @@ pub async fn project(
             keys::order_status(&m.event_id, &m.user_id, &m.idem),
             keys::user_holds(&m.event_id, &m.user_id),
             keys::bought(&m.event_id, &m.user_id),
+            keys::positions(&m.event_id),
+            keys::left(&m.event_id),
+            keys::seen(&m.event_id),
         ];
         let mut args: Vec<Vec<u8>> = vec![
             json,

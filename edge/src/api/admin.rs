@@ -4,9 +4,10 @@
 use codec::{
     contract::{AdmissionRequest, RevokeRequest},
     error_code::ErrorCode,
+    fairness,
     json::{write_str, write_u64},
     keys, rules,
-    store::{Revoke, SetAdmission},
+    store::{AdmissionRefusal, Revoke, SetAdmission},
 };
 
 use crate::{
@@ -16,8 +17,10 @@ use crate::{
     http::{Head, Reply},
 };
 
-/// `POST /admin/events/{eventId}/admission`: changes the opening time and/or the
-/// rate; those admitted so far stay admitted.
+/// `POST /admin/events/{eventId}/admission`: changes the opening time, the rate, the
+/// pre-queue, the queueing and/or the active limit; those admitted so far stay
+/// admitted. A fresh seed goes with every call; the script keeps it only for an event
+/// that needs its first one (`codec::fairness`), so it is drawn before any entry.
 pub async fn set_admission(
     core: &Core,
     head: &Head<'_>,
@@ -29,30 +32,47 @@ pub async fn set_admission(
     valid_event(event_id)?;
     let req: AdmissionRequest = parse(body)?;
     // `rate` 0 and out-of-range values are refused as the body parses
-    // (`codec::rules::admission_rate`, `epoch_ms`).
+    // (`codec::rules::admission_rate`, `epoch_ms`, `active_limit`).
     core.events.get(&core.redis, event_id).await?;
+    let mut bytes = [0u8; fairness::SEED_BYTES];
+    getrandom::getrandom(&mut bytes).map_err(|e| Error::Internal {
+        message: "no randomness for the seed",
+        cause: e.to_string(),
+    })?;
+    let seed = fairness::seed_hex(&bytes);
     let state = core
         .store
         .set_admission(&SetAdmission {
             event: event_id,
             open_at_ms: req.open_at_ms,
             rate: req.rate,
+            prequeue_at_ms: req.prequeue_at_ms,
+            queueing: req.queueing,
+            active_limit: req.active_limit,
+            seed_hash: &fairness::commitment(&seed),
+            seed: &seed,
         })
         .await?;
+    let state =
+        match state {
+            Ok(state) => state,
+            Err(AdmissionRefusal::PrequeueNotBeforeOpening) => {
+                return Err(Error::request(
+                    ErrorCode::InvalidField,
+                    "prequeueAtMs must be before openAtMs",
+                ))
+            }
+            Err(AdmissionRefusal::PrequeueOpen) => return Err(Error::request(
+                ErrorCode::FairnessLocked,
+                "the pre-queue is open: it cannot move, nor the queueing change, until the draw",
+            )),
+        };
     reply.reset(200);
     reply.header("cache-control", b"no-store");
-    let out = reply.json_body();
-    for (name, value) in [
-        (&b"{\"openAtMs\":"[..], state.open_at_ms),
-        (b",\"rate\":", state.rate),
-        (b",\"baseMs\":", state.base_ms),
-        (b",\"baseAdmitted\":", state.base_admitted),
-    ] {
-        out.extend_from_slice(name);
-        write_u64(out, value);
-    }
-    out.push(b'}');
-    Ok(())
+    serde_json::to_writer(reply.json_body(), &state).map_err(|e| Error::Internal {
+        message: "cannot render the admission state",
+        cause: e.to_string(),
+    })
 }
 
 /// `POST /admin/events/{eventId}/revoke`: the buyer's room token stops working on every

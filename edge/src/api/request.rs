@@ -1,8 +1,6 @@
 //! What the handlers share: request bodies parsed into codec's types (borrowed), the
 //! rules every field is held to, the room token, the clock.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use codec::{error_code::ErrorCode, rules};
 use serde::Deserialize;
 
@@ -14,11 +12,7 @@ use crate::{
     token::{self, RoomToken},
 };
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use codec::now_ms;
 
 /// Parses a JSON body: not JSON -> `INVALID_JSON`, wrong shape -> `INVALID_FIELD`.
 pub fn parse<'b, T: Deserialize<'b>>(body: &'b [u8]) -> Result<T, Error> {
