@@ -81,6 +81,9 @@ pub struct Config {
     /// `SQS_GROUPS`: message groups per event (`{eventId}#{n}`), so one hot event
     /// still spreads over FIFO groups and consumers.
     pub sqs_groups: u32,
+    /// `CORS_ALLOWED_ORIGINS`: origins (exact, comma-separated) whose pages may call
+    /// the API; empty (default): no CORS.
+    pub cors: crate::cors::Cors,
 }
 
 /// The room-token key used when `ROOM_TOKEN_SECRET` is unset: fine on a laptop, never
@@ -191,6 +194,11 @@ impl Config {
                 (aws.is_some() || database.is_some()).then_some(SideConfig { aws, database })
             },
             sqs_groups: env.ranged("SQS_GROUPS", 16, 1, 1024)? as u32,
+            cors: {
+                let list = env.get("CORS_ALLOWED_ORIGINS", "");
+                crate::cors::Cors::parse(&list)
+                    .map_err(|reason| env.bad("CORS_ALLOWED_ORIGINS", &list, reason))?
+            },
         })
     }
 }
@@ -291,6 +299,8 @@ mod tests {
             ("HOLD_LIMIT", "0"),
             ("PROFILE", "gcp"),
             ("DATABASE_URL", "postgres://h:notaport/db"),
+            ("CORS_ALLOWED_ORIGINS", "*"),
+            ("CORS_ALLOWED_ORIGINS", "https://tickets.example.com/"),
         ] {
             let err = with(&[(var, value)]).expect_err(var);
             assert_eq!(err.var, var);

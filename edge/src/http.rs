@@ -37,6 +37,8 @@ pub enum Method {
     Get,
     Head,
     Post,
+    /// A CORS preflight's method (answered by [`crate::cors`]), else 405.
+    Options,
     Other,
 }
 
@@ -57,6 +59,12 @@ pub struct Head<'b> {
     pub idempotency_key: Option<&'b [u8]>,
     pub if_none_match: Option<&'b [u8]>,
     pub authorization: Option<&'b [u8]>,
+    /// `Origin` (RFC 6454), for CORS.
+    pub origin: Option<&'b [u8]>,
+    /// `Access-Control-Request-Method` was sent: with `OPTIONS`, a CORS preflight.
+    pub cors_request_method: bool,
+    /// `Accept-Encoding` (RFC 9110 section 12.5.3), for the cached reads.
+    pub accept_encoding: Option<&'b [u8]>,
 }
 
 /// Parses one request head from the start of `buf`: `Ok(None)` means not all of it has
@@ -91,6 +99,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, FramingError> {
         Some("GET") => Method::Get,
         Some("HEAD") => Method::Head,
         Some("POST") => Method::Post,
+        Some("OPTIONS") => Method::Options,
         _ => Method::Other,
     };
     let http11 = req.version == Some(1);
@@ -111,6 +120,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, FramingError> {
         idempotency_key: None,
         if_none_match: None,
         authorization: None,
+        origin: None,
+        cors_request_method: false,
+        accept_encoding: None,
     };
     let (mut content_length, mut transfer_encoding, mut hosts, mut close) = (None, false, 0, false);
     for field in req.headers.iter() {
@@ -144,6 +156,12 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, FramingError> {
             head.if_none_match = Some(value);
         } else if name.eq_ignore_ascii_case(b"authorization") {
             head.authorization = Some(value);
+        } else if name.eq_ignore_ascii_case(b"accept-encoding") {
+            head.accept_encoding = Some(value);
+        } else if name.eq_ignore_ascii_case(b"origin") {
+            head.origin = Some(value);
+        } else if name.eq_ignore_ascii_case(b"access-control-request-method") {
+            head.cors_request_method = true;
         } else if framing_lookalike(name) {
             // `Content_Length`, `Transfer---Encoding`: a proxy in front may read it as
             // the real field while this server does not, so the two would disagree
@@ -308,7 +326,8 @@ pub fn write_response(
         None if !reply.request_id.is_empty() => out.extend_from_slice(&reply.request_id),
         None => crate::ids::write_next(out),
     }
-    if reply.status != 304 {
+    // RFC 9110 section 8.6 and 15.3.5: neither a 204 nor a 304 carries a content length.
+    if reply.status != 304 && reply.status != 204 {
         out.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
         write_u64(out, reply.body.len() as u64);
     }
@@ -319,7 +338,7 @@ pub fn write_response(
     });
     out.extend_from_slice(&reply.headers);
     out.extend_from_slice(b"\r\n");
-    if !head_only && reply.status != 304 {
+    if !head_only && reply.status != 304 && reply.status != 204 {
         out.extend_from_slice(&reply.body);
     }
 }

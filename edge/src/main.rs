@@ -39,6 +39,15 @@ fn main() -> ExitCode {
             "ROOM_TOKEN_SECRET is unset: room tokens use a local-only key; set it outside a laptop"
         );
     }
+    match edge::limits::raise_nofile() {
+        Ok(limit) => info!(
+            soft = limit.soft,
+            hard = limit.hard,
+            raised_from = limit.raised_from,
+            "open files limit (RLIMIT_NOFILE)"
+        ),
+        Err(e) => warn!(error = %e, "cannot raise the open files limit (RLIMIT_NOFILE)"),
+    }
     // Registered before the cores start, so a signal never hits the default handler.
     let mut signals = match Signals::new([SIGTERM, SIGINT]) {
         Ok(signals) => signals,

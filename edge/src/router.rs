@@ -16,6 +16,10 @@ const GET: &str = "GET, HEAD";
 const POST: &str = "POST";
 
 pub async fn dispatch(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Reply) {
+    let cors = &core.config.cors;
+    if cors.enabled() && cors.preflight(head, reply) {
+        return;
+    }
     if let Err(e) = route(core, head, body, reply).await {
         e.render(reply);
         if let Some(cause) = e.cause() {
@@ -30,6 +34,9 @@ pub async fn dispatch(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Rep
                 "request failed"
             );
         }
+    }
+    if cors.enabled() {
+        cors.annotate(head, reply);
     }
 }
 
@@ -99,7 +106,7 @@ fn allow(head: &Head<'_>, allowed: &'static str) -> Result<(), Error> {
     let ok = match head.method {
         Method::Get | Method::Head => allowed == GET,
         Method::Post => allowed == POST,
-        Method::Other => false,
+        Method::Options | Method::Other => false,
     };
     if ok {
         Ok(())
