@@ -11,6 +11,8 @@
 #
 #   SCENARIO=summary REQUESTS=5000 RATE=500 perf/callgrind.sh
 #   KEEP_OUT=/tmp/summary.callgrind (keeps the raw profile, for callgrind_annotate --tree=caller)
+#   HEADER='Origin: https://tickets.example.test' (one more header on every summary/ping
+#   request; the edge gets this script's environment, CORS_ALLOWED_ORIGINS included)
 set -euo pipefail
 NAME=callgrind
 # shellcheck source=perf/lib.sh
@@ -20,9 +22,13 @@ SCENARIO=${SCENARIO:-summary}
 REQUESTS=${REQUESTS:-5000}
 RATE=${RATE:-500}
 OUT_DIR=${OUT_DIR:-perf/results}
-REDIS_PORT=${REDIS_PORT:-16482}
+# Not REDIS_PORT: that one is the local stack's (infra/local/stack.sh, which local_stack_env runs).
+CALLGRIND_REDIS_PORT=${CALLGRIND_REDIS_PORT:-16482}
 EDGE_PORT=${EDGE_PORT:-18383}
 BUILD=${BUILD:-1}
+HEADER=${HEADER:-}
+extra=()
+[[ -n $HEADER ]] && extra=(--header "$HEADER")
 
 command -v valgrind >/dev/null || {
     log "valgrind missing: apt-get install valgrind"
@@ -32,7 +38,7 @@ command -v redis-server >/dev/null || die "redis-server missing: make deps"
 
 release_binaries
 local_stack_env
-private_redis "$REDIS_PORT"
+private_redis "$CALLGRIND_REDIS_PORT"
 "$SCRATCH/worker" migrate >/dev/null
 "$SCRATCH/worker" seed perf --seats-per-section 200000 --open-in-secs -3600 --rate 1000000 >/dev/null
 
@@ -46,7 +52,7 @@ wait_port "$EDGE_PORT" "$EDGE_PID" edge
 duration=$(awk -v n="$REQUESTS" -v r="$RATE" 'BEGIN{printf "%.3f", n / r}')
 callgrind_control -i on "$EDGE_PID" >/dev/null
 "$SCRATCH/loadgen" "$SCENARIO" --target "127.0.0.1:$EDGE_PORT" --event perf --seats-per-section 200000 \
-    --rate "$RATE" --duration "$duration" --warmup 0 --connections 16 --quiet --out "$SCRATCH/load" \
+    --rate "$RATE" --duration "$duration" --warmup 0 --connections 16 --quiet --out "$SCRATCH/load" "${extra[@]}" \
     >"$SCRATCH/loadgen.log" 2>&1
 callgrind_control -i off "$EDGE_PID" >/dev/null
 kill -TERM "$EDGE_PID"
@@ -69,7 +75,8 @@ out=$OUT_DIR/callgrind-$SCENARIO.md
     echo "# Instructions per request: edge, \`$SCENARIO\` (callgrind)"
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); $(valgrind --version); kernel $(uname -r)"
-    echo "- command: \`SCENARIO=$SCENARIO REQUESTS=$REQUESTS RATE=$RATE perf/callgrind.sh\`"
+    # shellcheck disable=SC2016 # the single quotes are text inside double quotes
+    echo "- command: \`SCENARIO=$SCENARIO REQUESTS=$REQUESTS RATE=$RATE${HEADER:+ HEADER='$HEADER'}${CORS_ALLOWED_ORIGINS:+ CORS_ALLOWED_ORIGINS=$CORS_ALLOWED_ORIGINS} perf/callgrind.sh\`"
     echo "- edge: one thread, epoll, under callgrind with instrumentation on only while loadgen ran"
     echo "- requests answered: $answered $SCENARIO + $entered enter (setup) = $total"
     echo
