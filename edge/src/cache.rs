@@ -92,10 +92,11 @@ impl Responses {
                 entry
             }
         };
-        let (body, etag, gzipped) = match (&entry.gzip, encoding::choose(head.accept_encoding)) {
-            (Some((gz, etag)), Coding::Gzip) => (gz, etag, true),
-            _ => (&entry.body, &entry.etag, false),
-        };
+        let gzip = entry
+            .gzip
+            .as_ref()
+            .filter(|_| encoding::choose(head.accept_encoding) == Coding::Gzip);
+        let (body, etag) = gzip.map_or((&entry.body, &entry.etag), |(gz, etag)| (gz, etag));
         let not_modified = head.if_none_match.is_some_and(|tags| {
             tags.split(|&b| b == b',').any(|t| {
                 let t = t.trim_ascii();
@@ -106,7 +107,7 @@ impl Responses {
         reply.header("cache-control", &self.cache_control);
         reply.header("etag", etag.as_bytes());
         reply.header("vary", b"Accept-Encoding");
-        if gzipped {
+        if gzip.is_some() {
             reply.header("content-encoding", b"gzip");
         }
         if !not_modified {
