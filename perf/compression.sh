@@ -8,10 +8,10 @@
 #   2. instructions per hit: one edge (one thread, epoll, PUBLIC_CACHE_MS=1000) under
 #      callgrind, REQUESTS hits of each coding at RATE/s, collected apart (instrumentation
 #      on, loadgen, off, dump);
-#   3. the rendering: a second edge under callgrind with PUBLIC_CACHE_MS=1, so every hit
-#      (RATE/s, spaced wider than 1 ms) renders anew; Redis counts the renderings; the
-#      instructions of a rendering are (all - hits x an identity hit) / renderings, and the
-#      gzip's share is what miniz_oxide, flate2 and crc32fast spent;
+#   3. the rendering: a second edge under callgrind with PUBLIC_CACHE_MS=1 and RENDERS
+#      requests one at a time, 200 ms apart, so each renders anew: a rendering is the
+#      instructions per request less an identity hit's, and gzip's share is what
+#      edge::encoding::gzip, miniz_oxide, flate2 and crc32fast spent;
 #   4. CPU-µs per hit natively: the edge (one thread, epoll) under loadgen at CPU_RATE/s for
 #      CPU_SECS s per coding, its CPU time read by loadgen (--cpu).
 #
@@ -23,6 +23,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 REQUESTS=${REQUESTS:-2000}
 RATE=${RATE:-400}
+RENDERS=${RENDERS:-30}
 CPU_RATE=${CPU_RATE:-4000}
 CPU_SECS=${CPU_SECS:-5}
 OUT_DIR=${OUT_DIR:-perf/results}
@@ -65,7 +66,7 @@ hits() {
     [[ -n ${2:-} ]] && extra=(--header "$2")
     "$SCRATCH/loadgen" ping --path "$PATH_SEATS" --target "127.0.0.1:$EDGE_PORT" \
         --rate "$RATE" --duration "$(awk -v n="$REQUESTS" -v r="$RATE" 'BEGIN{printf "%.3f", n / r}')" \
-        --warmup 0 --connections 16 --quiet --out "$SCRATCH/load-$1" "${extra[@]}" >"$SCRATCH/loadgen-$1.log" 2>&1
+        --warmup 0 --connections "${CONNS:-16}" --quiet --out "$SCRATCH/load-$1" "${extra[@]}" >"$SCRATCH/loadgen-$1.log" 2>&1
     python3 -c '
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -76,15 +77,15 @@ print(ok)' "$SCRATCH/load-$1.json"
 # collect LABEL [HEADER]: instructions of one batch of hits, collected alone.
 collect() {
     local n
-    callgrind_control -i on "$EDGE_PID" >/dev/null
+    callgrind_control -i on "$EDGE_PID" >/dev/null 2>&1
     n=$(hits "$@")
-    callgrind_control -i off "$EDGE_PID" >/dev/null
-    callgrind_control -d "$1" "$EDGE_PID" >/dev/null
+    callgrind_control -i off "$EDGE_PID" >/dev/null 2>&1
+    callgrind_control -d "$1" "$EDGE_PID" >/dev/null 2>&1
     echo "$n"
 }
 
 # totals FILE: program total Ir of a callgrind dump.
-totals() { callgrind_annotate --inclusive=no "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}'; }
+totals() { callgrind_annotate --inclusive=no "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ && !seen++ {gsub(",", "", $1); print $1}'; }
 
 # 1 and 2: a cache that lives 1 s.
 start_edge 1000 valgrind
@@ -103,14 +104,17 @@ ir_gzip=$(totals "${dumps[1]}")
 start_edge 1 valgrind
 curl -sf -o /dev/null "http://127.0.0.1:$EDGE_PORT$PATH_SEATS"
 before=$(evalsha_calls)
-n_render=$(collect render)
-renders=$(($(evalsha_calls) - before))
+n_render=$(REQUESTS=$RENDERS RATE=5 CONNS=1 collect render)
+evalsha=$(($(evalsha_calls) - before))
 stop_pid "$EDGE_PID"
 render_dumps=("$SCRATCH"/cg-1.out.*)
 render_dump=${render_dumps[0]}
 ir_render=$(totals "$render_dump")
+# Self instructions of the functions (the part after the file name) that are gzip's.
 ir_deflate=$(callgrind_annotate --inclusive=no --threshold=100 "$render_dump" 2>/dev/null |
-    awk '/miniz_oxide|flate2|crc32fast|adler2/ {gsub(",", "", $1); s += $1} END {print s + 0}')
+    awk '$2 ~ /^\(/ { f = $3; sub(/^[^:]*:/, "", f)
+        if (f ~ /^edge::encoding::gzip|miniz_oxide|flate2|crc32fast|adler/) { gsub(",", "", $1); s += $1 } }
+        END {print s + 0}')
 
 # 4: natively, CPU time per hit.
 start_edge 1000
@@ -132,12 +136,13 @@ cpu_identity=$(cpu_run identity)
 cpu_gzip=$(cpu_run gzip "$GZIP")
 stop_pid "$EDGE_PID"
 
+[[ -n ${KEEP_DIR:-} ]] && mkdir -p "$KEEP_DIR" && cp "$SCRATCH"/cg-*.out* "$KEEP_DIR/"
+
 per() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.0f", a / b}'; }
 hit_identity=$(per "$ir_identity" "$n_identity")
 hit_gzip=$(per "$ir_gzip" "$n_gzip")
-render=$(awk -v all="$ir_render" -v n="$n_render" -v hit="$hit_identity" -v r="$renders" \
-    'BEGIN{printf "%.0f", (all - n * hit) / r}')
-deflate=$(per "$ir_deflate" "$renders")
+render=$(awk -v all="$ir_render" -v n="$n_render" -v hit="$hit_identity" 'BEGIN{printf "%.0f", all / n - hit}')
+deflate=$(per "$ir_deflate" "$n_render")
 
 mkdir -p "$OUT_DIR"
 out=$OUT_DIR/compression.md
@@ -155,11 +160,12 @@ out=$OUT_DIR/compression.md
     echo "| instructions per hit (callgrind; $n_identity and $n_gzip hits) | $hit_identity | $hit_gzip | $(awk -v a="$hit_gzip" -v b="$hit_identity" 'BEGIN{printf "%.2f", a / b}') |"
     echo "| edge CPU-µs per hit, native (at achieved req/s, errors) | ${cpu_identity} | ${cpu_gzip} | $(awk -v a="${cpu_gzip%% *}" -v b="${cpu_identity%% *}" 'BEGIN{printf "%.2f", a / b}') |"
     echo
-    echo "Rendering (PUBLIC_CACHE_MS=1, $n_render hits, $renders renderings counted by Redis's"
-    echo "EVALSHA calls): **$render instructions per rendering**, of which gzip (miniz_oxide,"
-    echo "flate2, crc32fast) **$deflate**; the rendering happens once per PUBLIC_CACHE_MS per core"
-    echo "and event, whatever the number of hits. Per second and core at the default 1 s:"
-    echo "one rendering, i.e. the instructions of $(awk -v r="$render" -v h="$hit_identity" 'BEGIN{printf "%.0f", r / h}') identity hits."
+    echo "Rendering (PUBLIC_CACHE_MS=1, $n_render requests one at a time, each a rendering; Redis"
+    echo "ran $evalsha EVALSHA for them): **$render instructions per rendering** beyond a hit, of"
+    echo "which gzip (edge::encoding::gzip, miniz_oxide, flate2, crc32fast) **$deflate**. A core"
+    echo "renders a seat map once per PUBLIC_CACHE_MS (1 s by default) and event, whatever the"
+    echo "number of hits: per second, the instructions of $(awk -v r="$render" -v h="$hit_identity" 'BEGIN{printf "%.0f", r / h}') identity hits, gzip's share those of"
+    echo "$(awk -v r="$deflate" -v h="$hit_identity" 'BEGIN{printf "%.0f", r / h}'), repaid by every $(awk -v r="$deflate" -v a="$hit_identity" -v b="$hit_gzip" 'BEGIN{printf "%.0f", r / (a - b)}') hits that take gzip."
     echo
     echo "Instruction counts ignore cache misses and the kernel's copy of the bytes to the"
     echo "socket, which the CPU-µs include: a 50 KB answer is mostly that copy."
