@@ -57,15 +57,15 @@ run: deps build ## services, migrations, demo event, edge and worker in the fore
 start: services build ## services, migrations, demo event, edge and worker in the background (.run/{edge,worker}.{pid,log}), waits for health
 	$(WITH_ENV) $(EDGE) start --addr '$(EDGE_ADDR)' --pidfile .run/edge.pid --log .run/edge.log
 	$(WITH_ENV) $(WORKER) start --pidfile .run/worker.pid --log .run/worker.log
-	@echo "edge: http://$(EDGE_ADDR)   try: curl -s http://$(EDGE_ADDR)/public/ping   stop: make stop"
+	@echo "edge: http://$(EDGE_ADDR)   metrics: http://$${METRICS_ADDR:-127.0.0.1:9100}/metrics   try: curl -s http://$(EDGE_ADDR)/public/ping   stop: make stop"
 
 stop: ## stop the background edge, worker and services
 	$(EDGE) stop --pidfile .run/edge.pid
 	$(WORKER) stop --pidfile .run/worker.pid
 	$(STACK) down
 
-test: services ## test-rust, openapi-test, infra-test, fuzz-short, mutfuzz-short and e2e (all run; fails if any fails); what CI runs
-	$(MAKE) --no-print-directory -k test-rust openapi-test infra-test fuzz-short mutfuzz-short e2e
+test: services ## test-rust, openapi-test, infra-test, fuzz-short, mutfuzz-short, fault-short and e2e (all run; fails if any fails); what CI runs
+	$(MAKE) --no-print-directory -k test-rust openapi-test infra-test fuzz-short mutfuzz-short fault-short e2e
 
 test-rust: services ## cargo nextest (or cargo test) of the workspace against the local services
 	$(WITH_ENV) \
@@ -153,7 +153,7 @@ browser-test: e2e ## the same as e2e
 # ----------------------------------------------------------------------------- AWS (infra/)
 # The seed's Quick Start: one numbered step each, re-runnable, in the region of
 # AWS_REGION (or AWS_DEFAULT_REGION). infra/README.md says what each makes and costs.
-INFRA_STEPS := 00-network 01-ecr 02-cluster 03-dataplane 04-taskdefs 05-services 06-autoscaling 07-cloudfront 08-db-init
+INFRA_STEPS := 00-network 01-ecr 02-cluster 03-dataplane 04-taskdefs 05-services 06-autoscaling 07-cloudfront 08-db-init 09-observability
 .PHONY: $(INFRA_STEPS) all teardown infra-test
 
 00-network: ## AWS: VPC over two AZs, subnets, IGW, NAT, gateway endpoints, security groups
@@ -174,11 +174,13 @@ INFRA_STEPS := 00-network 01-ecr 02-cluster 03-dataplane 04-taskdefs 05-services
 	infra/07_cloudfront.sh
 08-db-init: ## AWS: worker migrate (and DB_SEED) as one-off Fargate tasks
 	infra/08_db_init.sh
+09-observability: ## AWS: CloudWatch dashboard (EMF + ALB/ECS/SQS/ElastiCache/Aurora) and operations alarms
+	infra/09_observability.sh
 
-all: ## AWS: 00-network .. 08-db-init in order (AWS_REGION=ap-northeast-1 make all)
+all: ## AWS: 00-network .. 09-observability in order (AWS_REGION=ap-northeast-1 make all)
 	for step in $(INFRA_STEPS); do $(MAKE) --no-print-directory "$$step"; done
 
-teardown: ## AWS: delete everything 00..08 made in AWS_REGION (asks first, or CONFIRM=yes)
+teardown: ## AWS: delete everything 00..09 made in AWS_REGION (asks first, or CONFIRM=yes)
 	infra/99_teardown.sh
 
 infra-test: ## infra/ against moto's server on loopback: 00..08 twice, settings checked, teardown

@@ -47,13 +47,7 @@ queue_name="$(state_get data queueName)"
 targets_json="$(awscli application-autoscaling describe-scalable-targets --service-namespace ecs \
 	--resource-ids "service/$cluster/edge" "service/$cluster/worker")"
 policies_json="$(awscli application-autoscaling describe-scaling-policies --service-namespace ecs)"
-alarms_json="$(awscli cloudwatch describe-alarms --alarm-name-prefix "$PROJECT-")"
-# shellcheck disable=SC2016 # jq, not shell
-JQ_COVERS='def covers($want): . as $have
-  | if ($want | type) == "object" then all($want | keys[]; . as $k | $have[$k] | covers($want[$k]))
-    elif ($want | type) == "array" then ($have | length) == ($want | length)
-      and all(range($want | length); . as $i | $have[$i] | covers($want[$i]))
-    else . == $want end;'
+ALARMS_JSON="$(awscli cloudwatch describe-alarms --alarm-name-prefix "$PROJECT-")"
 
 target() { # SERVICE MIN MAX
 	if jq -e --arg r "service/$cluster/$1" --argjson min "$2" --argjson max "$3" \
@@ -89,17 +83,7 @@ policy() { # SERVICE NAME TYPE CONFIG_JSON -> policy ARN
 	printf '%s' "$arn"
 }
 
-alarm() { # NAME SPEC_JSON (put-metric-alarm fields)
-	local name="$PROJECT-$1" spec
-	spec="$(jq -c --arg n "$name" '{AlarmName: $n, TreatMissingData: "notBreaching"} + .' <<<"$2")"
-	if jq -e --argjson want "$spec" "$JQ_COVERS"' any(.MetricAlarms[]; covers($want))' <<<"$alarms_json" >/dev/null; then
-		exists "alarm $name"
-	else
-		awscli cloudwatch put-metric-alarm --cli-input-json "$spec" --tags "$(tags_kv "$name")"
-		setting "alarm $name"
-	fi
-	state_set autoscaling "alarm_$1" "$name"
-}
+alarm() { put_alarm autoscaling "$@"; }
 
 # --- edge
 target edge "$EDGE_MIN" "$EDGE_MAX"

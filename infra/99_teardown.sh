@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 99: delete everything steps 00-08 made in this region, in reverse order, found by
+# 99: delete everything steps 00-09 made in this region, in reverse order, found by
 # name and tag (not by infra/out, which may be gone). Re-runnable: what is already
 # gone is reported "absent". Then removes infra/out/<region>/.
 #
@@ -110,6 +110,10 @@ if [[ -n "$dist_id" ]]; then
 else
 	absent "cloudfront distribution ($comment)"
 fi
+
+# ----------------------------------------------------------------------------- 09 observability
+# (its alarms share the $PROJECT- prefix and go with 06's below)
+try_delete "dashboard $PROJECT" cloudwatch delete-dashboards --dashboard-names "$PROJECT"
 
 # ----------------------------------------------------------------------------- 06 autoscaling
 alarms="$(awscli cloudwatch describe-alarms --alarm-name-prefix "$PROJECT-" | jq -r '.MetricAlarms[].AlarmName')"

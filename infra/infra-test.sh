@@ -4,7 +4,7 @@
 #   1. installs what is missing (infra/local/stack.sh deps: moto and awscli in .run/venv;
 #      jq and shellcheck from Debian), shellchecks infra/, starts moto_server on a free
 #      127.0.0.1 port
-#   2. runs make 00-network .. 08-db-init (DB_SEED=demo), then again. The second run must ask moto
+#   2. runs make 00-network .. 09-observability (DB_SEED=demo), then again. The second run must ask moto
 #      to create nothing (read from moto's request recorder, so nothing can hide behind
 #      the scripts' own output; 08's one-off tasks aside), print no "created" line and
 #      find the very ids the first one wrote to infra/out/<region>/*.json
@@ -135,10 +135,10 @@ request_bodies() {
 CREATES='^(Create|Register|Allocate|Associate|Attach|Authorize|Import|Copy|Run)[A-Z]|^POST:/2020-05-31/distribution$'
 
 # The Makefile's targets, as an operator runs them (make all is these in order).
-STEPS=(00-network 01-ecr 02-cluster 03-dataplane 04-taskdefs 05-services 06-autoscaling 07-cloudfront 08-db-init)
+STEPS=(00-network 01-ecr 02-cluster 03-dataplane 04-taskdefs 05-services 06-autoscaling 07-cloudfront 08-db-init 09-observability)
 run_pass() { # N
 	local step t0
-	say "---- pass $1: make 00-network .. 08-db-init"
+	say "---- pass $1: make 00-network .. 09-observability"
 	for step in "${STEPS[@]}"; do
 		t0=$SECONDS
 		if ! env -u MAKEFLAGS -u MFLAGS make -C "$ROOT" --no-print-directory "$step" >>"$WORK/pass$1.log" 2>&1; then
@@ -373,13 +373,38 @@ check "alarm: target group p95 TargetResponseTime > 0.2 s triggers the step poli
 # and the policies it triggers, by name.
 check "alarms: queue depth high/low and oldest-message age on the commit queue, each triggering its worker policy" \
 	"$(jq -c --argjson p "$policies" '($p.ScalingPolicies | map({(.PolicyARN): .PolicyName}) | add) as $policy
-		| [.MetricAlarms[] | select(.Namespace == "AWS/SQS")
+		| [.MetricAlarms[] | select(.Namespace == "AWS/SQS" and (.AlarmName | startswith("max-tps-ecs-ops-") | not))
 		   | "\(.AlarmName): \(.Statistic)(\(.MetricName) \(.Dimensions | map("\(.Name)=\(.Value)") | join(" ")))"
 		     + " \(.ComparisonOperator) \(.Threshold), \(.EvaluationPeriods) x \(.Period)s -> \(.AlarmActions | map($policy[.] // .) | join(" "))"]
 		| sort' <<<"$alarms")" \
 	'. == ["max-tps-ecs-worker-age-high: Maximum(ApproximateAgeOfOldestMessage QueueName=max-tps-ecs-commits.fifo) GreaterThanThreshold 30, 2 x 60s -> worker-age-out",
 	       "max-tps-ecs-worker-backlog-high: Average(ApproximateNumberOfMessagesVisible QueueName=max-tps-ecs-commits.fifo) GreaterThanThreshold 1000, 2 x 60s -> worker-backlog-out",
 	       "max-tps-ecs-worker-backlog-low: Average(ApproximateNumberOfMessagesVisible QueueName=max-tps-ecs-commits.fifo) LessThanThreshold 10, 15 x 60s -> worker-backlog-in"]'
+# 09: one line per operations alarm: statistic(metric dimensions), comparison, threshold,
+# datapoints of periods.
+check "09: operations alarms on the ALB, ECS, the queue and its DLQ, ElastiCache and Aurora" \
+	"$(jq -c '[.MetricAlarms[] | select(.AlarmName | startswith("max-tps-ecs-ops-"))
+		| "\(.AlarmName | ltrimstr("max-tps-ecs-ops-")): \(.ExtendedStatistic // .Statistic)(\(.Namespace) \(.MetricName) \(.Dimensions | map(.Name) | join(",")))"
+		  + " \(.ComparisonOperator) \(.Threshold), \(.DatapointsToAlarm) of \(.EvaluationPeriods) x \(.Period)s"] | sort' <<<"$alarms")" \
+	'. == ["alb-5xx: Sum(AWS/ApplicationELB HTTPCode_Target_5XX_Count LoadBalancer,TargetGroup) GreaterThanThreshold 50, 2 of 3 x 60s",
+	       "aurora-acu: Average(AWS/RDS ACUUtilization DBClusterIdentifier) GreaterThanThreshold 90, 5 of 5 x 60s",
+	       "aurora-connections: Maximum(AWS/RDS DatabaseConnections DBClusterIdentifier) GreaterThanThreshold 800, 3 of 3 x 60s",
+	       "dlq-not-empty: Maximum(AWS/SQS ApproximateNumberOfMessagesVisible QueueName) GreaterThanThreshold 0, 1 of 1 x 60s",
+	       "edge-cpu: Average(AWS/ECS CPUUtilization ClusterName,ServiceName) GreaterThanThreshold 85, 5 of 5 x 60s",
+	       "edge-memory: Average(AWS/ECS MemoryUtilization ClusterName,ServiceName) GreaterThanThreshold 85, 5 of 5 x 60s",
+	       "queue-age: Maximum(AWS/SQS ApproximateAgeOfOldestMessage QueueName) GreaterThanThreshold 300, 2 of 2 x 60s",
+	       "redis-cpu: Average(AWS/ElastiCache EngineCPUUtilization CacheClusterId) GreaterThanThreshold 80, 3 of 3 x 60s",
+	       "redis-evictions: Sum(AWS/ElastiCache Evictions CacheClusterId) GreaterThanThreshold 0, 1 of 1 x 60s",
+	       "redis-memory: Maximum(AWS/ElastiCache DatabaseMemoryUsagePercentage CacheClusterId) GreaterThanThreshold 80, 3 of 3 x 60s",
+	       "target-p99: p99(AWS/ApplicationELB TargetResponseTime LoadBalancer,TargetGroup) GreaterThanThreshold 0.5, 3 of 5 x 60s",
+	       "worker-cpu: Average(AWS/ECS CPUUtilization ClusterName,ServiceName) GreaterThanThreshold 85, 5 of 5 x 60s",
+	       "worker-memory: Average(AWS/ECS MemoryUtilization ClusterName,ServiceName) GreaterThanThreshold 85, 5 of 5 x 60s"]'
+check "09: the dlq alarm watches the dead-letter queue" "$alarms" \
+	'any(.MetricAlarms[]; .AlarmName == "max-tps-ecs-ops-dlq-not-empty" and .Dimensions[0].Value == "max-tps-ecs-commits-dlq.fifo")'
+check "09: dashboard max-tps-ecs: 11 widgets, the EMF namespace and every AWS service's" \
+	"$(aws_ cloudwatch get-dashboard --dashboard-name max-tps-ecs | jq -c '.DashboardBody | fromjson')" \
+	'(.widgets | length) == 11
+	 and ([.widgets[].properties.metrics[][0]] | unique) == ["AWS/ApplicationELB", "AWS/ECS", "AWS/ElastiCache", "AWS/RDS", "AWS/SQS", "max-tps-ecs"]'
 
 cf="$(aws_ cloudfront get-distribution-config --id "$(jq -r .distributionId "$OUT/cloudfront.json")")"
 check "cloudfront /public/*: UseOriginCacheControlHeaders-QueryStrings, compressed, to the ALB" "$cf" \
@@ -458,6 +483,7 @@ left="$(jq -n \
 	--argjson tg "$(aws_ elbv2 describe-target-groups)" \
 	--argjson aas "$(aws_ application-autoscaling describe-scalable-targets --service-namespace ecs)" \
 	--argjson cw "$(aws_ cloudwatch describe-alarms --alarm-name-prefix max-tps-ecs-)" \
+	--argjson dash "$(aws_ cloudwatch list-dashboards --dashboard-name-prefix max-tps-ecs)" \
 	--argjson cf "$(aws_ cloudfront list-distributions)" \
 	'{vpc: ($vpc.Vpcs | length), eip: ($eip.Addresses | length), nat: ($nat.NatGateways | length),
 	  ecr: ($ecr.repositories | length), cluster: ([$ecs.clusters[] | select(.status == "ACTIVE")] | length),
@@ -465,8 +491,9 @@ left="$(jq -n \
 	  queues: ($sqs.QueueUrls // [] | length), tables: ($ddb.TableNames | length), secrets: ($sec.SecretList | length),
 	  aurora: ($rds.DBClusters | length), albs: ($lb.LoadBalancers | length), tgs: ($tg.TargetGroups | length),
 	  scaling: ($aas.ScalableTargets | length), alarms: ($cw.MetricAlarms | length),
+	  dashboards: ($dash.DashboardEntries // [] | length),
 	  distributions: ($cf.DistributionList.Items // [] | length)}')"
-check "teardown left none of: vpc, eips, nats, repos, cluster, task definitions, log groups, roles, queues, tables, secrets, aurora, albs, target groups, scaling, alarms, distributions" \
+check "teardown left none of: vpc, eips, nats, repos, cluster, task definitions, log groups, roles, queues, tables, secrets, aurora, albs, target groups, scaling, alarms, dashboards, distributions" \
 	"$left" '[.[]] | all(. == 0)'
 check "teardown: redis is being deleted (moto never finishes)" \
 	"$(aws_ elasticache describe-replication-groups)" '[.ReplicationGroups[] | .Status] | all(. == "deleting")'

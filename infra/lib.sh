@@ -231,3 +231,27 @@ IAM_PATH="/$PROJECT/"
 iam_role_name() { printf '%s-%s-%s' "$PROJECT" "$REGION" "$1"; }
 log_group() { printf '/ecs/%s/%s' "$PROJECT" "$1"; }
 repo_name() { printf '%s/%s' "$PROJECT" "$1"; }
+
+# A jq function: covers($want) is true when the input has every field of $want with the
+# same value (arrays whole), so a describe answer can be compared with a put's input.
+# shellcheck disable=SC2016 # jq, not shell
+JQ_COVERS='def covers($want): . as $have
+  | if ($want | type) == "object" then all($want | keys[]; . as $k | $have[$k] | covers($want[$k]))
+    elif ($want | type) == "array" then ($have | length) == ($want | length)
+      and all(range($want | length); . as $i | $have[$i] | covers($want[$i]))
+    else . == $want end;'
+
+# put_alarm STATE NAME SPEC_JSON: the CloudWatch alarm $PROJECT-NAME (put-metric-alarm
+# fields), written only when ALARMS_JSON (the caller's describe-alarms answer) has no
+# alarm that covers it; its name recorded in STATE.
+put_alarm() {
+	local name="$PROJECT-$2" spec
+	spec="$(jq -c --arg n "$name" '{AlarmName: $n, TreatMissingData: "notBreaching"} + .' <<<"$3")"
+	if jq -e --argjson want "$spec" "$JQ_COVERS"' any(.MetricAlarms[]; covers($want))' <<<"$ALARMS_JSON" >/dev/null; then
+		exists "alarm $name"
+	else
+		awscli cloudwatch put-metric-alarm --cli-input-json "$spec" --tags "$(tags_kv "$name")"
+		setting "alarm $name"
+	fi
+	state_set "$1" "alarm_$2" "$name"
+}

@@ -17,6 +17,10 @@ die() {
 }
 
 PIDS=()
+# The edges and workers these scripts start serve their metrics on ports of their own
+# (a `make start` edge and worker may hold the defaults 127.0.0.1:9100 and :9101).
+export METRICS_ADDR=${METRICS_ADDR:-127.0.0.1:0} WORKER_METRICS_ADDR=${WORKER_METRICS_ADDR:-127.0.0.1:0}
+REDIS_WRAPPER=()
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/$NAME.XXXXXX")
 stop_pid() { # stop_pid PID: SIGTERM, SIGKILL after 10 s, reaped and out of PIDS
     local pid=$1 i
@@ -76,12 +80,13 @@ local_stack_env() {
 
 # private_redis PORT [CPU [ARG...]]: a redis-server of this run only (no persistence
 # unless ARGs, which come last and so win, turn it on), pinned to CPU when given (may be
-# ""); sets REDIS_PID and exports REDIS_URL.
+# ""), run under the command in the array REDIS_WRAPPER when set (valgrind); sets
+# REDIS_PID and exports REDIS_URL.
 private_redis() {
     local port=$1 pin=()
     [[ -n ${2:-} ]] && pin=(taskset -c "$2")
     shift $(($# < 2 ? $# : 2))
-    "${pin[@]}" redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+    "${pin[@]}" "${REDIS_WRAPPER[@]}" redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
         --dir "$SCRATCH" "$@" >"$SCRATCH/redis.log" 2>&1 &
     REDIS_PID=$!
     PIDS+=("$REDIS_PID")

@@ -42,6 +42,9 @@ pub enum Method {
     Other,
 }
 
+/// The longest `X-Amzn-Trace-Id` logged (the ALB's is about 80 bytes with `Self=`).
+const MAX_TRACE_ID: usize = 256;
+
 /// A parsed request head. Every slice borrows the connection's read buffer.
 #[derive(Debug)]
 pub struct Head<'b> {
@@ -65,6 +68,8 @@ pub struct Head<'b> {
     pub cors_request_method: bool,
     /// `Accept-Encoding` (RFC 9110 section 12.5.3), for the cached reads.
     pub accept_encoding: Option<&'b [u8]>,
+    /// `X-Amzn-Trace-Id` (the ALB's), for the logs; visible ASCII only, else dropped.
+    pub trace_id: Option<&'b [u8]>,
 }
 
 /// Parses one request head from the start of `buf`: `Ok(None)` means not all of it has
@@ -123,6 +128,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, FramingError> {
         origin: None,
         cors_request_method: false,
         accept_encoding: None,
+        trace_id: None,
     };
     let (mut content_length, mut transfer_encoding, mut hosts, mut close) = (None, false, 0, false);
     for field in req.headers.iter() {
@@ -162,6 +168,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, FramingError> {
             head.origin = Some(value);
         } else if name.eq_ignore_ascii_case(b"access-control-request-method") {
             head.cors_request_method = true;
+        } else if name.eq_ignore_ascii_case(b"x-amzn-trace-id") {
+            head.trace_id = Some(value)
+                .filter(|v| v.len() <= MAX_TRACE_ID && v.iter().all(|b| b.is_ascii_graphic()));
         } else if framing_lookalike(name) {
             // `Content_Length`, `Transfer---Encoding`: a proxy in front may read it as
             // the real field while this server does not, so the two would disagree

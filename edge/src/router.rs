@@ -3,13 +3,14 @@
 //! logged here, once, with the request id the response carries.
 
 use codec::error_code::ErrorCode;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::{
     api::{admin, confirm, public},
     core::Core,
     error::Error,
     http::{Head, Method, Reply},
+    metrics,
 };
 
 const GET: &str = "GET, HEAD";
@@ -20,12 +21,16 @@ pub async fn dispatch(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Rep
     if cors.enabled() && cors.preflight(head, reply) {
         return;
     }
-    if let Err(e) = route(core, head, body, reply).await {
+    let started = metrics::now_micros();
+    let result = route(core, head, body, reply).await;
+    let code = result.as_ref().err().map(Error::code);
+    if let Err(e) = result {
         e.render(reply);
         if let Some(cause) = e.cause() {
             let request_id = reply.request_id(head.request_id);
             warn!(
                 request_id = %String::from_utf8_lossy(request_id),
+                trace_id = %String::from_utf8_lossy(head.trace_id.unwrap_or_default()),
                 core = core.id,
                 path = head.path,
                 code = e.code().as_str(),
@@ -37,6 +42,24 @@ pub async fn dispatch(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Rep
     }
     if cors.enabled() {
         cors.annotate(head, reply);
+    }
+    let micros = metrics::now_micros().saturating_sub(started);
+    let route = metrics::route_of(head.path);
+    core.metrics.request(route, reply.status(), micros, code);
+    let every = core.config.access_log_every;
+    if every > 0 && core.metrics.sampled(every) {
+        let status = reply.status();
+        let request_id = reply.request_id(head.request_id);
+        info!(
+            request_id = %String::from_utf8_lossy(request_id),
+            trace_id = %String::from_utf8_lossy(head.trace_id.unwrap_or_default()),
+            core = core.id,
+            route = metrics::ROUTES[route],
+            path = head.path,
+            status,
+            micros,
+            "request"
+        );
     }
 }
 

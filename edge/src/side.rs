@@ -35,6 +35,10 @@ pub use orders::LookupError;
 const SQS_BATCH: usize = 10;
 const DYNAMO_BATCH: usize = 25;
 const MAX_ATTEMPTS: u32 = 5;
+/// One SQS or DynamoDB call's deadline: a peer that takes the connection and never
+/// answers fails the attempt instead of holding a buyer's commit forever. With the
+/// retries and their backoff, a send is answered within about 12 s.
+const ATTEMPT_DEADLINE: Duration = Duration::from_secs(2);
 
 /// What the side thread does; it starts when either part is there.
 #[derive(Debug, Clone)]
@@ -134,6 +138,11 @@ impl Side {
             .name("edge-side".into())
             .spawn(move || rt.block_on(run(config, channels, pending, stats)))?;
         Ok(side)
+    }
+
+    /// Mirror writes queued and not yet sent (the DynamoDB backlog), for the metrics.
+    pub fn mirror_pending(&self) -> Arc<AtomicUsize> {
+        self.mirror_pending.clone()
     }
 
     /// Commits go to SQS (the aws profile) rather than a Redis Stream.
@@ -291,14 +300,13 @@ async fn send_batch(
         };
         stats.sqs_batches.fetch_add(1, Ordering::Relaxed);
         let mut retry = Vec::new();
-        match sqs
+        let sent = sqs
             .send_message_batch()
             .queue_url(&url)
             .set_entries(Some(entries))
-            .send()
-            .await
-        {
-            Ok(out) => {
+            .send();
+        match tokio::time::timeout(ATTEMPT_DEADLINE, sent).await {
+            Ok(Ok(out)) => {
                 let mut jobs: Vec<Option<SendJob>> = batch.into_iter().map(Some).collect();
                 let mut take = |id: &str| {
                     id.parse::<usize>()
@@ -327,8 +335,12 @@ async fn send_batch(
                 // An entry SQS mentioned in neither list: treat as not sent.
                 retry.extend(jobs.into_iter().flatten());
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 warn!(attempt, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "SendMessageBatch failed");
+                retry = batch;
+            }
+            Err(_) => {
+                warn!(attempt, "SendMessageBatch unanswered within its deadline");
                 retry = batch;
             }
         }
@@ -388,20 +400,22 @@ async fn mirror_holds(
             let call = dynamo
                 .batch_write_item()
                 .request_items(&table, writes.clone())
-                .send()
-                .await;
-            match call {
-                Ok(out) => {
+                .send();
+            match tokio::time::timeout(ATTEMPT_DEADLINE, call).await {
+                Ok(Ok(out)) => {
                     writes = out
                         .unprocessed_items()
                         .and_then(|items| items.get(&table))
                         .cloned()
                         .unwrap_or_default();
                 }
-                Err(e) if attempt == 1 || attempt == MAX_ATTEMPTS => {
+                Ok(Err(e)) if attempt == 1 || attempt == MAX_ATTEMPTS => {
                     warn!(attempt, error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), "BatchWriteItem failed");
                 }
-                Err(_) => {}
+                Err(_) if attempt == 1 || attempt == MAX_ATTEMPTS => {
+                    warn!(attempt, "BatchWriteItem unanswered within its deadline");
+                }
+                Ok(Err(_)) | Err(_) => {}
             }
             if writes.is_empty() {
                 break;

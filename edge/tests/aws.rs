@@ -333,6 +333,7 @@ fn holds_keep_working_when_dynamodb_is_away_and_drops_are_counted() {
         ("AWS_ENDPOINT_URL_DYNAMODB", dynamo.as_str()),
     ];
     let edge = aws_edge(&moto, &url, &env);
+    let metrics = support::metrics_addr(&edge);
     let event = unique_event("nodynamo");
     seed_event(&event, &[("A", 40, 10_000)], 0, 1_000_000);
     let mut c = edge.connect();
@@ -346,6 +347,15 @@ fn holds_keep_working_when_dynamodb_is_away_and_drops_are_counted() {
         assert_eq!(r.status, 201, "hold {i} despite DynamoDB");
     }
     support::wait_for_line(&edge.log, "hold mirror backlog full, dropping");
+    let (_, scraped) = support::scrape(&metrics, None);
+    assert_eq!(
+        support::value(&scraped, "maxtps_edge_side_mirror_dropped_total"),
+        7
+    );
+    assert_eq!(
+        support::value(&scraped, "maxtps_edge_side_mirror_backlog"),
+        3
+    );
     // The drain waits for open connections; then the counters come out.
     drop(c);
     edge.signal("TERM");
@@ -367,4 +377,125 @@ fn holds_keep_working_when_dynamodb_is_away_and_drops_are_counted() {
         "{totals}"
     );
     drop(black_hole);
+}
+
+/// A peer that takes every connection and never answers: an SQS endpoint that hangs.
+fn black_hole() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.extend(stream.ok());
+        }
+    });
+    format!("http://{addr}")
+}
+
+async fn queued(moto: &Moto, url: &str) -> String {
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .expect("attributes");
+    out.attributes()
+        .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The aws profile answers 202 only once SQS took the message. An SQS that never
+/// answers costs a bounded wait and a 503; an edge killed between the commit's script
+/// and SQS's answer gave no 202 and sent nothing, and the buyer's retry with the same
+/// key, once the key's in-flight mark has expired, is sent exactly once.
+#[test]
+fn an_edge_killed_between_accept_and_send_loses_no_accepted_commit() {
+    let moto = Moto::start();
+    let url = block_on(create_queue(&moto, "killed.fifo"));
+    block_on(create_table(&moto));
+    let hole = black_hole();
+    let in_flight = [
+        ("AWS_ENDPOINT_URL", hole.as_str()),
+        ("COMMIT_IN_FLIGHT_MS", "2000"),
+    ];
+    let mut edge = aws_edge(&moto, &url, &in_flight);
+    let event = unique_event("sqskill");
+    seed_event(&event, &[("A", 10, 10_000)], 0, 1_000_000);
+
+    // SQS never answers: each attempt has a deadline, so the buyer gets a 503.
+    let mut c = edge.connect();
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let (token, intent) = ready_to_commit(&mut c, &event, "u1", "A-1");
+    let r = commit(&mut c, &token, "k1", "u1", &event, &intent, "A-1");
+    assert_eq!((r.status, r.error_code().as_str()), (503, "UNAVAILABLE"));
+    assert_eq!(r.header("retry-after"), Some("1"));
+
+    // Killed while SQS is being asked: the key is in flight, the client's request open.
+    let mut c = edge.connect();
+    let (token, intent) = ready_to_commit(&mut c, &event, "u2", "A-2");
+    let body = json!({"intentId": intent, "eventId": event, "seatIds": ["A-2"], "userId": "u2"})
+        .to_string();
+    c.send(
+        format!(
+            "POST /confirm/commit HTTP/1.1\r\nHost: t\r\nx-room-token: {token}\r\nIdempotency-Key: k2\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    let key = codec::keys::idempotency(&event, "commit", "u2", "k2");
+    let deadline = Instant::now() + support::WAIT;
+    while !support::redis(&["GET", &key]).contains("inflight|") {
+        assert!(Instant::now() < deadline, "the commit never went in flight");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    edge.signal("KILL");
+    assert!(!edge.wait_exit().success());
+    assert!(c.is_closed(), "no answer, so no 202");
+    assert_eq!(block_on(queued(&moto, &url)), "0", "nothing reached SQS");
+
+    // The buyer retries on an edge whose SQS answers: 409 while the mark lasts, then
+    // accepted, once.
+    let edge = aws_edge(&moto, &url, &[("COMMIT_IN_FLIGHT_MS", "2000")]);
+    let mut c = edge.connect();
+    let status = c.get_with(
+        "/confirm/status?idem=k2",
+        &format!("x-room-token: {token}\r\n"),
+    );
+    assert_eq!(
+        status.status, 404,
+        "nothing recorded for a commit never answered"
+    );
+    let deadline = Instant::now() + support::WAIT;
+    let accepted = loop {
+        let r = commit(&mut c, &token, "k2", "u2", &event, &intent, "A-2");
+        if r.status != 409 {
+            break r;
+        }
+        assert_eq!(r.error_code(), "IDEMPOTENCY_IN_FLIGHT");
+        assert!(
+            Instant::now() < deadline,
+            "the in-flight mark never expired"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        (accepted.status, accepted.header("x-idempotent-replay")),
+        (202, None)
+    );
+    let messages = block_on(receive(&moto, &url, 1));
+    let sent: Vec<CommitMessage> = messages
+        .iter()
+        .map(|m| serde_json::from_str(m.body().expect("body")).expect("message"))
+        .collect();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (sent[0].idem.as_str(), sent[0].seat_ids.as_slice()),
+        ("k2", &["A-2".to_owned()][..])
+    );
+    assert_eq!(block_on(queued(&moto, &url)), "0", "sent once");
 }

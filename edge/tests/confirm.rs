@@ -8,7 +8,9 @@ use std::collections::HashSet;
 
 use codec::contract::CommitMessage;
 use serde_json::{json, Value};
-use support::{now_ms, seed_event, unique_event, Client, Edge, Response};
+use support::{
+    now_ms, redis_server::RedisServer, seed_event, unique_event, Client, Edge, Response,
+};
 
 fn edge(extra: &[(&str, &str)]) -> Edge {
     let mut env = vec![("ROOM_TOKEN_SECRET", "confirm-tests")];
@@ -444,10 +446,11 @@ fn a_failed_enqueue_frees_the_key_for_a_retry() {
         .expect("id")
         .to_owned();
     // A broken queue: the stream's key holds a string, so XADD fails inside the script.
+    // That is damage, not a passing state (a full Redis is 503: the next test), so 500.
     let stream = format!("ev:{{{event}}}:commits:0");
     support::redis(&["SET", &stream, "not a stream"]);
     let r = commit(&mut c, &token, "c", "u1", &event, &intent_id, &["A-1"]);
-    assert!(r.status >= 500, "{}", r.status);
+    assert_eq!(code(&r), (500, "INTERNAL".into()));
     let status = c.get_with(
         "/confirm/status?idem=c",
         &format!("x-room-token: {token}\r\n"),
@@ -464,6 +467,58 @@ fn a_failed_enqueue_frees_the_key_for_a_retry() {
         (202, None)
     );
     assert_eq!(stream_messages(&event).len(), 1);
+}
+
+/// The streams path's enqueue refused because Redis cannot write now (here it was
+/// demoted to a replica, as an old primary is after a failover: READONLY) is a 503 with
+/// `Retry-After`, as the SQS path's failed send is; nothing is recorded, and the retry
+/// once Redis writes again commits. (A full Redis, `maxmemory` reached, does not refuse
+/// a commit: the script's first write is a PEXPIRE, which may run out of memory, and a
+/// script that has written is let finish. Holds, whose first write is a SET, get 503.)
+#[test]
+fn a_redis_that_cannot_write_refuses_a_commit_with_503_and_records_nothing() {
+    let redis = RedisServer::start(&[]);
+    let event = unique_event("readonly");
+    let addr = format!("127.0.0.1:{}", redis.port);
+    support::seed_event_at(&addr, &event, &[("A", 10, 100)], 0, 1_000_000);
+    let url = redis.url();
+    let edge = edge(&[
+        ("REDIS_URL", url.as_str()),
+        ("EDGE_THREADS", "1"),
+        ("COMMIT_SHARDS", "1"),
+    ]);
+    let mut c = edge.connect();
+    let token = c.enter(&event, "u1");
+    let held = c.post(
+        "/public/hold",
+        Some(&token),
+        &json!({"eventId": event, "seatId": "A-1"}),
+    );
+    assert_eq!(held.status, 201);
+    let intent_id = intent(&mut c, &token, "i", "u1", &event, &["A-1"]).json()["intentId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    // A primary nobody listens on: the data stays, writes are refused.
+    assert_eq!(redis.raw("REPLICAOF 127.0.0.1 1"), "+OK\r\n");
+    let r = commit(&mut c, &token, "c", "u1", &event, &intent_id, &["A-1"]);
+    assert_eq!(code(&r), (503, "UNAVAILABLE".into()));
+    assert_eq!(r.header("retry-after"), Some("1"));
+    let status = c.get_with(
+        "/confirm/status?idem=c",
+        &format!("x-room-token: {token}\r\n"),
+    );
+    assert_eq!(code(&status), (404, "ORDER_NOT_FOUND".into()));
+    let stream = format!("XLEN ev:{{{event}}}:commits:0");
+    assert_eq!(redis.raw(&stream), ":0\r\n", "nothing enqueued");
+
+    assert_eq!(redis.raw("REPLICAOF NO ONE"), "+OK\r\n");
+    let retry = commit(&mut c, &token, "c", "u1", &event, &intent_id, &["A-1"]);
+    assert_eq!(
+        (retry.status, retry.header("x-idempotent-replay")),
+        (202, None)
+    );
+    assert_eq!(redis.raw(&stream), ":1\r\n");
 }
 
 #[test]

@@ -484,6 +484,46 @@ fn an_admission_change_reaches_every_core_within_a_second() {
     }
 }
 
+/// The runbook's pause: an opening moved into the future closes the room (new holds
+/// refused), and the real opening posted again resumes the sale.
+#[test]
+fn an_opening_moved_into_the_future_pauses_the_sale_and_back_resumes_it() {
+    let edge = edge(&[("ADMIN_TOKEN", "op-secret"), ("EVENT_REFRESH_MS", "50")]);
+    let event = unique_event("pause");
+    seed_event(&event, &[("A", 10, 1)], now_ms() - 60_000, 1000);
+    let mut c = edge.connect();
+    let token = c.enter(&event, "paused");
+    assert_eq!(hold(&mut c, &event, &token, "A-1").status, 201);
+    let admission = |c: &mut support::Client, open_at: u64| {
+        let body = json!({"openAtMs": open_at}).to_string();
+        let raw = format!(
+            "POST /admin/events/{event}/admission HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer op-secret\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        assert_eq!(c.request(raw.as_bytes()).status, 200);
+    };
+    // Holds are tried only once this connection's core says the room changed, so no
+    // hold races the change.
+    let ready_is = |c: &mut support::Client, want: bool| {
+        let deadline = Instant::now() + support::WAIT;
+        while c
+            .get_with(&format!("/public/room-status?token={token}"), "")
+            .json()["ready"]
+            != want
+        {
+            assert!(Instant::now() < deadline, "ready never became {want}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    admission(&mut c, now_ms() + 3_600_000);
+    ready_is(&mut c, false);
+    let r = hold(&mut c, &event, &token, "A-2");
+    assert_eq!((r.status, r.error_code().as_str()), (403, "NOT_ADMITTED"));
+    admission(&mut c, now_ms() - 60_000);
+    ready_is(&mut c, true);
+    assert_eq!(hold(&mut c, &event, &token, "A-2").status, 201);
+}
+
 #[test]
 fn an_expired_summary_is_rendered_once_while_the_others_get_the_old_one() {
     // A private Redis, so it can be paused without disturbing other tests.
@@ -690,4 +730,61 @@ fn summary_and_seat_map_carry_cache_validators() {
         (r.status, r.error_code().as_str()),
         (404, "EVENT_NOT_FOUND")
     );
+}
+
+/// A log that cannot be written (stderr on `/dev/full`: every write fails with ENOSPC)
+/// costs log lines, not the edge: it serves, then stops cleanly on SIGTERM. (The fault
+/// suite found a full disk aborting the edges and the worker at their first log line.)
+#[test]
+fn a_log_that_cannot_be_written_does_not_stop_the_edge() {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
+        .env("EDGE_ADDR", format!("127.0.0.1:{port}"))
+        .env("METRICS_ADDR", "off")
+        .env("EDGE_THREADS", "1")
+        .env("EDGE_LOG", "debug")
+        .env_remove("DATABASE_URL")
+        .stderr(full)
+        .spawn()
+        .expect("spawn edge");
+    let deadline = Instant::now() + support::WAIT;
+    let stream = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            panic!("the edge died with its log unwritable: {status}");
+        }
+        if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            break stream;
+        }
+        assert!(Instant::now() < deadline, "the edge never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    stream
+        .set_read_timeout(Some(support::WAIT))
+        .expect("timeout");
+    let mut c = support::Client::from(stream);
+    for _ in 0..3 {
+        assert_eq!(c.request(&support::get("/public/health")).status, 200);
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    drop(c);
+    let deadline = Instant::now() + support::WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "after SIGTERM: {status}");
 }

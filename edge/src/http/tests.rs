@@ -175,6 +175,19 @@ fn only_visible_request_ids_are_echoed() {
     );
 }
 
+#[test]
+fn only_visible_bounded_trace_ids_are_kept() {
+    let with = |v: &str| {
+        let raw = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Amzn-Trace-Id: {v}\r\n\r\n");
+        complete(raw.as_bytes()).trace_id.map(<[u8]>::to_vec)
+    };
+    let alb = "Root=1-67891233-abcdef012345678912345678;Parent=53995c3f42cd8ad8;Sampled=1";
+    assert_eq!(with(alb), Some(alb.as_bytes().to_vec()));
+    assert_eq!(with("Root=1 x"), None, "a space inside");
+    assert_eq!(with(&"a".repeat(257)), None);
+    assert_eq!(with(&"a".repeat(256)).map(|v| v.len()), Some(256));
+}
+
 fn response(status: u16, head_only: bool, keep_alive: bool) -> String {
     let mut reply = Reply::default();
     reply.reset(status);

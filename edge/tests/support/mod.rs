@@ -37,6 +37,7 @@ impl Edge {
         // Status look-ups in PostgreSQL are the end-to-end tests' (tests/): these run
         // against Redis alone, whatever `make test` exported.
         cmd.env("EDGE_ADDR", "127.0.0.1:0")
+            .env("METRICS_ADDR", "127.0.0.1:0")
             .env("EDGE_THREADS", "2")
             .env_remove("DATABASE_URL");
         for (k, v) in env {
@@ -66,10 +67,7 @@ impl Edge {
         let stream = TcpStream::connect(self.addr).expect("connect");
         stream.set_read_timeout(Some(WAIT)).expect("timeout");
         stream.set_nodelay(true).expect("nodelay");
-        Client {
-            stream,
-            buf: Vec::new(),
-        }
+        Client::from(stream)
     }
 
     pub fn signal(&self, signal: &str) {
@@ -143,6 +141,15 @@ impl Response {
 pub struct Client {
     pub stream: TcpStream,
     buf: Vec<u8>,
+}
+
+impl From<TcpStream> for Client {
+    fn from(stream: TcpStream) -> Client {
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
 }
 
 impl Client {
@@ -401,4 +408,34 @@ impl Client {
             .expect("roomToken")
             .to_owned()
     }
+}
+
+/// The address the edge's `/metrics` listens on, from its log.
+pub fn metrics_addr(edge: &Edge) -> String {
+    let line = wait_for_line(&edge.log, "metrics listening");
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix("addr="))
+        .expect("addr=")
+        .to_owned()
+}
+
+/// `GET /metrics` (with `Accept: accept`) on `addr`: the head and the body.
+pub fn scrape(addr: &str, accept: Option<&str>) -> (String, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to metrics");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: m\r\n{accept}\r\n").expect("write");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read to the close");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a head");
+    (head.to_owned(), body.to_owned())
+}
+
+/// The value of the sample `series` (name and labels as rendered) in a scrape.
+pub fn value(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+        .parse()
+        .expect("a whole number")
 }

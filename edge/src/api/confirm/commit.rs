@@ -26,10 +26,6 @@ use crate::{
     token,
 };
 
-/// How long a commit stays "in flight" (409 to a second attempt) while SQS is asked;
-/// after a crash in between, the key frees itself after this.
-const IN_FLIGHT_TTL_MS: u64 = 30_000;
-
 pub async fn commit(
     core: &Core,
     head: &Head<'_>,
@@ -90,7 +86,7 @@ pub async fn commit(
         seats: &seats,
         extend_ms: core.config.commit_hold_extend.as_millis() as u64,
         ttl_ms: core.config.idempotency_ttl.as_millis() as u64,
-        in_flight_ttl_ms: IN_FLIGHT_TTL_MS,
+        in_flight_ttl_ms: core.config.commit_in_flight.as_millis() as u64,
         status: &pending.record(),
         response: &response,
         begin: sqs.is_some(),
