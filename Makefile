@@ -29,7 +29,7 @@ export OPENAPI_ADDR OPENAPI_SPEC SCHEMATHESIS_OPS SCHEMATHESIS_MAX_EXAMPLES SCHE
 
 help: ## list the targets
 	@echo "make TARGET   (variables: CARGO=$(CARGO) EDGE_ADDR=$(EDGE_ADDR) JOBS=$(JOBS) SCHEMATHESIS_OPS='$(SCHEMATHESIS_OPS)')"
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 deps: ## install what is missing: redis-server, postgresql, curl (apt), schemathesis (.run/venv)
 	$(STACK) deps
@@ -64,8 +64,8 @@ stop: ## stop the background edge, worker and services
 	$(WORKER) stop --pidfile .run/worker.pid
 	$(STACK) down
 
-test: services ## test-rust, openapi-test, infra-test, fuzz-short, mutfuzz-short and fault-short (all run; fails if any fails); what CI runs
-	$(MAKE) --no-print-directory -k test-rust openapi-test infra-test fuzz-short mutfuzz-short fault-short
+test: services ## test-rust, openapi-test, infra-test, fuzz-short, mutfuzz-short, fault-short and e2e (all run; fails if any fails); what CI runs
+	$(MAKE) --no-print-directory -k test-rust openapi-test infra-test fuzz-short mutfuzz-short fault-short e2e
 
 test-rust: services ## cargo nextest (or cargo test) of the workspace against the local services
 	$(WITH_ENV) \
@@ -89,7 +89,8 @@ lint: ## rustfmt check + clippy -D warnings
 
 lint-sh: ## shellcheck the shell scripts (infra, infra/local, infra/docker, .ci/run, worker/bench.sh, perf/mutfuzz.sh, perf/faults.sh, perf/soak.sh)
 	@command -v shellcheck >/dev/null 2>&1 || infra/install-shellcheck.sh
-	shellcheck -x infra/local/*.sh infra/*.sh infra/docker/*.sh .ci/run worker/bench.sh perf/mutfuzz.sh perf/faults.sh perf/soak.sh
+	shellcheck -x infra/local/*.sh infra/*.sh infra/docker/*.sh .ci/run worker/bench.sh perf/mutfuzz.sh perf/faults.sh perf/soak.sh \
+		perf/compression.sh tests/browser/run.sh
 
 clean-data: ## stop the services and delete their data (.run/ except the venv)
 	$(EDGE) stop --pidfile .run/edge.pid
@@ -142,6 +143,13 @@ profile: ## perf/profile.sh: flamegraph of the edge under loadgen (perf record -
 
 callgrind: ## perf/callgrind.sh: edge instructions per request for a fixed batch (valgrind) -> perf/results/callgrind-*.md
 	bash perf/callgrind.sh
+
+.PHONY: e2e browser-test
+E2E_OUT ?= .run/e2e
+e2e: services build-edge ## tests/browser: the buyer page in headless Chromium (apt chromium + npm ci playwright-core, installed if missing) against an edge + worker, from another origin (CORS) -> .run/e2e/report.html
+	OUT_DIR='$(E2E_OUT)' tests/browser/run.sh
+
+browser-test: e2e ## the same as e2e
 
 # ----------------------------------------------------------------------------- AWS (infra/)
 # The seed's Quick Start: one numbered step each, re-runnable, in the region of

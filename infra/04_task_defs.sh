@@ -16,7 +16,9 @@
 # re-run registers nothing. Writes infra/out/<region>/taskdefs.json.
 #
 # Environment: EDGE_CPU (2048), EDGE_MEMORY (4096), EDGE_NOFILE (1048576, Fargate's
-# maximum), WORKER_CPU (1024), WORKER_MEMORY (2048), WORKER_CONCURRENCY (8),
+# maximum; soft = hard, and the edge raises its soft limit to the hard one at start
+# anyway and logs it), CORS_ALLOWED_ORIGINS (the ticket site's origins, for the edge;
+# empty: no CORS), WORKER_CPU (1024), WORKER_MEMORY (2048), WORKER_CONCURRENCY (8),
 # WORKER_STOP_TIMEOUT (60), CPU_ARCH (X86_64 | ARM64), EDGE_KEEPALIVE_MS,
 # EDGE_SHUTDOWN_GRACE_MS, TRUSTED_PROXY_HOPS (2), PURCHASE_LIMIT (0: none).
 set -euo pipefail
@@ -64,6 +66,7 @@ edge_env="$(env_list \
 	EDGE_LOG=info \
 	"TRUSTED_PROXY_HOPS=$TRUSTED_PROXY_HOPS" \
 	"PURCHASE_LIMIT=$PURCHASE_LIMIT" \
+	"CORS_ALLOWED_ORIGINS=${CORS_ALLOWED_ORIGINS:-}" \
 	"SQS_QUEUE_URL=$(env_get SQS_QUEUE_URL)" \
 	"HOLD_MIRROR_TABLE=$(env_get HOLD_MIRROR_TABLE)")"
 worker_env="$(env_list \

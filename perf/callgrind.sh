@@ -16,6 +16,8 @@
 #   SCENARIO=summary REQUESTS=5000 RATE=500 perf/callgrind.sh
 #   TARGET=redis SCENARIO=hold perf/callgrind.sh
 #   KEEP_OUT=/tmp/summary.callgrind (keeps the raw profile, for callgrind_annotate --tree=caller)
+#   HEADER='Origin: https://tickets.example.test' (one more header on every summary/ping
+#   request; the edge gets this script's environment, CORS_ALLOWED_ORIGINS included)
 set -euo pipefail
 NAME=callgrind
 # shellcheck source=perf/lib.sh
@@ -27,9 +29,13 @@ TARGET=${TARGET:-edge}
 REQUESTS=${REQUESTS:-5000}
 RATE=${RATE:-500}
 OUT_DIR=${OUT_DIR:-perf/results}
-REDIS_PORT=${REDIS_PORT:-16482}
+# Not REDIS_PORT: that one is the local stack's (infra/local/stack.sh, which local_stack_env runs).
+CALLGRIND_REDIS_PORT=${CALLGRIND_REDIS_PORT:-16482}
 EDGE_PORT=${EDGE_PORT:-18383}
 BUILD=${BUILD:-1}
+HEADER=${HEADER:-}
+extra=()
+[[ -n $HEADER ]] && extra=(--header "$HEADER")
 
 command -v valgrind >/dev/null || {
     log "valgrind missing: apt-get install valgrind"
@@ -43,7 +49,7 @@ if [[ $TARGET == redis ]]; then REDIS_WRAPPER=("${VALGRIND[@]}"); else EDGE_WRAP
 
 release_binaries
 local_stack_env
-private_redis "$REDIS_PORT"
+private_redis "$CALLGRIND_REDIS_PORT"
 "$SCRATCH/worker" migrate >/dev/null
 "$SCRATCH/worker" seed perf --seats-per-section 200000 --open-in-secs -3600 --rate 1000000 >/dev/null
 
@@ -54,7 +60,7 @@ PIDS+=("$EDGE_PID")
 wait_port "$EDGE_PORT" "$EDGE_PID" edge
 MEASURED=$EDGE_PID
 [[ $TARGET == redis ]] && MEASURED=$REDIS_PID
-redis_cli() { redis-cli -p "$REDIS_PORT" "$@"; }
+redis_cli() { redis-cli -p "$CALLGRIND_REDIS_PORT" "$@"; }
 # Script calls (EVALSHA, and EVAL of a script not yet loaded) so far.
 script_calls() {
     redis_cli info commandstats | awk -F'[:=,]' '/^cmdstat_eval(sha)?:/ {n += $3} END {print n + 0}'
@@ -64,7 +70,7 @@ duration=$(awk -v n="$REQUESTS" -v r="$RATE" 'BEGIN{printf "%.3f", n / r}')
 calls_before=$(script_calls)
 callgrind_control -i on "$MEASURED" >/dev/null
 "$SCRATCH/loadgen" "$SCENARIO" --target "127.0.0.1:$EDGE_PORT" --event perf --seats-per-section 200000 \
-    --rate "$RATE" --duration "$duration" --warmup 0 --connections 16 --quiet --out "$SCRATCH/load" \
+    --rate "$RATE" --duration "$duration" --warmup 0 --connections 16 --quiet --out "$SCRATCH/load" "${extra[@]}" \
     >"$SCRATCH/loadgen.log" 2>&1
 callgrind_control -i off "$MEASURED" >/dev/null
 calls=$(($(script_calls) - calls_before))
@@ -93,7 +99,8 @@ out=$OUT_DIR/callgrind-$SCENARIO.md
     echo "# Instructions per request: $TARGET, \`$SCENARIO\` (callgrind)"
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); $(valgrind --version); kernel $(uname -r); $(redis-server --version | cut -d' ' -f1-3)"
-    echo "- command: \`TARGET=$TARGET SCENARIO=$SCENARIO REQUESTS=$REQUESTS RATE=$RATE perf/callgrind.sh\`"
+    # shellcheck disable=SC2016 # the single quotes are text inside double quotes
+    echo "- command: \`TARGET=$TARGET SCENARIO=$SCENARIO REQUESTS=$REQUESTS RATE=$RATE${HEADER:+ HEADER='$HEADER'}${CORS_ALLOWED_ORIGINS:+ CORS_ALLOWED_ORIGINS=$CORS_ALLOWED_ORIGINS} perf/callgrind.sh\`"
     if [[ $TARGET == redis ]]; then
         echo "- redis-server under callgrind with instrumentation on only while loadgen ran; the edge native, one thread"
     else

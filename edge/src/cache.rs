@@ -3,6 +3,11 @@
 //! the others get the expired one rather than each asking Redis (stale-while-
 //! revalidate, as RFC 5861 has it for shared caches). Answers 304 when
 //! `If-None-Match` matches (RFC 9110 section 13.1.2).
+//!
+//! Each rendering is also gzipped, once, when that makes it smaller; a request whose
+//! `Accept-Encoding` takes gzip ([`encoding::choose`]) gets that copy, with its own
+//! ETag (RFC 9110 section 8.8.3: a validator per representation), and every answer
+//! says `Vary: Accept-Encoding`.
 
 use std::{
     cell::{Cell, RefCell},
@@ -13,6 +18,7 @@ use std::{
 };
 
 use crate::{
+    encoding::{self, Coding},
     error::Error,
     http::{Head, Reply},
 };
@@ -31,6 +37,8 @@ struct Cached {
     body: Vec<u8>,
     /// A strong validator of `body` (RFC 9110 section 8.8.3).
     etag: String,
+    /// `body` gzipped and its ETag, when smaller than `body`.
+    gzip: Option<(Vec<u8>, String)>,
     made: Instant,
     /// A request is rendering the next one; meanwhile this one is served.
     refreshing: Cell<bool>,
@@ -70,8 +78,10 @@ impl Responses {
             stale => {
                 let _refreshing = stale.map(Refreshing::start);
                 let body = render().await?;
+                let hash = fnv1a(&body);
                 let entry = Rc::new(Cached {
-                    etag: format!("\"{:016x}\"", fnv1a(&body)),
+                    etag: format!("\"{hash:016x}\""),
+                    gzip: encoding::gzip(&body).map(|gz| (gz, format!("\"{hash:016x}-gzip\""))),
                     body,
                     made: Instant::now(),
                     refreshing: Cell::new(false),
@@ -82,17 +92,26 @@ impl Responses {
                 entry
             }
         };
+        let gzip = entry
+            .gzip
+            .as_ref()
+            .filter(|_| encoding::choose(head.accept_encoding) == Coding::Gzip);
+        let (body, etag) = gzip.map_or((&entry.body, &entry.etag), |(gz, etag)| (gz, etag));
         let not_modified = head.if_none_match.is_some_and(|tags| {
             tags.split(|&b| b == b',').any(|t| {
                 let t = t.trim_ascii();
-                t == b"*" || t.strip_prefix(b"W/").unwrap_or(t) == entry.etag.as_bytes()
+                t == b"*" || t.strip_prefix(b"W/").unwrap_or(t) == etag.as_bytes()
             })
         });
         reply.reset(if not_modified { 304 } else { 200 });
         reply.header("cache-control", &self.cache_control);
-        reply.header("etag", entry.etag.as_bytes());
+        reply.header("etag", etag.as_bytes());
+        reply.header("vary", b"Accept-Encoding");
+        if gzip.is_some() {
+            reply.header("content-encoding", b"gzip");
+        }
         if !not_modified {
-            reply.json_body().extend_from_slice(&entry.body);
+            reply.json_body().extend_from_slice(body);
         }
         Ok(())
     }

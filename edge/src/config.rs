@@ -121,6 +121,9 @@ pub struct Config {
     pub enter_pow_bits: u8,
     /// `ENTER_POW_TTL_MS`: how long a challenge may be solved and used.
     pub enter_pow_ttl: Duration,
+    /// `CORS_ALLOWED_ORIGINS`: origins (exact, comma-separated) whose pages may call
+    /// the API; empty (default): no CORS.
+    pub cors: crate::cors::Cors,
 }
 
 /// The room-token key used when `ROOM_TOKEN_SECRET` is unset: fine on a laptop, never
@@ -287,6 +290,11 @@ impl Config {
             purchase_limit: env.ranged("PURCHASE_LIMIT", 0, 0, 1_000_000)? as u32,
             enter_pow_bits: env.ranged("ENTER_POW_BITS", 0, 0, 32)? as u8,
             enter_pow_ttl: env.millis("ENTER_POW_TTL_MS", 120_000)?,
+            cors: {
+                let list = env.get("CORS_ALLOWED_ORIGINS", "");
+                crate::cors::Cors::parse(&list)
+                    .map_err(|reason| env.bad("CORS_ALLOWED_ORIGINS", &list, reason))?
+            },
         })
     }
 }
@@ -484,6 +492,8 @@ mod tests {
             ("IDENTITY", "oauth"),
             ("IDENTITY_LEEWAY_MS", "300001"),
             ("IDENTITY_KEYS_REFRESH_MS", "0"),
+            ("CORS_ALLOWED_ORIGINS", "*"),
+            ("CORS_ALLOWED_ORIGINS", "https://tickets.example.com/"),
         ] {
             let err = with(&[(var, value)]).expect_err(var);
             assert_eq!(err.var, var);

@@ -37,6 +37,8 @@ pub enum Method {
     Get,
     Head,
     Post,
+    /// A CORS preflight's method (answered by [`crate::cors`]), else 405.
+    Options,
     Other,
 }
 
@@ -68,6 +70,12 @@ pub struct Head<'b> {
     pub peer: Option<std::net::IpAddr>,
     /// `Last-Event-ID` (the SSE reconnection header, WHATWG HTML 9.2.4).
     pub last_event_id: Option<&'b [u8]>,
+    /// `Origin` (RFC 6454), for CORS.
+    pub origin: Option<&'b [u8]>,
+    /// `Access-Control-Request-Method` was sent: with `OPTIONS`, a CORS preflight.
+    pub cors_request_method: bool,
+    /// `Accept-Encoding` (RFC 9110 section 12.5.3), for the cached reads.
+    pub accept_encoding: Option<&'b [u8]>,
     /// `X-Amzn-Trace-Id` (the ALB's), for the logs; visible ASCII only, else dropped.
     pub trace_id: Option<&'b [u8]>,
 }
@@ -104,6 +112,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, FramingError> {
         Some("GET") => Method::Get,
         Some("HEAD") => Method::Head,
         Some("POST") => Method::Post,
+        Some("OPTIONS") => Method::Options,
         _ => Method::Other,
     };
     let http11 = req.version == Some(1);
@@ -128,6 +137,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, FramingError> {
         forwarded_for: None,
         peer: None,
         last_event_id: None,
+        origin: None,
+        cors_request_method: false,
+        accept_encoding: None,
         trace_id: None,
     };
     let (mut content_length, mut transfer_encoding, mut hosts, mut close) = (None, false, 0, false);
@@ -168,6 +180,12 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, FramingError> {
             head.forwarded_for = Some(value);
         } else if name.eq_ignore_ascii_case(b"last-event-id") {
             head.last_event_id = Some(value);
+        } else if name.eq_ignore_ascii_case(b"accept-encoding") {
+            head.accept_encoding = Some(value);
+        } else if name.eq_ignore_ascii_case(b"origin") {
+            head.origin = Some(value);
+        } else if name.eq_ignore_ascii_case(b"access-control-request-method") {
+            head.cors_request_method = true;
         } else if name.eq_ignore_ascii_case(b"x-amzn-trace-id") {
             head.trace_id = Some(value)
                 .filter(|v| v.len() <= MAX_TRACE_ID && v.iter().all(|b| b.is_ascii_graphic()));
@@ -353,7 +371,8 @@ pub fn write_response(
         None if !reply.request_id.is_empty() => out.extend_from_slice(&reply.request_id),
         None => crate::ids::write_next(out),
     }
-    if reply.status != 304 {
+    // RFC 9110 section 8.6 and 15.3.5: neither a 204 nor a 304 carries a content length.
+    if reply.status != 304 && reply.status != 204 {
         out.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
         write_u64(out, reply.body.len() as u64);
     }
@@ -364,7 +383,7 @@ pub fn write_response(
     });
     out.extend_from_slice(&reply.headers);
     out.extend_from_slice(b"\r\n");
-    if !head_only && reply.status != 304 {
+    if !head_only && reply.status != 304 && reply.status != 204 {
         out.extend_from_slice(&reply.body);
     }
 }

@@ -5,6 +5,8 @@
 //! Each module uses only those listed after it (`router` and `conn` excepted, which
 //! sit on top), so there is no import circle.
 //! - [`config`]: environment variables into one typed struct, validated at start.
+//! - [`cors`]: CORS preflights and headers for pages on other origins.
+//! - [`fds`]: the process's file-descriptor limit, raised at start.
 //! - [`server`]: one thread, runtime and `SO_REUSEPORT` listener per core; driver
 //!   choice; graceful shutdown.
 //! - `conn`: one connection's loop: read, answer every buffered request, one write.
@@ -15,6 +17,7 @@
 //!   (`api/request`: bodies, field rules, the room token).
 //! - [`core`]: one core's state, which every handler takes.
 //! - [`cache`]: each core's cache of rendered `summary` and `seats` bodies.
+//! - [`encoding`]: `Accept-Encoding` negotiation and gzip of the cached reads.
 //! - [`store`]: the scripts of `codec::store` run on the core's Redis connection, each
 //!   a typed call with a typed outcome.
 //! - [`limits`]: per-core token buckets per client address and per buyer (429).
@@ -41,8 +44,11 @@ pub mod cache;
 pub mod config;
 mod conn;
 pub mod core;
+pub mod cors;
+pub mod encoding;
 pub mod error;
 pub mod events;
+pub mod fds;
 pub mod http;
 pub mod identity;
 mod ids;

@@ -51,6 +51,15 @@ fn main() -> ExitCode {
             "IDENTITY=none: enter believes the body's userId; set IDENTITY=jwt or alb-oidc outside a laptop"
         );
     }
+    match edge::fds::raise_nofile() {
+        Ok(limit) => info!(
+            soft = limit.soft,
+            hard = limit.hard,
+            raised_from = limit.raised_from,
+            "open files limit (RLIMIT_NOFILE)"
+        ),
+        Err(e) => warn!(error = %e, "cannot raise the open files limit (RLIMIT_NOFILE)"),
+    }
     // Registered before the cores start, so a signal never hits the default handler.
     let mut signals = match Signals::new([SIGTERM, SIGINT]) {
         Ok(signals) => signals,

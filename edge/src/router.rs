@@ -17,6 +17,10 @@ const GET: &str = "GET, HEAD";
 const POST: &str = "POST";
 
 pub async fn dispatch(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Reply) {
+    let cors = &core.config.cors;
+    if cors.enabled() && cors.preflight(head, reply) {
+        return;
+    }
     let started = metrics::now_micros();
     let result = route(core, head, body, reply).await;
     let code = result.as_ref().err().map(Error::code);
@@ -35,6 +39,9 @@ pub async fn dispatch(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Rep
                 "request failed"
             );
         }
+    }
+    if cors.enabled() {
+        cors.annotate(head, reply);
     }
     let micros = metrics::now_micros().saturating_sub(started);
     let route = metrics::route_of(head.path);
@@ -142,7 +149,7 @@ fn allow(head: &Head<'_>, allowed: &'static str) -> Result<(), Error> {
     let ok = match head.method {
         Method::Get | Method::Head => allowed == GET,
         Method::Post => allowed == POST,
-        Method::Other => false,
+        Method::Options | Method::Other => false,
     };
     if ok {
         Ok(())

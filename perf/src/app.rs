@@ -51,6 +51,8 @@ target and comparison:
   --compare ADDR --compare-name NAME (nginx) --compare-cpu NAME=PID
       the same runs against a second server (nginx's static 200), ratios printed
   --reset-cmd CMD   `sh -c CMD` before every measured run (e.g. re-seed the event)
+  --header 'NAME: VALUE' (repeatable): sent with every ping and summary request
+      (Accept-Encoding: gzip, Origin: https://...)
 load:
   --rate N (1000) --duration S (10) --warmup S (2) --connections N (64)
   --threads N (1) --driver uring|epoll (uring) --timeout-ms N (10000)
@@ -241,6 +243,13 @@ fn real_main(raw: &[String]) -> Result<i32, String> {
         seats_per_section: args.num("seats-per-section", 10_000)?,
         run_id: run_id.clone(),
         ping_path: args.str("path", "/public/ping"),
+        read_headers: args
+            .opts
+            .get("header")
+            .into_iter()
+            .flatten()
+            .map(|h| format!("{h}\r\n"))
+            .collect(),
         poll: Duration::from_millis(args.num("poll-ms", 500)?),
         journey_timeout: secs(args.num("journey-timeout-s", 60.0)?),
         addresses: args

@@ -60,6 +60,9 @@ pub struct Plan {
     /// Unique per run: user ids and idempotency keys start with it.
     pub run_id: String,
     pub ping_path: String,
+    /// `--header` lines (`Name: value\r\n` each) added to ping and summary requests:
+    /// `Accept-Encoding`, `Origin`.
+    pub read_headers: String,
     /// Between room-status polls and status polls of a journey.
     pub poll: Duration,
     /// A journey not final after this counts as a timeout.
@@ -323,7 +326,13 @@ fn fill(ctx: &ThreadCtx, conn: &mut Conn, st: &mut ConnState, slot: &Slot) -> En
     conn.req.clear();
     match plan.kind {
         Kind::Ping => {
-            write_request(&mut conn.req, "GET", &plan.ping_path, b"", b"");
+            write_request(
+                &mut conn.req,
+                "GET",
+                &plan.ping_path,
+                plan.read_headers.as_bytes(),
+                b"",
+            );
             Endpoint::Ping
         }
         Kind::Summary => summary_request(conn, st, plan),
@@ -396,7 +405,13 @@ fn fill(ctx: &ThreadCtx, conn: &mut Conn, st: &mut ConnState, slot: &Slot) -> En
 
 fn summary_request(conn: &mut Conn, st: &mut ConnState, plan: &Plan) -> Endpoint {
     let path = format!("/public/summary/{}/{}", plan.event, st.section(plan));
-    write_request(&mut conn.req, "GET", &path, b"", b"");
+    write_request(
+        &mut conn.req,
+        "GET",
+        &path,
+        plan.read_headers.as_bytes(),
+        b"",
+    );
     Endpoint::Summary
 }
 
@@ -801,6 +816,7 @@ mod tests {
             seats_per_section: 1_000_000,
             run_id: "r".into(),
             ping_path: "/".into(),
+            read_headers: String::new(),
             poll: Duration::from_millis(1),
             journey_timeout: Duration::from_secs(1),
             addresses: None,

@@ -87,6 +87,7 @@ fn a_one_second_stall_shows_in_the_p99() {
         addresses: None,
         abusers: 0,
         abuse_pct: 0,
+        read_headers: String::new(),
     });
     let spec = RunSpec {
         label: "stall".into(),
