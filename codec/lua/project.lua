@@ -1,19 +1,26 @@
 -- The worker's projection of one stored order (worker/src/project.rs).
 -- KEYS: status, buyer's holds zset, then per seat its section's sold bitmap, its hold
--- key and its section's holds zset.
+-- key and its section's held zset.
 -- ARGV: status record, ttl ms, `1` when confirmed, user, then per seat n, seatId, holdId.
--- A CONFIRMED order sets its seats' sold bits; any order removes its own holds (another
--- buyer's later hold on the seat stays), then the status record is written.
+-- A CONFIRMED order sets its seats' sold bits and leaves `sold` in their hold keys for
+-- good (whoever held them: the seat is sold, and a hold's one `SET ... NX` must say
+-- so), out of the held zset. Any other order removes its own holds (another buyer's
+-- later hold on the seat stays). Then the status record is written.
 local confirmed = ARGV[3] == '1'
 for i = 1, (#KEYS - 2) / 3 do
   local k, a = 3 * i, 3 * i + 2
-  if confirmed then redis.call('SETBIT', KEYS[k], ARGV[a], 1) end
-  local hold = redis.call('GET', KEYS[k + 1])
-  if hold and hold_of(hold, ARGV[4]) == ARGV[a + 2] then
-    redis.call('DEL', KEYS[k + 1])
-    redis.call('ZREM', KEYS[k + 2], ARGV[a])
-  elseif not hold then
-    redis.call('ZREM', KEYS[k + 2], ARGV[a])
+  if confirmed then
+    redis.call('SETBIT', KEYS[k], ARGV[a], 1)
+    redis.call('SET', KEYS[k + 1], SOLD)
+    redis.call('ZREM', KEYS[k + 2], ARGV[a + 1])
+  else
+    local hold = redis.call('GET', KEYS[k + 1])
+    if hold and hold_of(hold, ARGV[4]) == ARGV[a + 2] then
+      redis.call('DEL', KEYS[k + 1])
+      redis.call('ZREM', KEYS[k + 2], ARGV[a + 1])
+    elseif not hold then
+      redis.call('ZREM', KEYS[k + 2], ARGV[a + 1])
+    end
   end
   redis.call('ZREM', KEYS[2], ARGV[a + 1])
 end

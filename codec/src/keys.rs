@@ -9,14 +9,18 @@
 //! | `ev:{E}:queue` | string counter | edge `enter` | last position handed out |
 //! | `ev:{E}:pos` | hash user -> position | edge `enter` | a user's position |
 //! | `ev:{E}:sold:{S}` | bitmap, bit n = seat n | worker | sold seats of section S |
-//! | `ev:{E}:hold:{S}:{n}` | string `holdId user`, PX ttl | edge `hold` | one seat's hold |
-//! | `ev:{E}:holds:{S}` | zset n -> expiry ms | edge `hold` | live holds of a section, for counting |
+//! | `ev:{E}:hold:{S}:{n}` | string `holdId user` until its expiry, or `sold` for good | edge `hold`, worker | one seat's hold, or its sale |
+//! | `ev:{E}:held:{S}` | zset seatId -> expiry ms | edge `hold` | live holds of a section, for counting |
 //! | `ev:{E}:uholds:{U}` | zset seatId -> expiry ms | edge `hold` | a user's live holds (limit) |
 //! | `ev:{E}:idem:{scope}:{len}:{U}:{K}` | string `state\|fingerprint\|body`, PX 24 h | edge | an Idempotency-Key's outcome |
 //! | `ev:{E}:intent:{id}` | hash user, seats, holds, amount, currency, expiresAt | edge | a payment intent |
 //! | `ev:{E}:status:{len}:{U}:{K}` | string, JSON `StatusResponse` | edge (PENDING), worker | an order's status |
 //! | `ev:{E}:commits:{shard}` | stream, field `msg` = `CommitMessage` JSON | edge | the local commit queue |
 //! | `ev:{E}:commits:dlq` | stream, fields `msg`, `reason`, `stream`, `id`, `deliveries`, `at` | worker | commits that could not be processed |
+//!
+//! A sold seat is told twice: by its bit in the section's bitmap (counting, seat map)
+//! and by `sold` in its hold key, so that a hold's one `SET ... NX` refuses it. The
+//! worker writes both when it projects a sale, and `worker rebuild-redis` both again.
 //!
 //! A user id is visible ASCII and may hold `:`; where other parts follow it, its length
 //! comes first (`{len}:{U}`), so two users can never map to one key.
@@ -96,7 +100,7 @@ pub fn write_hold(out: &mut Vec<u8>, event: &str, section: &str, n: u32) {
 }
 
 pub fn write_section_holds(out: &mut Vec<u8>, event: &str, section: &str) {
-    write_event(out, event, "holds:");
+    write_event(out, event, "held:");
     out.extend_from_slice(section.as_bytes());
 }
 
