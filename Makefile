@@ -57,15 +57,15 @@ run: deps build ## services, migrations, demo event, edge and worker in the fore
 start: services build ## services, migrations, demo event, edge and worker in the background (.run/{edge,worker}.{pid,log}), waits for health
 	$(WITH_ENV) $(EDGE) start --addr '$(EDGE_ADDR)' --pidfile .run/edge.pid --log .run/edge.log
 	$(WITH_ENV) $(WORKER) start --pidfile .run/worker.pid --log .run/worker.log
-	@echo "edge: http://$(EDGE_ADDR)   try: curl -s http://$(EDGE_ADDR)/public/ping   stop: make stop"
+	@echo "edge: http://$(EDGE_ADDR)   metrics: http://$${METRICS_ADDR:-127.0.0.1:9100}/metrics   try: curl -s http://$(EDGE_ADDR)/public/ping   stop: make stop"
 
 stop: ## stop the background edge, worker and services
 	$(EDGE) stop --pidfile .run/edge.pid
 	$(WORKER) stop --pidfile .run/worker.pid
 	$(STACK) down
 
-test: services ## test-rust, openapi-test, infra-test, fuzz-short and mutfuzz-short (all run; fails if any fails); what CI runs
-	$(MAKE) --no-print-directory -k test-rust openapi-test infra-test fuzz-short mutfuzz-short
+test: services ## test-rust, openapi-test, infra-test, fuzz-short, mutfuzz-short and fault-short (all run; fails if any fails); what CI runs
+	$(MAKE) --no-print-directory -k test-rust openapi-test infra-test fuzz-short mutfuzz-short fault-short
 
 test-rust: services ## cargo nextest (or cargo test) of the workspace against the local services
 	$(WITH_ENV) \

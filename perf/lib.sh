@@ -17,6 +17,9 @@ die() {
 }
 
 PIDS=()
+# The edges and workers these scripts start serve their metrics on ports of their own
+# (a `make start` edge and worker may hold the defaults 127.0.0.1:9100 and :9101).
+export METRICS_ADDR=${METRICS_ADDR:-127.0.0.1:0} WORKER_METRICS_ADDR=${WORKER_METRICS_ADDR:-127.0.0.1:0}
 REDIS_WRAPPER=()
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/$NAME.XXXXXX")
 stop_pid() { # stop_pid PID: SIGTERM, SIGKILL after 10 s, reaped and out of PIDS

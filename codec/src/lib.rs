@@ -7,6 +7,7 @@
 //! - [`contract`]: the JSON bodies of the HTTP API (`openapi/ticketing.yaml` is the
 //!   normative copy; a test parses every example of the spec into these types) and the
 //!   commit-queue message.
+//! - [`emf`]: CloudWatch embedded-metric-format lines, and their validity check.
 //! - [`error_code`]: the error codes the API answers with, and their HTTP status.
 //! - [`json`]: JSON writers for bodies built straight into a reused buffer.
 //! - [`keys`]: the Redis data model (key names, the catalog projection).
@@ -20,6 +21,7 @@
 //! - [`url`]: percent-encoding and `redis://` URLs.
 
 pub mod contract;
+pub mod emf;
 pub mod error_code;
 pub mod json;
 pub mod keys;

@@ -45,6 +45,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// `EDGE_LOG`: `error`, `warn`, `info`, `debug` or `trace`.
     pub log_level: tracing::level_filters::LevelFilter,
+    /// `EDGE_LOG_FORMAT=json`: one JSON object a line (for CloudWatch Logs and the
+    /// like); `text` (the default) for people.
+    pub log_json: bool,
     /// `REDIS_URL`, `REDIS_TIMEOUT_MS`, `REDIS_MAX_IN_FLIGHT`: each core's connection.
     pub redis: RedisConfig,
     /// `ROOM_TOKEN_SECRET`: HMAC-SHA256 key of room tokens.
@@ -65,6 +68,12 @@ pub struct Config {
     pub event_refresh: Duration,
     /// `ADMIN_TOKEN`: bearer token of the `/admin/*` endpoints; unset, they do not exist.
     pub admin_token: Option<String>,
+    /// `METRICS_ADDR`: where `GET /metrics` is served (an admin address, never the
+    /// public port); `off` serves none.
+    pub metrics_addr: Option<SocketAddr>,
+    /// `METRICS_EMF=1`: the figures also as CloudWatch embedded-metric-format lines on
+    /// stdout, every `METRICS_EMF_INTERVAL_MS` (default 60 s), for Fargate's awslogs.
+    pub metrics_emf: Option<Duration>,
     /// `IDEMPOTENCY_TTL_MS`: how long an Idempotency-Key's outcome (and the order's
     /// status record) is kept.
     pub idempotency_ttl: Duration,
@@ -136,6 +145,11 @@ impl Config {
                 "info",
                 "expected error, warn, info, debug or trace",
             )?,
+            log_json: match env.get("EDGE_LOG_FORMAT", "text").as_str() {
+                "text" => false,
+                "json" => true,
+                other => return Err(env.bad("EDGE_LOG_FORMAT", other, "expected text or json")),
+            },
             redis: {
                 let url = env.get("REDIS_URL", "redis://127.0.0.1:16379");
                 let mut redis = RedisConfig::from_url(&url)
@@ -168,6 +182,24 @@ impl Config {
             public_cache: env.millis("PUBLIC_CACHE_MS", 1_000)?,
             event_refresh: env.millis("EVENT_REFRESH_MS", 500)?,
             admin_token: (lookup)("ADMIN_TOKEN").filter(|s| !s.is_empty()),
+            metrics_addr: match env.get("METRICS_ADDR", "127.0.0.1:9100").as_str() {
+                "off" => None,
+                _ => Some(env.parse(
+                    "METRICS_ADDR",
+                    "127.0.0.1:9100",
+                    "expected host:port or off",
+                )?),
+            },
+            metrics_emf: match env.get("METRICS_EMF", "0").as_str() {
+                "0" => None,
+                "1" => Some(Duration::from_millis(env.ranged(
+                    "METRICS_EMF_INTERVAL_MS",
+                    60_000,
+                    100,
+                    3_600_000,
+                )?)),
+                other => return Err(env.bad("METRICS_EMF", other, "expected 0 or 1")),
+            },
             idempotency_ttl: env.millis("IDEMPOTENCY_TTL_MS", 24 * 3600 * 1000)?,
             commit_hold_extend: env.millis("COMMIT_HOLD_EXTEND_MS", 120_000)?,
             commit_in_flight: Duration::from_millis(env.ranged(
@@ -296,6 +328,9 @@ mod tests {
             ("EDGE_KEEPALIVE_MS", "-5"),
             ("EDGE_MAX_BODY_BYTES", "99999999999"),
             ("EDGE_LOG", "loud"),
+            ("EDGE_LOG_FORMAT", "yaml"),
+            ("METRICS_ADDR", "9100"),
+            ("METRICS_EMF", "yes"),
             ("REDIS_URL", "http://127.0.0.1"),
             ("REDIS_TIMEOUT_MS", "0"),
             ("HOLD_TTL_MS", "0"),

@@ -84,14 +84,17 @@ impl Conn {
             let read = read.await;
             self.registration.slot.idle.set(false);
             match read {
-                Ok((Ok(n), buf)) if n > 0 => self.rbuf = buf,
+                Ok((Ok(n), buf)) if n > 0 => {
+                    self.core.metrics.received(n);
+                    self.rbuf = buf;
+                }
                 // End of stream, reset, or an idle connection timed out.
                 Ok(_) => return false,
                 Err(_elapsed) if idle => return false,
                 Err(_elapsed) => {
                     let e =
                         Error::framing(ErrorCode::RequestTimeout, "request not received in time");
-                    e.render(&mut self.reply);
+                    refused(&self.core, &mut self.reply, &e);
                     http::write_response(&mut self.wbuf, &self.reply, None, false, false);
                     return self.flush().await;
                 }
@@ -119,7 +122,7 @@ impl Conn {
                 Ok(Some(head)) => head,
                 Ok(None) => break,
                 Err(e) => {
-                    Error::from(e).render(&mut self.reply);
+                    refused(&self.core, &mut self.reply, &Error::from(e));
                     http::write_response(&mut self.wbuf, &self.reply, None, false, false);
                     close = true;
                     break;
@@ -127,7 +130,7 @@ impl Conn {
             };
             if head.content_length > self.core.config.max_body_bytes {
                 let e = Error::framing(ErrorCode::PayloadTooLarge, "request body too large");
-                e.render(&mut self.reply);
+                refused(&self.core, &mut self.reply, &e);
                 http::write_response(&mut self.wbuf, &self.reply, head.request_id, false, false);
                 close = true;
                 break;
@@ -163,6 +166,7 @@ impl Conn {
             return true;
         }
         let limit = self.core.config.request_timeout;
+        self.core.metrics.sent(self.wbuf.len());
         match timeout(limit, self.stream.write_all(std::mem::take(&mut self.wbuf))).await {
             Ok((Ok(_), mut buf)) => {
                 buf.clear();
@@ -194,6 +198,14 @@ impl Conn {
             }
         }
     }
+}
+
+/// Renders a request refused before it reached the router, and counts it.
+fn refused(core: &Core, reply: &mut Reply, e: &Error) {
+    e.render(reply);
+    let route = crate::metrics::route_of("");
+    core.metrics
+        .request(route, reply.status(), 0, Some(e.code()));
 }
 
 /// Reads into the spare capacity of `buf` (monoio reads write from the start of the

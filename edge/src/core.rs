@@ -17,7 +17,13 @@ use std::{
 };
 
 use crate::{
-    cache::Responses, config::Config, events::Events, redis::Client, side::Side, store::Store,
+    cache::Responses,
+    config::Config,
+    events::Events,
+    metrics::{CoreMetrics, Registry},
+    redis::Client,
+    side::Side,
+    store::Store,
     token::Keys,
 };
 
@@ -25,6 +31,8 @@ use crate::{
 #[derive(Debug, Default)]
 pub struct Shared {
     draining: AtomicBool,
+    /// Every core's metrics, for the scrape.
+    pub metrics: Registry,
 }
 
 impl Shared {
@@ -51,6 +59,8 @@ pub struct Core {
     /// The side thread: SQS sends and the DynamoDB hold mirror (aws profile), order
     /// look-ups in PostgreSQL (`DATABASE_URL`).
     pub side: Option<Side>,
+    /// This core's counters; only this core writes them.
+    pub metrics: Arc<CoreMetrics>,
     conns: RefCell<HashMap<u64, Rc<ConnSlot>>>,
     next_conn: Cell<u64>,
     all_closed: RefCell<Option<Waker>>,
@@ -72,6 +82,7 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        self.core.metrics.closed();
         let mut conns = self.core.conns.borrow_mut();
         conns.remove(&self.id);
         if conns.is_empty() {
@@ -93,6 +104,7 @@ impl Core {
         Self {
             id,
             side,
+            metrics: shared.metrics.core(),
             store: Store::new(
                 redis.clone(),
                 config.hold_ttl.as_millis() as u64,
@@ -123,6 +135,7 @@ impl Core {
             idle: Cell::new(false),
         });
         self.conns.borrow_mut().insert(id, slot.clone());
+        self.metrics.opened();
         Registration {
             core: self.clone(),
             id,

@@ -19,6 +19,7 @@
 //!   a typed call with a typed outcome.
 //! - [`events`]: each core's copy of an event's catalog and admission state.
 //! - [`token`]: HMAC-SHA256 room tokens.
+//! - [`metrics`]: per-core counters and latency histograms, the `/metrics` scrape.
 //! - [`side`]: the tokio side thread: SQS, the DynamoDB mirror, order look-ups.
 //! - [`error`]: the one error type and its mapping to status, code and JSON body.
 //! - [`http`]: HTTP/1.1 framing: request heads parsed in place, limits, responses.
@@ -37,6 +38,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 mod ids;
+pub mod metrics;
 pub mod redis;
 pub mod router;
 pub mod server;

@@ -28,16 +28,19 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(config.log_level)
         .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
         // A log line that cannot be written (disk full, the log pipe gone) is lost, not
         // fatal: by default the subscriber reports the failed write with `eprintln!` on
         // the same stderr, which panics, and panic=abort ends the process.
-        .log_internal_errors(false)
-        .init();
+        .log_internal_errors(false);
+    if config.log_json {
+        logs.json().flatten_event(true).init();
+    } else {
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
     if config.room_token_secret == edge::config::LOCAL_ROOM_TOKEN_SECRET {
         warn!(
             "ROOM_TOKEN_SECRET is unset: room tokens use a local-only key; set it outside a laptop"

@@ -10,13 +10,17 @@ use crate::{
     core::Core,
     error::Error,
     http::{Head, Method, Reply},
+    metrics,
 };
 
 const GET: &str = "GET, HEAD";
 const POST: &str = "POST";
 
 pub async fn dispatch(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Reply) {
-    if let Err(e) = route(core, head, body, reply).await {
+    let started = metrics::now_micros();
+    let result = route(core, head, body, reply).await;
+    let code = result.as_ref().err().map(Error::code);
+    if let Err(e) = result {
         e.render(reply);
         if let Some(cause) = e.cause() {
             let request_id = reply.request_id(head.request_id);
@@ -31,6 +35,9 @@ pub async fn dispatch(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Rep
             );
         }
     }
+    let micros = metrics::now_micros().saturating_sub(started);
+    core.metrics
+        .request(metrics::route_of(head.path), reply.status(), micros, code);
 }
 
 async fn route(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Reply) -> Result<(), Error> {

@@ -27,6 +27,7 @@ use tracing::{info, warn};
 use crate::{
     config::{Config, DriverChoice},
     core::{Core, Shared},
+    metrics,
     side::Side,
 };
 
@@ -36,6 +37,7 @@ const LISTEN_BACKLOG: i32 = 4096;
 /// A running edge: its core threads and the address they listen on.
 pub struct Server {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     side: Option<Side>,
     drivers: Vec<&'static str>,
     threads: Vec<JoinHandle<()>>,
@@ -77,6 +79,8 @@ pub enum StartError {
     Died(usize),
     #[error("cannot start the side thread: {0}")]
     Side(io::Error),
+    #[error("cannot serve metrics on {addr} (METRICS_ADDR; `off` serves none): {source}")]
+    Metrics { addr: SocketAddr, source: io::Error },
 }
 
 type Ready = Result<(SocketAddr, &'static str), StartError>;
@@ -93,8 +97,12 @@ impl Server {
             .map(Side::start)
             .transpose()
             .map_err(StartError::Side)?;
+        if let Some(side) = &side {
+            shared.metrics.side(side.stats.clone());
+        }
         let mut server = Server {
             addr: config.addr,
+            metrics_addr: None,
             side: side.clone(),
             drivers: Vec::new(),
             threads: Vec::new(),
@@ -122,7 +130,29 @@ impl Server {
             server.addr = addr;
             server.drivers.push(driver);
         }
+        if let Some(addr) = config.metrics_addr {
+            let listener = std::net::TcpListener::bind(addr)
+                .map_err(|source| StartError::Metrics { addr, source })?;
+            server.metrics_addr = listener.local_addr().ok();
+            let registry = shared.clone();
+            std::thread::Builder::new()
+                .name("edge-metrics".into())
+                .spawn(move || metrics::serve(listener, &registry.metrics))
+                .map_err(StartError::Thread)?;
+        }
+        if let Some(interval) = config.metrics_emf {
+            let registry = shared.clone();
+            std::thread::Builder::new()
+                .name("edge-emf".into())
+                .spawn(move || metrics::emit(&registry.metrics, interval))
+                .map_err(StartError::Thread)?;
+        }
         Ok(server)
+    }
+
+    /// Where `GET /metrics` is served, if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -258,6 +288,7 @@ fn block_on<D: Driver>(
                 }),
         );
         drop(ready);
+        monoio::spawn(publish_redis_stats(core.clone()));
         // A dropped sender (the server was dropped) stops the core like a drain does.
         monoio::select! {
             _ = accept_loop(&core, &listener) => {},
@@ -304,6 +335,15 @@ fn block_on<D: Driver>(
             "core stopped"
         );
     });
+}
+
+/// Copies the core's Redis client counters into its metrics every second (the client
+/// keeps them in plain fields, which only this core may read).
+async fn publish_redis_stats(core: Rc<Core>) {
+    loop {
+        core.metrics.publish_redis(&core.redis.stats());
+        monoio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 async fn accept_loop(core: &Rc<Core>, listener: &TcpListener) {

@@ -227,6 +227,7 @@ fn auto_falls_back_to_epoll_where_seccomp_refuses_io_uring() {
 
     let out = edge_without_io_uring()
         .env("EDGE_ADDR", "127.0.0.1:0")
+        .env("METRICS_ADDR", "127.0.0.1:0")
         .env("EDGE_DRIVER", "uring")
         .output()
         .expect("run edge");

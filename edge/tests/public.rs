@@ -776,6 +776,7 @@ fn a_log_that_cannot_be_written_does_not_stop_the_edge() {
         .port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
         .env("EDGE_ADDR", format!("127.0.0.1:{port}"))
+        .env("METRICS_ADDR", "off")
         .env("EDGE_THREADS", "1")
         .env("EDGE_LOG", "debug")
         .env_remove("DATABASE_URL")

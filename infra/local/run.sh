@@ -88,6 +88,7 @@ start_proc worker "$BIN_DIR/worker" run
 cat >&2 <<EOF
 
   edge:      http://$EDGE_ADDR
+  metrics:   http://${METRICS_ADDR:-127.0.0.1:9100}/metrics (edge), http://${WORKER_METRICS_ADDR:-127.0.0.1:9101}/metrics (worker)
   worker:    draining the commit streams into PostgreSQL (worker run)
   try:       curl -s http://$EDGE_ADDR/public/ping
   redis:     $REDIS_URL

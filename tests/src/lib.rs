@@ -138,6 +138,10 @@ impl Proc {
         ready: &str,
     ) -> (Proc, String) {
         let mut command = Command::new(bin(name));
+        // Several edges and workers run at once here; each scrape on a port of its own.
+        command
+            .env("METRICS_ADDR", "127.0.0.1:0")
+            .env("WORKER_METRICS_ADDR", "127.0.0.1:0");
         command
             .args(args)
             .stdin(Stdio::null())

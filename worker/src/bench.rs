@@ -93,6 +93,8 @@ pub async fn bench(
 
     let mut config = config.clone();
     config.run.events = Some(vec![event_id.clone()]);
+    // A benchmark beside a running worker: no metrics listener to collide with it.
+    config.run.metrics_addr = None;
     let metrics = Arc::new(Metrics::default());
     let (stop, shutdown) = watch::channel(false);
     let started = Instant::now();

@@ -25,6 +25,8 @@ pub struct Config {
     pub redis: RedisConfig,
     /// `WORKER_LOG`: `error`, `warn`, `info`, `debug` or `trace`.
     pub log_level: LevelFilter,
+    /// `WORKER_LOG_FORMAT=json`: one JSON object a line; `text` (the default) for people.
+    pub log_json: bool,
     /// What `worker run` consumes and how.
     pub run: RunConfig,
 }
@@ -80,6 +82,12 @@ pub struct RunConfig {
     pub status_ttl: Duration,
     /// `WORKER_FAULT`: test-only fault injection.
     pub fault: Option<Fault>,
+    /// `WORKER_METRICS_ADDR`: where `GET /metrics` is served (default
+    /// `127.0.0.1:9101`); `off` serves none.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// `METRICS_EMF=1`: the counters' increase as CloudWatch EMF lines on stdout every
+    /// `METRICS_EMF_INTERVAL_MS` (default 60 s).
+    pub metrics_emf: Option<Duration>,
 }
 
 impl Default for RunConfig {
@@ -95,6 +103,8 @@ impl Default for RunConfig {
             block: Duration::from_millis(1000),
             event_refresh: Duration::from_secs(5),
             events: None,
+            metrics_addr: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9101))),
+            metrics_emf: None,
             status_ttl: Duration::from_millis(86_400_000),
             fault: None,
         }
@@ -152,11 +162,23 @@ impl Config {
             value: log.clone(),
             reason: "expected error, warn, info, debug or trace".to_owned(),
         })?;
+        let log_json = match get("WORKER_LOG_FORMAT", "text").trim() {
+            "text" => false,
+            "json" => true,
+            other => {
+                return Err(ConfigError {
+                    var: "WORKER_LOG_FORMAT",
+                    value: other.to_owned(),
+                    reason: "expected text or json".to_owned(),
+                })
+            }
+        };
         let run = run_config(&lookup)?;
         Ok(Self {
             database,
             redis,
             log_level,
+            log_json,
             run,
         })
     }
@@ -224,7 +246,25 @@ fn run_config(lookup: &impl Fn(&str) -> Option<String>) -> Result<RunConfig, Con
             ))
         }
     };
+    let metrics_addr = match lookup("WORKER_METRICS_ADDR").as_deref().map(str::trim) {
+        Some("off") => None,
+        value => {
+            let value = value.unwrap_or("127.0.0.1:9101");
+            Some(
+                value
+                    .parse()
+                    .map_err(|_| bad("WORKER_METRICS_ADDR", value, "expected host:port or off"))?,
+            )
+        }
+    };
+    let metrics_emf = match lookup("METRICS_EMF").as_deref().map(str::trim) {
+        None | Some("0") => None,
+        Some("1") => Some(millis("METRICS_EMF_INTERVAL_MS", 60_000, 100)?),
+        Some(other) => return Err(bad("METRICS_EMF", other, "expected 0 or 1")),
+    };
     Ok(RunConfig {
+        metrics_addr,
+        metrics_emf,
         profile,
         commit_shards: ranged("COMMIT_SHARDS", 4, 1, 256)? as u32,
         concurrency,
@@ -310,6 +350,9 @@ mod tests {
             ("REDIS_URL", "http://127.0.0.1"),
             ("REDIS_URL", "redis://u:sekrit@h/x"),
             ("WORKER_LOG", "loud"),
+            ("WORKER_LOG_FORMAT", "yaml"),
+            ("WORKER_METRICS_ADDR", "9101"),
+            ("METRICS_EMF", "yes"),
             ("PROFILE", "gcp"),
             ("COMMIT_SHARDS", "0"),
             ("WORKER_CONCURRENCY", "many"),

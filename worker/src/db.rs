@@ -31,6 +31,7 @@ pub use crate::store::PgConn;
 /// connects anew (the caller retries with backoff: a failed connect is retryable).
 pub struct Pool {
     config: tokio_postgres::Config,
+    size: usize,
     idle: Mutex<Vec<PgConn>>,
     permits: Arc<Semaphore>,
 }
@@ -39,9 +40,15 @@ impl Pool {
     pub fn new(config: tokio_postgres::Config, size: usize) -> Arc<Self> {
         Arc::new(Self {
             config,
+            size,
             idle: Mutex::new(Vec::with_capacity(size)),
             permits: Arc::new(Semaphore::new(size)),
         })
+    }
+
+    /// Connections lent out now.
+    pub fn in_use(&self) -> usize {
+        self.size.saturating_sub(self.permits.available_permits())
     }
 
     /// Waits for a free slot, then hands out an idle connection or makes one.

@@ -11,6 +11,7 @@
 //! - [`catalog`]: `seed` (PostgreSQL upsert, then projection) and `rebuild_redis`; the
 //!   projection writes `codec::keys`' catalog, admission and sold-bitmap keys.
 //! - [`run`]: `worker run`: the consumer loops, the event refresher, retries, shutdown.
+//! - [`metrics`]: its counters and histograms, and `GET /metrics`.
 //! - [`queue`]: the [`queue::Consumer`] trait and its two backends, Redis Streams and
 //!   SQS FIFO.
 //! - [`commit`]: a message decoded and validated with `codec::rules`: a commit to sell,
@@ -34,6 +35,7 @@ pub mod config;
 pub mod db;
 pub mod dlq;
 pub mod error;
+pub mod metrics;
 pub mod migrate;
 pub mod project;
 pub mod queue;

@@ -16,14 +16,7 @@
 //! turning true, on SIGTERM/SIGINT in `main`): loops stop receiving, finish and ack
 //! the batch in hand, and return.
 
-use std::{
-    future::Future,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
-    time::Duration,
-};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use codec::{contract::OrderState, keys};
 use tokio::{
@@ -33,6 +26,7 @@ use tokio::{
 use tokio_postgres::error::SqlState;
 use tracing::{debug, error, info, warn};
 
+pub use crate::metrics::Metrics;
 use crate::{
     commit::{self, Catalogs, Checked, Commit},
     config::{Config, Fault, Profile},
@@ -52,45 +46,6 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(30);
 /// After shutdown began, a batch still failing after this many tries is left to
 /// redelivery.
 const SHUTDOWN_ATTEMPTS: u32 = 3;
-
-/// Counters of what the consumers did; each event also logs its own line.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    pub received: AtomicU64,
-    pub confirmed: AtomicU64,
-    pub rejected: AtomicU64,
-    /// Redeliveries of orders already stored (their projection re-applied).
-    pub replayed: AtomicU64,
-    pub acked: AtomicU64,
-    pub dead_lettered: AtomicU64,
-    pub retries: AtomicU64,
-    /// PostgreSQL transactions committed.
-    pub transactions: AtomicU64,
-}
-
-impl Metrics {
-    fn add(counter: &AtomicU64, n: usize) {
-        counter.fetch_add(n as u64, Ordering::Relaxed);
-    }
-
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
-
-    fn line(&self) -> String {
-        format!(
-            "received {}, confirmed {}, rejected {}, replayed {}, acked {}, dead letters {}, retries {}, transactions {}",
-            Self::get(&self.received),
-            Self::get(&self.confirmed),
-            Self::get(&self.rejected),
-            Self::get(&self.replayed),
-            Self::get(&self.acked),
-            Self::get(&self.dead_lettered),
-            Self::get(&self.retries),
-            Self::get(&self.transactions),
-        )
-    }
-}
 
 /// What the consumer loops share.
 struct Shared {
@@ -123,6 +78,27 @@ pub async fn run(
         project: Script::new(project::PROJECT),
     });
 
+    // Bound first, so that an address in use stops the worker before it consumes.
+    let mut tasks = JoinSet::new();
+    if let Some(addr) = run.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            Error::Invalid(format!(
+                "cannot serve metrics on {addr} (WORKER_METRICS_ADDR; `off` serves none): {e}"
+            ))
+        })?;
+        tasks.spawn(crate::metrics::serve(
+            listener,
+            Arc::clone(&shared.metrics),
+            Arc::clone(&shared.pool),
+            shared.config.redis.clone(),
+            streams_rx.clone(),
+        ));
+    }
+
+    if let Some(interval) = run.metrics_emf {
+        tasks.spawn(crate::metrics::emit(Arc::clone(&shared.metrics), interval));
+    }
+
     let mut refresher = Refresher {
         shared: Arc::clone(&shared),
         catalogs: catalogs_tx,
@@ -138,7 +114,6 @@ pub async fn run(
         }
     }
     let events = shared.catalogs.borrow().len();
-    let mut tasks = JoinSet::new();
     tasks.spawn(refresher.run(shutdown.clone()));
     tasks.spawn(report(Arc::clone(&shared.metrics), shutdown.clone()));
 
@@ -533,8 +508,13 @@ async fn store_retrying<C: Consumer>(
     extending(queue, &held, shared.config.run.visibility, async {
         let mut backoff = Backoff::default();
         loop {
+            let started = std::time::Instant::now();
             match store_once(shared, &commits).await {
-                Ok(outcomes) => return Stored::Done(outcomes),
+                Ok(outcomes) => {
+                    let ms = started.elapsed().as_millis() as u64;
+                    shared.metrics.transaction_ms.record(ms);
+                    return Stored::Done(outcomes);
+                }
                 Err(e) if e.is_retryable() => {
                     warn!(error = %e, kind = e.kind(), commits = commits.len(), "storing failed, will retry");
                     Metrics::add(&shared.metrics.retries, 1);
@@ -559,19 +539,28 @@ async fn finish<C: Consumer>(
     shutdown: &watch::Receiver<bool>,
 ) {
     Metrics::add(&shared.metrics.transactions, 1);
+    shared.metrics.batch.record(chunk.len() as u64);
     if shared.config.run.fault == Some(Fault::ExitAfterCommit) {
         eprintln!(
             "worker: WORKER_FAULT=exit-after-commit: exiting after the commit, before the ack"
         );
         std::process::exit(FAULT_EXIT_CODE);
     }
-    for outcome in outcomes {
+    let now = crate::now_ms();
+    for ((_, commit), outcome) in chunk.iter().zip(outcomes) {
         let counter = match (outcome.replay, outcome.state) {
             (true, _) => &shared.metrics.replayed,
             (false, OrderState::Rejected) => &shared.metrics.rejected,
             (false, _) => &shared.metrics.confirmed,
         };
         Metrics::add(counter, 1);
+        if !outcome.replay {
+            if let Some(reason) = &outcome.reason {
+                shared.metrics.rejected_because(reason);
+            }
+            let accepted = commit.msg.accepted_at;
+            shared.metrics.final_ms.record(now.saturating_sub(accepted));
+        }
     }
     debug!(commits = chunk.len(), "stored");
 

@@ -37,6 +37,7 @@ impl Edge {
         // Status look-ups in PostgreSQL are the end-to-end tests' (tests/): these run
         // against Redis alone, whatever `make test` exported.
         cmd.env("EDGE_ADDR", "127.0.0.1:0")
+            .env("METRICS_ADDR", "127.0.0.1:0")
             .env("EDGE_THREADS", "2")
             .env_remove("DATABASE_URL");
         for (k, v) in env {

@@ -12,7 +12,8 @@ fn worker(args: &[&str], vars: &[(&str, &str)]) -> Output {
     command
         .args(args)
         .env("DATABASE_URL", env("DATABASE_URL"))
-        .env("REDIS_URL", env("REDIS_URL"));
+        .env("REDIS_URL", env("REDIS_URL"))
+        .env("WORKER_METRICS_ADDR", "off");
     for (k, v) in vars {
         command.env(k, v);
     }
@@ -103,6 +104,7 @@ fn a_log_that_cannot_be_written_does_not_stop_the_consumer() {
         .env("DATABASE_URL", env("DATABASE_URL"))
         .env("REDIS_URL", env("REDIS_URL"))
         .env("WORKER_EVENTS", &event)
+        .env("WORKER_METRICS_ADDR", "off")
         .env("WORKER_LOG", "debug")
         .stdout(Stdio::null())
         .stderr(full)

@@ -8,6 +8,7 @@
 mod catalog;
 mod cli;
 mod consume;
+mod metrics;
 mod migrate;
 mod redis_tls;
 mod rules;

@@ -230,6 +230,8 @@ pub fn worker_config(events: &[&str], extra: &[(&str, &str)]) -> worker::config:
         ("WORKER_BLOCK_MS".into(), "100".into()),
         ("WORKER_EVENT_REFRESH_MS".into(), "200".into()),
         ("WORKER_CONCURRENCY".into(), "2".into()),
+        // Many run at once; the metrics test asks for a port of its own.
+        ("WORKER_METRICS_ADDR".into(), "off".into()),
     ];
     for (k, v) in extra {
         vars.retain(|(name, _)| name != k);
