@@ -74,10 +74,11 @@ release_binaries() {
 }
 
 # local_stack_env: the local PostgreSQL (and Redis) up; exports DATABASE_URL. Before
-# private_redis, whose REDIS_URL it would overwrite.
+# private_redis, whose REDIS_URL it would overwrite. The stack's Redis port is
+# STACK_REDIS_PORT (default 16379), never this script's REDIS_PORT (its private Redis).
 local_stack_env() {
-    infra/local/stack.sh up >/dev/null
-    eval "$(infra/local/stack.sh env)"
+    REDIS_PORT=${STACK_REDIS_PORT:-16379} infra/local/stack.sh up >/dev/null
+    eval "$(REDIS_PORT=${STACK_REDIS_PORT:-16379} infra/local/stack.sh env)"
     export DATABASE_URL
 }
 

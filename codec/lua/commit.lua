@@ -1,5 +1,5 @@
 -- KEYS: idem, intent, status, stream, user's holds zset, user's bought hash, then per
--- seat its hold key and its section's holds zset.
+-- seat its hold key and its section's held zset.
 -- ARGV: fingerprint, user, seat ids csv, extend ms, idem ttl ms, amount, currency,
 -- status record (PENDING), response body, mode, in-flight ttl ms, message version,
 -- idem, intentId, eventId, purchase limit (0: none), then per seat its number and its
@@ -42,7 +42,7 @@ end
 local exp = now + tonumber(ARGV[4])
 for i = 1, seats do
   redis.call('PEXPIRE', KEYS[5 + 2 * i], ARGV[4])
-  redis.call('ZADD', KEYS[6 + 2 * i], 'XX', exp, ARGV[15 + 2 * i])
+  redis.call('ZADD', KEYS[6 + 2 * i], 'XX', exp, seat_ids[i])
   redis.call('ZADD', KEYS[5], 'XX', exp, seat_ids[i])
 end
 if redis.call('PTTL', KEYS[5]) < tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[5], ARGV[4]) end

@@ -1,8 +1,8 @@
--- The value of a seat's hold key is `holdId user`: these two functions are the only
--- code that builds or reads it (codec::store, "hold value").
-local function hold_value(hold_id, user)
-  return hold_id .. ' ' .. user
-end
+-- The value of a seat's hold key is `holdId user` (built by codec::store::write_hold_value)
+-- while held, and `sold` for good once the worker has projected the seat's sale: the one
+-- `SET ... NX` of a hold then answers sold, held or taken. `hold_of` is the only Lua that
+-- reads it.
+local SOLD = 'sold'
 
 -- The hold id of a hold key's value `v` when `user` holds it, else nil.
 local function hold_of(v, user)

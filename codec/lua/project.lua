@@ -1,13 +1,15 @@
 -- The worker's projection of one stored order (worker/src/project.rs).
 -- KEYS: status, buyer's holds zset, buyer's bought hash, the event's positions hash,
 -- left places zset and presence zset, then per seat its section's sold bitmap, its hold
--- key and its section's holds zset.
+-- key and its section's held zset.
 -- ARGV: status record, ttl ms, `1` when confirmed, user, idem, then per seat n, seatId,
 -- holdId.
--- A CONFIRMED order sets its seats' sold bits; a REJECTED one gives its seats back to
--- the buyer's purchase limit; any order removes its own holds (another buyer's later
--- hold on the seat stays), then the status record is written. A CONFIRMED buyer is
--- done: their place in the line is left, freeing an active slot.
+-- A CONFIRMED order sets its seats' sold bits and leaves `sold` in their hold keys for
+-- good (whoever held them: the seat is sold, and a hold's one `SET ... NX` must say
+-- so), out of the held zset; its buyer is done, so their place in the line is left,
+-- freeing an active slot. Any other order gives its seats back to the buyer's purchase
+-- limit and removes its own holds (another buyer's later hold on the seat stays). Then
+-- the status record is written.
 local confirmed = ARGV[3] == '1'
 if confirmed then
   local p = redis.call('HGET', KEYS[4], ARGV[4])
@@ -18,13 +20,18 @@ else
 end
 for i = 1, (#KEYS - 6) / 3 do
   local k, a = 3 * i + 4, 3 * i + 3
-  if confirmed then redis.call('SETBIT', KEYS[k], ARGV[a], 1) end
-  local hold = redis.call('GET', KEYS[k + 1])
-  if hold and hold_of(hold, ARGV[4]) == ARGV[a + 2] then
-    redis.call('DEL', KEYS[k + 1])
-    redis.call('ZREM', KEYS[k + 2], ARGV[a])
-  elseif not hold then
-    redis.call('ZREM', KEYS[k + 2], ARGV[a])
+  if confirmed then
+    redis.call('SETBIT', KEYS[k], ARGV[a], 1)
+    redis.call('SET', KEYS[k + 1], SOLD)
+    redis.call('ZREM', KEYS[k + 2], ARGV[a + 1])
+  else
+    local hold = redis.call('GET', KEYS[k + 1])
+    if hold and hold_of(hold, ARGV[4]) == ARGV[a + 2] then
+      redis.call('DEL', KEYS[k + 1])
+      redis.call('ZREM', KEYS[k + 2], ARGV[a + 1])
+    elseif not hold then
+      redis.call('ZREM', KEYS[k + 2], ARGV[a + 1])
+    end
   end
   redis.call('ZREM', KEYS[2], ARGV[a + 1])
 end

@@ -1,6 +1,6 @@
 -- An operator revokes a buyer (POST /admin/events/{E}/revoke).
 -- KEYS: revoked zset, buyer's holds zset, then per held seat its hold key and its
--- section's holds zset. ARGV: user, then per held seat its number and its id.
+-- section's held zset. ARGV: user, then per held seat its number and its id.
 -- Records the buyer in the revoked zset with the next sequence number (members are
 -- never removed, so the count is the last number; each edge core reads the entries
 -- after the last one it has), and releases the buyer's holds (compare-and-delete, so a
@@ -13,7 +13,7 @@ for i = 1, (#KEYS - 2) / 2 do
   local hold = redis.call('GET', KEYS[1 + 2 * i])
   if hold and hold_of(hold, ARGV[1]) then
     redis.call('DEL', KEYS[1 + 2 * i])
-    redis.call('ZREM', KEYS[2 + 2 * i], ARGV[2 * i])
+    redis.call('ZREM', KEYS[2 + 2 * i], ARGV[1 + 2 * i])
     released = released + 1
   end
   redis.call('ZREM', KEYS[2], ARGV[1 + 2 * i])

@@ -12,8 +12,8 @@
 //! | `ev:{E}:seen` | zset user -> last seen ms | edge `enter`, `room-status` (with `activeLimit`) | presence, for abandonment |
 //! | `ev:{E}:left` | zset position -> position | `advance.lua` (abandoned), worker (CONFIRMED) | places whose buyer is done or gone |
 //! | `ev:{E}:sold:{S}` | bitmap, bit n = seat n | worker | sold seats of section S |
-//! | `ev:{E}:hold:{S}:{n}` | string `holdId user`, PX ttl | edge `hold` | one seat's hold |
-//! | `ev:{E}:holds:{S}` | zset n -> expiry ms | edge `hold` | live holds of a section, for counting |
+//! | `ev:{E}:hold:{S}:{n}` | string `holdId user` until its expiry, or `sold` for good | edge `hold`, worker | one seat's hold, or its sale |
+//! | `ev:{E}:held:{S}` | zset seatId -> expiry ms | edge `hold` | live holds of a section, for counting |
 //! | `ev:{E}:uholds:{U}` | zset seatId -> expiry ms | edge `hold` | a user's live holds (limit) |
 //! | `ev:{E}:idem:{scope}:{len}:{U}:{K}` | string `state\|fingerprint\|body`, PX 24 h | edge | an Idempotency-Key's outcome |
 //! | `ev:{E}:intent:{id}` | hash user, seats, holds, amount, currency, expiresAt | edge | a payment intent |
@@ -22,6 +22,10 @@
 //! | `ev:{E}:bought:{len}:{U}` | hash idem -> seats, PX 24 h | edge `commit`, worker (rejected: removed) | a buyer's seats in accepted orders (`PURCHASE_LIMIT`) |
 //! | `ev:{E}:revoked` | zset user -> sequence 1, 2, .. | edge `revoke` (operators) | buyers whose room tokens no longer work |
 //! | `ev:{E}:commits:dlq` | stream, fields `msg`, `reason`, `stream`, `id`, `deliveries`, `at` | worker | commits that could not be processed |
+//!
+//! A sold seat is told twice: by its bit in the section's bitmap (counting, seat map)
+//! and by `sold` in its hold key, so that a hold's one `SET ... NX` refuses it. The
+//! worker writes both when it projects a sale, and `worker rebuild-redis` both again.
 //!
 //! A user id is visible ASCII and may hold `:`; where other parts follow it, its length
 //! comes first (`{len}:{U}`), so two users can never map to one key.
@@ -113,7 +117,7 @@ pub fn write_hold(out: &mut Vec<u8>, event: &str, section: &str, n: u32) {
 }
 
 pub fn write_section_holds(out: &mut Vec<u8>, event: &str, section: &str) {
-    write_event(out, event, "holds:");
+    write_event(out, event, "held:");
     out.extend_from_slice(section.as_bytes());
 }
 

@@ -8,7 +8,8 @@
 //! another version, never the request's fault.
 //!
 //! Shared formats live in one place each:
-//! - a hold key's value `holdId user`: built and read only by `lua/hold_value.lua`;
+//! - a hold key's value `holdId user` (or [`SOLD`]): built by [`write_hold_value`], read
+//!   only by `lua/hold_value.lua`;
 //! - the commit message: encoded by `lua/commit.lua` with `cjson` from the fields the
 //!   edge passes ([`Commit`]), decoded by the worker as [`CommitMessage`];
 //! - the order-status record: [`StatusResponse`] serialized by serde, by the edge
@@ -24,58 +25,46 @@ pub use redis_protocol::resp2::types::BytesFrame as Frame;
 
 use crate::{json::write_u64, keys};
 
-/// Prepends the fragments a script uses, in this order: the server's time (`now`), the
-/// hold value functions, the Idempotency-Key prelude.
+/// A script's source: the fragments it uses, then its file. Fragments come in this
+/// order: the server's time (`now`), the hold value (`hold_value.lua`), the
+/// Idempotency-Key prelude (`idempotent.lua`).
 macro_rules! script {
-    ($file:literal) => {
-        include_str!(concat!("../lua/", $file))
-    };
-    (now, $file:literal) => {
-        concat!(script!("now.lua"), script!($file))
-    };
-    (now, holds, $file:literal) => {
-        concat!(
-            script!("now.lua"),
-            script!("hold_value.lua"),
-            script!($file)
-        )
-    };
-    (now, holds, idempotent, $file:literal) => {
-        concat!(
-            script!("now.lua"),
-            script!("hold_value.lua"),
-            script!("idempotent.lua"),
-            script!($file)
-        )
-    };
-    (now, line, $file:literal) => {
-        concat!(script!("now.lua"), script!("line.lua"), script!($file))
-    };
-    (holds, $file:literal) => {
-        concat!(script!("hold_value.lua"), script!($file))
+    ($($file:literal),+) => {
+        concat!($(include_str!(concat!("../lua/", $file))),+)
     };
 }
 
 /// The scripts' sources, for `EVAL`/`EVALSHA`.
 pub mod scripts {
-    pub const ENTER: &str = script!(now, line, "enter.lua");
-    pub const POLL: &str = script!(now, line, "poll.lua");
-    pub const ADVANCE: &str = script!(now, line, "advance.lua");
-    pub const HOLD: &str = script!(now, holds, "hold.lua");
-    pub const RELEASE: &str = script!(holds, "release.lua");
-    pub const SUMMARY: &str = script!(now, "summary.lua");
-    pub const SEATS: &str = script!(now, "seats.lua");
-    pub const ADMISSION: &str = script!(now, "admission.lua");
-    pub const INTENT: &str = script!(now, holds, idempotent, "intent.lua");
-    pub const COMMIT: &str = script!(now, holds, idempotent, "commit.lua");
+    pub const ENTER: &str = script!("now.lua", "line.lua", "enter.lua");
+    pub const POLL: &str = script!("now.lua", "line.lua", "poll.lua");
+    pub const ADVANCE: &str = script!("now.lua", "line.lua", "advance.lua");
+    pub const HOLD: &str = script!("now.lua", "hold_value.lua", "hold.lua");
+    pub const RELEASE: &str = script!("hold_value.lua", "release.lua");
+    pub const SUMMARY: &str = script!("now.lua", "summary.lua");
+    pub const SEATS: &str = script!("now.lua", "seats.lua");
+    pub const ADMISSION: &str = script!("now.lua", "admission.lua");
+    pub const INTENT: &str = script!("now.lua", "hold_value.lua", "idempotent.lua", "intent.lua");
+    pub const COMMIT: &str = script!("now.lua", "hold_value.lua", "idempotent.lua", "commit.lua");
     pub const COMMIT_FINISH: &str = script!("commit_finish.lua");
     pub const COMMIT_ABORT: &str = script!("commit_abort.lua");
-    pub const PROJECT: &str = script!(holds, "project.lua");
-    pub const REVOKE: &str = script!(holds, "revoke.lua");
+    pub const PROJECT: &str = script!("hold_value.lua", "project.lua");
+    pub const REVOKE: &str = script!("hold_value.lua", "revoke.lua");
     /// The worker's local queue (Redis Streams): claim, dead-letter, redrive.
     pub const RECLAIM: &str = script!("reclaim.lua");
     pub const DEAD_LETTER: &str = script!("dead_letter.lua");
     pub const REDRIVE: &str = script!("redrive.lua");
+}
+
+/// A sold seat's hold key holds this for good (`lua/hold_value.lua`'s `SOLD`): written
+/// by the worker's projection of a sale and by `worker rebuild-redis`.
+pub const SOLD: &[u8] = b"sold";
+
+/// A hold key's value while held: `holdId user` (read by `lua/hold_value.lua`).
+pub fn write_hold_value(out: &mut Vec<u8>, hold_id: &[u8], user: &str) {
+    out.extend_from_slice(hold_id);
+    out.push(b' ');
+    out.extend_from_slice(user.as_bytes());
 }
 
 /// A script call's keys, then its arguments, end to end in one buffer.
@@ -105,6 +94,12 @@ impl Call {
 
     pub fn arg(&mut self, bytes: &[u8]) {
         self.bytes.extend_from_slice(bytes);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// Adds an argument written by `write`.
+    pub fn arg_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        write(&mut self.bytes);
         self.ends.push(self.bytes.len());
     }
 
@@ -367,14 +362,13 @@ impl Hold<'_> {
         ]
     }
 
+    /// Three keys and two arguments a hold: every string costs Redis ~1.3k
+    /// instructions to parse, free and turn into Lua (callgrind).
     pub fn call(&self, call: &mut Call) {
-        call.key(|o| keys::write_sold(o, self.event, self.section));
         call.key(|o| keys::write_hold(o, self.event, self.section, self.n));
         call.key(|o| keys::write_section_holds(o, self.event, self.section));
         call.key(|o| keys::write_user_holds(o, self.event, self.user));
-        call.arg_u64(u64::from(self.n));
-        call.arg(self.hold_id);
-        call.arg(self.user.as_bytes());
+        call.arg_with(|o| write_hold_value(o, self.hold_id, self.user));
         call.arg(self.seat_id.as_bytes());
     }
 
@@ -409,7 +403,6 @@ impl Release<'_> {
         call.key(|o| keys::write_user_holds(o, self.event, self.user));
         call.arg(self.hold_id.as_bytes());
         call.arg(self.user.as_bytes());
-        call.arg_u64(u64::from(self.n));
         call.arg(self.seat_id.as_bytes());
     }
 
@@ -439,11 +432,13 @@ pub struct SeatStates<'r> {
 }
 
 impl SeatStates<'_> {
-    /// The seat numbers held, as the script lists them.
+    /// The seat numbers held (the script lists seat ids, `{section}-{n}`).
     pub fn held(&self) -> impl Iterator<Item = u32> + '_ {
-        self.held
-            .iter()
-            .filter_map(|n| std::str::from_utf8(bulk(Some(n))?).ok()?.parse().ok())
+        self.held.iter().filter_map(|id| {
+            let id = bulk(Some(id))?;
+            let dash = id.iter().rposition(|&b| b == b'-')?;
+            std::str::from_utf8(&id[dash + 1..]).ok()?.parse().ok()
+        })
     }
 
     pub fn is_sold(&self, n: usize) -> bool {
@@ -823,14 +818,13 @@ mod tests {
         assert_eq!(
             keys,
             [
-                &b"ev:{demo}:sold:A"[..],
-                b"ev:{demo}:hold:A:7",
-                b"ev:{demo}:holds:A",
+                &b"ev:{demo}:hold:A:7"[..],
+                b"ev:{demo}:held:A",
                 b"ev:{demo}:uholds:u:1"
             ]
         );
-        assert_eq!(args, [&b"7"[..], b"h1", b"u:1", b"A-7"]);
-        assert_eq!((call.key_count(), call.arg_count()), (4, 4));
+        assert_eq!(args, [&b"h1 u:1"[..], b"A-7"]);
+        assert_eq!((call.key_count(), call.arg_count()), (3, 2));
     }
 
     #[test]
@@ -917,7 +911,7 @@ mod tests {
     #[test]
     fn every_script_has_its_fragments_once() {
         use scripts::*;
-        for (name, body, uses_holds) in [
+        for (name, body, holds) in [
             ("hold", HOLD, true),
             ("release", RELEASE, true),
             ("intent", INTENT, true),
@@ -928,15 +922,16 @@ mod tests {
             ("enter", ENTER, false),
             ("admission", ADMISSION, false),
         ] {
+            let count = |s| body.matches(s).count();
             assert_eq!(
-                body.matches("local function hold_value").count(),
-                usize::from(uses_holds),
+                count("local function hold_of"),
+                usize::from(holds),
                 "{name}"
             );
+            // The hold value is built in Rust ([`write_hold_value`]), never in Lua.
+            assert_eq!(count("' ' .."), 0, "{name}");
         }
-        // The hold value is built in one place of Lua and nowhere else.
-        for body in [HOLD, RELEASE, INTENT, COMMIT, PROJECT] {
-            assert_eq!(body.matches("' ' ..").count(), 1);
-        }
+        let marker = format!("local SOLD = '{}'", std::str::from_utf8(SOLD).unwrap_or(""));
+        assert_eq!(HOLD.matches(marker.as_str()).count(), 1);
     }
 }

@@ -32,8 +32,9 @@ pub struct Store {
     poll: Rc<BatchScript>,
     /// Run for every hold a core takes before its next write to Redis: the script
     /// call's fixed cost and the clock are paid once a batch. `callgrind` of
-    /// redis-server, 1,600 holds on a 1,000,000-seat event: 104k instructions a hold
-    /// one script call each, 60k in batches of 8, 55k of 32.
+    /// redis-server (`perf/callgrind-script.sh`, 3,200 holds of 800 buyers): 90k
+    /// instructions a hold one script call each, 52k in batches of 8, 45k of 32 (the
+    /// script before 26d13cc: 102k, 66k, 61k).
     hold: Rc<BatchScript>,
     release: Script,
     summary: Script,

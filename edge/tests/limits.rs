@@ -412,6 +412,11 @@ fn a_revoked_buyer_is_refused_on_every_core_and_loses_its_holds() {
             ":0\r\n"
         );
     }
+    // And out of the section's held zset, which summary and seats count.
+    assert_eq!(
+        redis(&["ZCARD", &codec::keys::section_holds(&event, "A")]),
+        ":0\r\n"
+    );
     let r = cores[1].post(
         "/public/hold",
         Some(&honest),

@@ -305,8 +305,10 @@ fn thousand_buyers_racing_for_ten_seats_get_exactly_ten_holds() {
 fn holds_refuse_sold_seats_and_enforce_the_per_buyer_limit() {
     let edge = edge(&[("HOLD_LIMIT", "2")]);
     let event = open_event("limit", 10);
-    // The worker marks sold seats in the section's bitmap (bit n = seat n).
+    // The worker marks a sold seat in the section's bitmap (bit n = seat n) and leaves
+    // `sold` in its hold key.
     support::redis(&["SETBIT", &format!("ev:{{{event}}}:sold:A"), "5", "1"]);
+    support::redis(&["SET", &format!("ev:{{{event}}}:hold:A:5"), "sold"]);
     let mut c = edge.connect();
     let t = c.enter(&event, "collector");
     let r = hold(&mut c, &event, &t, "A-5");
@@ -328,6 +330,86 @@ fn holds_refuse_sold_seats_and_enforce_the_per_buyer_limit() {
     assert_eq!((r.status, r.error_code().as_str()), (409, "SEAT_SOLD"));
     let r = hold(&mut c, &event, &t, "A-1");
     assert_eq!((r.status, r.error_code().as_str()), (409, "HOLD_LIMIT"));
+}
+
+#[test]
+fn one_buyers_concurrent_holds_stop_exactly_at_the_limit() {
+    let edge = edge(&[("HOLD_LIMIT", "3"), ("EDGE_THREADS", "1")]);
+    let event = open_event("climit", 40);
+    let token = edge.connect().enter(&event, "greedy");
+    // 8 connections a thread, 5 distinct seats each, all at once: one core batches
+    // them into shared script calls, so the limit is counted inside a batch too.
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let (mut c, event, token) = (edge.connect(), event.clone(), token.clone());
+            std::thread::spawn(move || {
+                (0..5)
+                    .map(|i| {
+                        let r = hold(&mut c, &event, &token, &format!("A-{}", t * 5 + i + 1));
+                        let code = (r.status != 201).then(|| r.error_code());
+                        (r.status, code)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let outcomes: Vec<_> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("thread"))
+        .collect();
+    let held = outcomes.iter().filter(|(status, _)| *status == 201).count();
+    assert_eq!(held, 3, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| o.0 == 201 || (o.0 == 409 && o.1.as_deref() == Some("HOLD_LIMIT"))),
+        "{outcomes:?}"
+    );
+    let summary = edge
+        .connect()
+        .get_with(&format!("/public/summary/{event}/A"), "")
+        .json();
+    assert_eq!(summary["held"].as_u64(), Some(3));
+}
+
+#[test]
+fn a_hold_key_the_section_and_the_buyer_expire_at_the_answered_moment() {
+    let edge = edge(&[]);
+    let event = open_event("moment", 10);
+    let mut c = edge.connect();
+    let t = c.enter(&event, "punctual");
+    let r = hold(&mut c, &event, &t, "B-4");
+    assert_eq!(r.status, 201);
+    let expires_at = r.json()["expiresAt"].as_u64().expect("expiresAt");
+    // The key lives until expiresAt and the zsets count it until then, to the ms:
+    // summary and seat map (score > now) stop counting it when the key goes.
+    let integer = |reply: String| -> u64 {
+        reply
+            .trim_start_matches(':')
+            .trim_end()
+            .parse()
+            .expect("integer reply")
+    };
+    let bulk = |reply: String| -> u64 {
+        let value = reply.lines().nth(1).expect("bulk reply");
+        value.parse().expect("a whole number")
+    };
+    let hold_key = format!("ev:{{{event}}}:hold:B:4");
+    assert_eq!(
+        integer(support::redis(&["PEXPIRETIME", &hold_key])),
+        expires_at
+    );
+    let section = format!("ev:{{{event}}}:held:B");
+    assert_eq!(
+        bulk(support::redis(&["ZSCORE", &section, "B-4"])),
+        expires_at
+    );
+    let buyer = format!("ev:{{{event}}}:uholds:punctual");
+    assert_eq!(bulk(support::redis(&["ZSCORE", &buyer, "B-4"])), expires_at);
+    assert_eq!(
+        integer(support::redis(&["PEXPIRETIME", &buyer])),
+        expires_at
+    );
 }
 
 #[test]

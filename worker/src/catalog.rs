@@ -7,7 +7,9 @@
 //! - `ev:{E}:adm`: `openAtMs` and `rate` (a seed replaces the hash; a rebuild only
 //!   fills fields that are missing, keeping an operator's later rate change);
 //! - `ev:{E}:sold:{S}`: each section's sold bitmap, bit n set for seat `{S}-{n}` in
-//!   `sold_seats` (the key deleted when none is sold).
+//!   `sold_seats` (the key deleted when none is sold);
+//! - `ev:{E}:hold:{S}:{n}`: `sold` for each sold seat, which a hold's `SET ... NX`
+//!   refuses (`codec::store::SOLD`).
 //!
 //! A rebuild also writes the order status records again (`project::rebuild_statuses`).
 //!
@@ -408,6 +410,7 @@ async fn project(
     };
     let mut sold = 0;
     let mut bitmaps: Vec<(String, Vec<u8>)> = Vec::with_capacity(catalog.sections.len());
+    let mut sold_holds: Vec<String> = Vec::new();
     for s in &catalog.sections {
         let numbers: Vec<i32> = sold_rows
             .iter()
@@ -415,6 +418,11 @@ async fn project(
             .map(|row| row.get(1))
             .unwrap_or_default();
         sold += numbers.len() as u64;
+        sold_holds.extend(
+            numbers
+                .iter()
+                .map(|&n| keys::hold(event_id, &s.id, n as u32)),
+        );
         bitmaps.push((keys::sold(event_id, &s.id), sold_bitmap(&numbers)));
     }
     let projection = Projection {
@@ -486,6 +494,9 @@ async fn project(
             scratch.as_bytes(),
         ]);
         p.push(&[b"DEL", scratch.as_bytes()]);
+    }
+    for key in &sold_holds {
+        p.push(&[b"SET", key.as_bytes(), codec::store::SOLD]);
     }
     for section in removed_sections {
         p.push(&[b"DEL", keys::sold(event_id, section).as_bytes()]);

@@ -2,11 +2,14 @@
 //! PostgreSQL commit and before the ack, so a crash in between only repeats them:
 //! every write here is idempotent.
 //!
-//! Per order, one script ([`PROJECT`], `codec/lua/project.lua`): a CONFIRMED order sets its seats' sold bits, a REJECTED
-//! one gives its seats back to the buyer's purchase limit (`ev:{E}:bought:..`); any
-//! order removes its own holds (compare-and-delete of `holdId user`, so another buyer's
-//! later hold on the seat stays) from the hold keys, the section's holds zset and the
-//! buyer's; then the status record `ev:{E}:status:...` becomes the final
+//! Per order, one script ([`PROJECT`], `codec/lua/project.lua`): a CONFIRMED order sets
+//! its seats' sold bits and leaves `sold` in their hold keys for good (a hold's one
+//! `SET ... NX` then refuses them), and marks its buyer's place in the line left; a
+//! REJECTED one gives its seats back to the buyer's purchase limit
+//! (`ev:{E}:bought:..`) and removes its own holds (compare-and-delete of `holdId user`,
+//! so another buyer's later hold on the seat stays); either takes them out of the
+//! section's held zset and the buyer's zset; then the status record
+//! `ev:{E}:status:...` becomes the final
 //! [`StatusResponse`]. All the orders of a batch go in one pipeline: one round trip.
 //! [`rebuild_statuses`] writes the status records again from PostgreSQL.
 

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use codec::keys;
+use codec::{keys, store::HoldOutcome};
 use worker::{
     commit::{self, Commit},
     db::Pool,
@@ -60,22 +60,26 @@ async fn the_same_message_delivered_twice_makes_one_order() {
     );
     assert!(s.order.updated_at.abs_diff(worker::catalog::now_ms()) < 60_000);
     assert_eq!(sold_bit(&mut redis, &event, "A-1").await, 1);
-    // The hold is gone from its key and both zsets.
-    let gone = redis
-        .query(&[b"EXISTS", keys::hold(&event, "A", 1).as_bytes()])
+    // The hold key says `sold` for good; the hold is gone from the section's zset and
+    // from the buyer's zset.
+    let marker = redis
+        .query(&[b"GET", keys::hold(&event, "A", 1).as_bytes()])
+        .await
+        .expect("GET");
+    assert_eq!(
+        marker,
+        Frame::BulkString(codec::store::SOLD.to_vec().into())
+    );
+    let held = redis
+        .query(&[b"ZCARD", keys::section_holds(&event, "A").as_bytes()])
+        .await
+        .expect("ZCARD");
+    assert_eq!(integer(&held), 0);
+    let records = redis
+        .query(&[b"EXISTS", keys::user_holds(&event, "alice").as_bytes()])
         .await
         .expect("EXISTS");
-    assert_eq!(integer(&gone), 0);
-    for zset in [
-        keys::section_holds(&event, "A"),
-        keys::user_holds(&event, "alice"),
-    ] {
-        let n = redis
-            .query(&[b"ZCARD", zset.as_bytes()])
-            .await
-            .expect("ZCARD");
-        assert_eq!(integer(&n), 0, "{zset}");
-    }
+    assert_eq!(integer(&records), 0);
     // Processed entries leave the streams and the pending list.
     assert_eq!(stream_len(&mut redis, &event, 4).await, 0);
     assert_eq!(pending(&mut redis, &event, 4).await, 0);
@@ -649,7 +653,7 @@ async fn a_worker_killed_between_commit_and_ack_redelivers_and_doubles_nothing()
         .query(&[b"GET", keys::hold(&event, "A", 7).as_bytes()])
         .await
         .expect("GET");
-    assert_eq!(text(&hold_left), None);
+    assert_eq!(text(&hold_left).as_deref(), Some("sold"), "the sale's mark");
 
     drop_event(&pg, &mut redis, &event).await;
 }
@@ -744,10 +748,19 @@ async fn rebuild_after_redis_lost_the_event_restores_sold_seats_and_statuses() {
     assert_eq!((projections[0].sold, projections[0].statuses), (2, 2));
 
     for seat in ["A-1", "B-2"] {
-        // The hold script's first check: a sold seat refuses holds again.
         assert_eq!(sold_bit(&mut redis, &event, seat).await, 1, "{seat}");
+        // The hold key says `sold` again: the hold script refuses the seat.
+        assert_eq!(
+            super::support::try_hold(&mut redis, &event, "carl", seat).await,
+            HoldOutcome::Sold,
+            "{seat}"
+        );
     }
     assert_eq!(sold_bit(&mut redis, &event, "A-2").await, 0);
+    assert!(matches!(
+        super::support::try_hold(&mut redis, &event, "carl", "A-2").await,
+        HoldOutcome::Held { .. }
+    ));
     assert_eq!(
         status(&mut redis, &event, "ann", "k1").await.as_ref(),
         Some(&before.0)

@@ -301,32 +301,49 @@ pub async fn xadd(redis: &mut Conn, event: &str, shard: u32, body: &str) {
         .expect("XADD");
 }
 
-/// A hold as the edge's hold script makes it: the hold key, the section's and the
-/// user's zsets (hold id `h-{user}-{seat}`, as in [`commit_message`]).
+/// A hold made by the edge's hold script (`codec::store::Hold`, TTL 60 s, limit 16),
+/// hold id `h-{user}-{seat}` as in [`commit_message`].
 pub async fn hold(redis: &mut Conn, event: &str, user: &str, seat: &str) {
+    let outcome = try_hold(redis, event, user, seat).await;
+    assert!(
+        matches!(outcome, codec::store::HoldOutcome::Held { .. }),
+        "{seat} held: {outcome:?}"
+    );
+}
+
+/// What the edge's hold script answers to a hold as in [`hold`].
+pub async fn try_hold(
+    redis: &mut Conn,
+    event: &str,
+    user: &str,
+    seat: &str,
+) -> codec::store::HoldOutcome {
     let codec::rules::Seat { section, n } = codec::rules::seat_id(seat).expect("seat id");
-    let exp = (worker::catalog::now_ms() + 60_000).to_string();
+    let hold_id = format!("h-{user}-{seat}");
+    let mut call = codec::store::Call::default();
+    codec::store::Hold {
+        event,
+        section,
+        n,
+        hold_id: hold_id.as_bytes(),
+        user,
+        seat_id: seat,
+    }
+    .call(&mut call);
+    let keys: Vec<&[u8]> = call.keys().collect();
+    let shared = codec::store::Hold::shared(60_000, 16);
+    let mut args: Vec<&[u8]> = shared.iter().map(Vec::as_slice).collect();
+    args.extend(call.args());
+    let script = worker::redis::Script::new(codec::store::scripts::HOLD);
     let mut p = worker::redis::Pipeline::new();
-    p.push(&[
-        b"SET",
-        codec::keys::hold(event, section, n).as_bytes(),
-        format!("h-{user}-{seat} {user}").as_bytes(),
-        b"PX",
-        b"60000",
-    ]);
-    p.push(&[
-        b"ZADD",
-        codec::keys::section_holds(event, section).as_bytes(),
-        exp.as_bytes(),
-        n.to_string().as_bytes(),
-    ]);
-    p.push(&[
-        b"ZADD",
-        codec::keys::user_holds(event, user).as_bytes(),
-        exp.as_bytes(),
-        seat.as_bytes(),
-    ]);
-    redis.pipeline(&p).await.expect("hold");
+    script.push(&mut p, &keys, &args);
+    let replies = redis.run_script(&script, &p).await.expect("hold");
+    match replies.first() {
+        Some(Frame::Array(items)) if items.len() == 1 => {
+            codec::store::Hold::decode(&items[0]).expect("a hold outcome")
+        }
+        other => panic!("hold script replied {other:?}"),
+    }
 }
 
 /// The order's status record, if any.
