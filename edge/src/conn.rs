@@ -174,7 +174,7 @@ impl Conn {
             head.peer = Some(self.peer);
             router::dispatch(&self.core, &head, body, &mut self.reply).await;
             if self.reply.stream.is_some() {
-                crate::sse::write_head(&mut self.wbuf, head.request_id);
+                crate::sse::write_head(&mut self.wbuf, head.request_id, self.reply.headers());
                 if head.method == Method::Head {
                     self.reply.stream = None;
                     close = true;

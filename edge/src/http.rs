@@ -332,6 +332,11 @@ impl Reply {
     }
 
     /// Adds a header line; `value` comes from this program, never raw from a client.
+    /// The extra header lines added so far, as written (`name: value\r\n` each).
+    pub fn headers(&self) -> &[u8] {
+        &self.headers
+    }
+
     pub fn header(&mut self, name: &str, value: &[u8]) {
         debug_assert!(!value.iter().any(|&b| b == b'\r' || b == b'\n'));
         self.headers.extend_from_slice(name.as_bytes());

@@ -51,14 +51,17 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const PRESENCE_BATCH: usize = 1_000;
 
 /// The response head of an event stream: no length, the body ends when the
-/// connection does (RFC 9112 section 6.3, rule 8).
-pub fn write_head(out: &mut Vec<u8>, request_id: Option<&[u8]>) {
+/// connection does (RFC 9112 section 6.3, rule 8). `headers`: the reply's own lines
+/// (CORS's, for an `EventSource` on another origin).
+pub fn write_head(out: &mut Vec<u8>, request_id: Option<&[u8]>, headers: &[u8]) {
     out.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-store\r\nx-request-id: ");
     match request_id {
         Some(id) => out.extend_from_slice(id),
         None => crate::ids::write_next(out),
     }
-    out.extend_from_slice(b"\r\nconnection: close\r\n\r\nretry: ");
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(headers);
+    out.extend_from_slice(b"connection: close\r\n\r\nretry: ");
     write_u64(out, RETRY_MS);
     out.extend_from_slice(b"\n\n");
 }

@@ -209,3 +209,65 @@ fn a_bad_origin_list_stops_the_edge_naming_the_variable() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("CORS_ALLOWED_ORIGINS="), "{stderr}");
 }
+
+/// The head of `room-events` for `token`, sent with `origin`, read up to its blank line.
+fn event_stream_head(edge: &Edge, token: &str, origin: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = edge.connect().stream;
+    write!(
+        stream,
+        "GET /public/room-events?token={token} HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\nOrigin: {origin}\r\n\r\n"
+    )
+    .expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            stream.read(&mut byte).expect("read"),
+            1,
+            "stream ended: {head:?}"
+        );
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).expect("UTF-8").to_ascii_lowercase()
+}
+
+#[test]
+fn an_event_stream_carries_the_cors_headers_of_an_allowed_origin_only() {
+    let edge = edge(&[]);
+    let event = unique_event("corssse");
+    // Opens in an hour: the stream stays open, waiting.
+    seed_event(&event, &[("A", 10, 100)], support::now_ms() + 3_600_000, 10);
+    let body = json!({"userId": "u1", "eventId": event}).to_string();
+    let r = edge.connect().request(
+        format!(
+            "POST /public/enter HTTP/1.1\r\nHost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 200);
+    let token = r.json()["roomToken"]
+        .as_str()
+        .expect("roomToken")
+        .to_owned();
+
+    let head = event_stream_head(&edge, &token, SITE);
+    assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
+    assert!(
+        head.contains("content-type: text/event-stream\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("access-control-allow-origin: {SITE}\r\n")),
+        "{head}"
+    );
+    assert!(head.contains("vary: origin\r\n"), "{head}");
+
+    let head = event_stream_head(&edge, &token, OTHER);
+    assert!(
+        head.contains("content-type: text/event-stream\r\n"),
+        "{head}"
+    );
+    assert!(!head.contains("access-control-"), "{head}");
+}

@@ -85,6 +85,12 @@ test("a buyer on the ticket site's origin buys a seat, and the order is CONFIRME
   page.on("console", (m) => m.type() === "error" && report.consoleErrors.push(m.text()));
   page.on("pageerror", (e) => report.consoleErrors.push(String(e)));
   const seatMaps = [];
+  const waits = { "room-events": 0, "room-status": 0 };
+  page.on("request", (r) => {
+    const path = new URL(r.url()).pathname;
+    if (path === "/public/room-events") waits["room-events"]++;
+    if (path === "/public/room-status") waits["room-status"]++;
+  });
   page.on("response", async (r) => {
     if (r.url().includes("/public/seats/")) {
       const h = await r.allHeaders();
@@ -108,8 +114,11 @@ test("a buyer on the ticket site's origin buys a seat, and the order is CONFIRME
       return page.textContent("#room");
     });
 
-    await step("watch the position until it is the buyer's turn", async () => {
+    await step("watch the position until it is the buyer's turn (pushed: room-events)", async () => {
       await page.waitForSelector("#room[data-ready=true]");
+      // The stream worked from the other origin (CORS on its head): no polling.
+      assert.equal(waits["room-status"], 0, "the page fell back to polling");
+      assert.ok(waits["room-events"] >= 1, "the page never opened the stream");
       return page.textContent("#room");
     });
 
