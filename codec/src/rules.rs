@@ -43,6 +43,10 @@ pub const USER_ID_MAX_BYTES: usize = 64;
 pub const IDEMPOTENCY_KEY_MAX_BYTES: usize = 255;
 /// Longest hold id (the edge makes 16 hex digits).
 pub const HOLD_ID_MAX_BYTES: usize = 64;
+/// Longest proof-of-work challenge `enter` takes (`GET /public/challenge` makes ~100 bytes).
+pub const POW_CHALLENGE_MAX_BYTES: usize = 256;
+/// Longest proof-of-work nonce.
+pub const POW_NONCE_MAX_BYTES: usize = 64;
 /// Longest `x-request-id` kept (a longer one is replaced, not refused).
 pub const REQUEST_ID_MAX_BYTES: usize = 128;
 /// Highest seat number a seat id may spell: nine digits, so that it fits PostgreSQL's
@@ -224,6 +228,25 @@ pub fn hold_id(s: &str) -> Result<(), Invalid> {
         rule: "1 to 64 visible ASCII characters",
     };
     check(s.as_bytes(), HOLD_ID_MAX_BYTES, visible, ERR)
+}
+
+/// `enter`'s proof-of-work `challenge`, checked whether or not a proof is asked: the
+/// contract bounds it either way.
+pub fn pow_challenge(s: &str) -> Result<(), Invalid> {
+    const ERR: Invalid = Invalid {
+        field: "challenge",
+        rule: "1 to 256 visible ASCII characters",
+    };
+    check(s.as_bytes(), POW_CHALLENGE_MAX_BYTES, visible, ERR)
+}
+
+/// `enter`'s proof-of-work `nonce`, likewise.
+pub fn pow_nonce(s: &str) -> Result<(), Invalid> {
+    const ERR: Invalid = Invalid {
+        field: "nonce",
+        rule: "1 to 64 visible ASCII characters",
+    };
+    check(s.as_bytes(), POW_NONCE_MAX_BYTES, visible, ERR)
 }
 
 /// The `x-request-id` header's bytes, as text (the edge replaces a refused one).

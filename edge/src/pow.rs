@@ -23,9 +23,9 @@ use crate::error::Error;
 type HmacSha256 = Hmac<Sha256>;
 
 /// Longest challenge accepted (an event id is at most 64 characters).
-const MAX_CHALLENGE_BYTES: usize = 256;
+const MAX_CHALLENGE_BYTES: usize = codec::rules::POW_CHALLENGE_MAX_BYTES;
 /// Longest nonce accepted: visible ASCII.
-pub const MAX_NONCE_BYTES: usize = 64;
+pub const MAX_NONCE_BYTES: usize = codec::rules::POW_NONCE_MAX_BYTES;
 
 #[derive(Clone)]
 pub struct Challenges {

@@ -244,6 +244,30 @@ fn enter_needs_a_solved_challenge_when_proof_of_work_is_on() {
     assert_eq!(code(&r), (400, "INVALID_FIELD".into()));
 }
 
+#[test]
+fn a_malformed_challenge_or_nonce_is_400_whether_or_not_proof_of_work_is_on() {
+    for bits in ["0", "10"] {
+        let edge = edge(&[("ENTER_POW_BITS", bits)]);
+        let event = open_event("lpowbad");
+        let mut c = edge.connect();
+        for (field, challenge, nonce) in [
+            ("nonce", "c".to_owned(), "0".repeat(65)),
+            ("nonce", "c".to_owned(), "a b".to_owned()),
+            ("challenge", "c".repeat(257), "n".to_owned()),
+            ("challenge", String::new(), "n".to_owned()),
+        ] {
+            let r = c.post(
+                "/public/enter",
+                None,
+                &json!({"userId": "ann", "eventId": event, "challenge": challenge, "nonce": nonce}),
+            );
+            assert_eq!(code(&r), (400, "INVALID_FIELD".into()), "bits {bits}, {field}");
+            let message = r.json()["error"]["message"].as_str().unwrap_or_default().to_owned();
+            assert!(message.contains(field), "bits {bits}: {message}");
+        }
+    }
+}
+
 /// A buyer with a token and `seats` holds in a fresh event, and an intent for each
 /// seat alone; returns (event, token, intent id per seat).
 fn buyer_with_intents(c: &mut Client, user: &str, seats: usize) -> (String, String, Vec<String>) {

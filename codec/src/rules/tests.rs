@@ -266,6 +266,16 @@ fn edge_cases() {
     for bad in ["", "a b", "a\u{7f}", "a\0", "é", "\t"] {
         assert!(user_id(bad).is_err(), "{bad:?}");
     }
+    assert_eq!(pow_nonce(&"n".repeat(64)), Ok(()));
+    assert_eq!(pow_challenge(&"c".repeat(256)), Ok(()));
+    assert_eq!(pow_nonce(&"n".repeat(65)).map_err(|e| e.field), Err("nonce"));
+    assert_eq!(
+        pow_challenge(&"c".repeat(257)).map_err(|e| e.field),
+        Err("challenge")
+    );
+    for bad in ["", "a b", "é"] {
+        assert!(pow_nonce(bad).is_err() && pow_challenge(bad).is_err(), "{bad:?}");
+    }
     assert_eq!(idempotency_key(b"k-1"), Ok("k-1"));
     assert!(idempotency_key(&[b'k'; 256]).is_err());
     assert!(idempotency_key(b"\xff").is_err());

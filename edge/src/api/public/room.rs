@@ -13,6 +13,7 @@ use codec::{
     contract::EnterRequest,
     error_code::ErrorCode,
     json::{write_str, write_u64},
+    rules,
     store::{Enter, EnterOutcome, Place, Poll},
 };
 
@@ -38,6 +39,12 @@ pub async fn enter(
     let now = now_ms();
     let user = buyer(core, head, req.user_id.as_deref(), now)?;
     valid_event(&req.event_id)?;
+    if let Some(challenge) = &req.challenge {
+        rules::pow_challenge(challenge)?;
+    }
+    if let Some(nonce) = &req.nonce {
+        rules::pow_nonce(nonce)?;
+    }
     core.limits.buyer(&user)?;
     core.challenges.verify(
         req.challenge.as_deref(),
