@@ -440,7 +440,11 @@ pub struct AdmissionRequest {
         deserialize_with = "prequeue_at_ms"
     )]
     pub prequeue_at_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub queueing: Option<Queueing>,
     #[serde(
         default,
@@ -466,15 +470,21 @@ fn admission_rate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Err
     ruled(d, rules::admission_rate)
 }
 
+/// A field that may be left out but, when sent, is a value: `null` is refused (the
+/// contract's types are not nullable), as `serde`'s `Option` alone would take it for
+/// "left out".
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// [`present`], and the number must pass `rule`.
 fn ruled<'de, D: Deserializer<'de>>(
     d: D,
     rule: fn(u64) -> Result<(), rules::Invalid>,
 ) -> Result<Option<u64>, D::Error> {
-    let value = Option::<u64>::deserialize(d)?;
-    if let Some(n) = value {
-        rule(n).map_err(serde::de::Error::custom)?;
-    }
-    Ok(value)
+    let n = u64::deserialize(d)?;
+    rule(n).map_err(serde::de::Error::custom)?;
+    Ok(Some(n))
 }
 
 /// The admission state in force: from `open_at_ms`, `rate` users a second, counting
@@ -540,4 +550,23 @@ pub fn digest<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_admission_field_may_be_left_out_but_not_null() {
+        let none: AdmissionRequest = serde_json::from_str("{}").expect("all left out");
+        assert_eq!(none.rate, None);
+        let set: AdmissionRequest =
+            serde_json::from_str(r#"{"rate":5,"queueing":"random"}"#).expect("set");
+        assert_eq!((set.rate, set.queueing), (Some(5), Some(Queueing::Random)));
+        for field in ["openAtMs", "rate", "prequeueAtMs", "queueing", "activeLimit"] {
+            let body = format!("{{\"{field}\":null}}");
+            let err = serde_json::from_str::<AdmissionRequest>(&body).expect_err(field);
+            assert!(err.is_data(), "{field}: {err}");
+        }
+    }
 }
