@@ -21,6 +21,12 @@
 # empty: no CORS), WORKER_CPU (1024), WORKER_MEMORY (2048), WORKER_CONCURRENCY (8),
 # WORKER_STOP_TIMEOUT (60), CPU_ARCH (X86_64 | ARM64), EDGE_KEEPALIVE_MS,
 # EDGE_SHUTDOWN_GRACE_MS, TRUSTED_PROXY_HOPS (2), PURCHASE_LIMIT (0: none).
+# The door's identity (README "Identity"): IDENTITY (none | jwt | alb-oidc; none, the
+# default, believes the body's userId and the edge warns at start), IDENTITY_ISSUER and
+# IDENTITY_AUDIENCE when set; jwt: IDENTITY_JWKS_FILE (required: the IdP's JWKS, a path
+# in the edge image; an HS256 secret is not offered here, it would be one more secret);
+# alb-oidc: IDENTITY_ALB_KEY_DIR (required: ALB's PEM keys in the image) and
+# IDENTITY_ALB_ARN (default: step 05's load balancer, so run 04 again after 05).
 set -euo pipefail
 # shellcheck source=infra/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -38,6 +44,22 @@ CPU_ARCH="${CPU_ARCH:-X86_64}"
 # second entry from the right. PURCHASE_LIMIT goes to the edge and the worker alike.
 TRUSTED_PROXY_HOPS="${TRUSTED_PROXY_HOPS:-2}"
 PURCHASE_LIMIT="${PURCHASE_LIMIT:-0}"
+IDENTITY="${IDENTITY:-none}"
+identity_env=("IDENTITY=$IDENTITY")
+case "$IDENTITY" in
+none) ;;
+jwt)
+	[[ -n "${IDENTITY_JWKS_FILE:-}" ]] || die "IDENTITY=jwt: set IDENTITY_JWKS_FILE (the IdP's JWKS document, a path in the edge image)"
+	identity_env+=("IDENTITY_JWKS_FILE=$IDENTITY_JWKS_FILE")
+	;;
+alb-oidc)
+	[[ -n "${IDENTITY_ALB_KEY_DIR:-}" ]] || die "IDENTITY=alb-oidc: set IDENTITY_ALB_KEY_DIR (ALB's public keys, a directory in the edge image)"
+	identity_env+=("IDENTITY_ALB_ARN=${IDENTITY_ALB_ARN:-$(state_get alb albArn)}" "IDENTITY_ALB_KEY_DIR=$IDENTITY_ALB_KEY_DIR")
+	;;
+*) die "IDENTITY=$IDENTITY: expected none, jwt or alb-oidc" ;;
+esac
+[[ -z "${IDENTITY_ISSUER:-}" ]] || identity_env+=("IDENTITY_ISSUER=$IDENTITY_ISSUER")
+[[ -z "${IDENTITY_AUDIENCE:-}" ]] || identity_env+=("IDENTITY_AUDIENCE=$IDENTITY_AUDIENCE")
 
 # Fargate's stopTimeout is at most 120 s; the drain must fit with room to spare.
 grace_s=$(((EDGE_SHUTDOWN_GRACE_MS + 999) / 1000))
@@ -67,6 +89,7 @@ edge_env="$(env_list \
 	"TRUSTED_PROXY_HOPS=$TRUSTED_PROXY_HOPS" \
 	"PURCHASE_LIMIT=$PURCHASE_LIMIT" \
 	"CORS_ALLOWED_ORIGINS=${CORS_ALLOWED_ORIGINS:-}" \
+	"${identity_env[@]}" \
 	"SQS_QUEUE_URL=$(env_get SQS_QUEUE_URL)" \
 	"HOLD_MIRROR_TABLE=$(env_get HOLD_MIRROR_TABLE)")"
 worker_env="$(env_list \

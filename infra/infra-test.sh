@@ -318,6 +318,25 @@ check "worker task definition: nofile ulimit 65536" "$worker_td" \
 check "worker task definition: health check worker-health every 30 s" "$worker_td" \
 	'.taskDefinition.containerDefinitions[0].healthCheck | .command == ["CMD", "/usr/local/bin/worker-health"]
 	 and .interval == 30 and .timeout == 3 and .retries == 3'
+check "edge task definition: IDENTITY=none by default, nothing else of identity" "$edge_td" \
+	'[.taskDefinition.containerDefinitions[0].environment[] | select(.name | startswith("IDENTITY"))] == [{name: "IDENTITY", value: "none"}]'
+# The door behind ALB's sign-in: 04 again after 05 takes the load balancer's ARN.
+if IDENTITY=alb-oidc IDENTITY_ALB_KEY_DIR=/etc/maxtps/alb-keys IDENTITY_AUDIENCE=tickets \
+	env -u MAKEFLAGS -u MFLAGS make -C "$ROOT" --no-print-directory 04-taskdefs >>"$WORK/identity.log" 2>&1; then
+	check "edge task definition: IDENTITY=alb-oidc takes step 05's ALB ARN, the key directory and the audience" \
+		"$(aws_ ecs describe-task-definition --task-definition max-tps-ecs-edge)" \
+		'(.taskDefinition.containerDefinitions[0].environment | from_entries) as $e | $e.IDENTITY == "alb-oidc"
+		 and $e.IDENTITY_ALB_ARN == "'"$(jq -r .albArn "$OUT/alb.json")"'" and $e.IDENTITY_ALB_KEY_DIR == "/etc/maxtps/alb-keys"
+		 and $e.IDENTITY_AUDIENCE == "tickets"'
+else
+	fail "04-taskdefs with IDENTITY=alb-oidc failed: $(tail -n 3 "$WORK/identity.log")"
+fi
+if IDENTITY=jwt env -u MAKEFLAGS -u MFLAGS make -C "$ROOT" --no-print-directory 04-taskdefs >"$WORK/identity-jwt.log" 2>&1; then
+	fail "04-taskdefs with IDENTITY=jwt and no IDENTITY_JWKS_FILE succeeded"
+else
+	check "04-taskdefs refuses IDENTITY=jwt without IDENTITY_JWKS_FILE, naming it" \
+		"$(jq -Rs . "$WORK/identity-jwt.log")" 'test("IDENTITY=jwt: set IDENTITY_JWKS_FILE")'
+fi
 
 alb="$(cat "$OUT/alb.json")"
 tg_arn="$(jq -r .targetGroupArn <<<"$alb")"
