@@ -56,14 +56,14 @@ impl Responses {
     }
 
     /// Serves the route and ids `parts` from the cache while fresh, else renders it
-    /// anew with `render`.
+    /// anew with `render`; true when it rendered.
     pub async fn serve<F, Fut>(
         &self,
         head: &Head<'_>,
         parts: &[&str],
         reply: &mut Reply,
         render: F,
-    ) -> Result<(), Error>
+    ) -> Result<bool, Error>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Vec<u8>, Error>>,
@@ -73,9 +73,11 @@ impl Responses {
             cache_key(&mut key, parts);
             self.entries.borrow().get(key.as_str()).cloned()
         };
+        let mut rendered = false;
         let entry = match found {
             Some(entry) if entry.refreshing.get() || entry.made.elapsed() < self.max_age => entry,
             stale => {
+                rendered = true;
                 let _refreshing = stale.map(Refreshing::start);
                 let body = render().await?;
                 let hash = fnv1a(&body);
@@ -113,7 +115,7 @@ impl Responses {
         if !not_modified {
             reply.json_body().extend_from_slice(body);
         }
-        Ok(())
+        Ok(rendered)
     }
 }
 

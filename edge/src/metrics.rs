@@ -25,7 +25,7 @@ use tracing::{info, warn};
 use crate::{redis::Stats, side::SideStats};
 
 /// Route labels, by the path's first two segments ([`route_of`]).
-pub const ROUTES: [&str; 13] = [
+pub const ROUTES: [&str; 16] = [
     "ping",
     "health",
     "enter",
@@ -37,10 +37,19 @@ pub const ROUTES: [&str; 13] = [
     "payment_intent",
     "commit",
     "status",
+    "room_events",
+    "challenge",
+    "fairness",
     "admin",
     "other",
 ];
+const ADMIN_ROUTE: usize = ROUTES.len() - 2;
 const OTHER_ROUTE: usize = ROUTES.len() - 1;
+
+/// The cached reads ([`crate::cache`]), by route.
+pub const CACHED: [&str; 2] = ["summary", "seats"];
+pub const CACHED_SUMMARY: usize = 0;
+pub const CACHED_SEATS: usize = 1;
 
 /// Status labels; any other status counts as `other`.
 const STATUSES: [u16; 22] = [
@@ -106,6 +115,9 @@ pub struct CoreMetrics {
     closed: Counter,
     redis: [Counter; REDIS.len()],
     redis_errors: [Counter; REDIS_ERRORS.len()],
+    /// Per cached read ([`CACHED`]): answers from the cache, and renderings.
+    cache_hits: [Counter; CACHED.len()],
+    cache_renders: [Counter; CACHED.len()],
     /// Requests since the last one the access log kept.
     sampled: Counter,
 }
@@ -123,6 +135,8 @@ impl Default for CoreMetrics {
             closed: Counter::default(),
             redis: counters(),
             redis_errors: counters(),
+            cache_hits: counters(),
+            cache_renders: counters(),
             sampled: Counter::default(),
         }
     }
@@ -146,6 +160,16 @@ impl CoreMetrics {
         let n = self.sampled.get();
         self.sampled.set(if n + 1 >= every { 0 } else { n + 1 });
         n == 0
+    }
+
+    /// A cached read (`CACHED[kind]`) answered from the cache, or rendered anew.
+    #[inline]
+    pub fn cached(&self, kind: usize, rendered: bool) {
+        if rendered {
+            self.cache_renders[kind].add(1);
+        } else {
+            self.cache_hits[kind].add(1);
+        }
     }
 
     pub fn received(&self, bytes: usize) {
@@ -201,7 +225,7 @@ pub fn route_of(path: &str) -> usize {
     let (prefix, rest) = match path.as_bytes() {
         [b'/', b'p', b'u', b'b', b'l', b'i', b'c', b'/', rest @ ..] => (0, rest),
         [b'/', b'c', b'o', b'n', b'f', b'i', b'r', b'm', b'/', rest @ ..] => (1, rest),
-        [b'/', b'a', b'd', b'm', b'i', b'n', b'/' | b'?', ..] | b"/admin" => return 11,
+        [b'/', b'a', b'd', b'm', b'i', b'n', b'/' | b'?', ..] | b"/admin" => return ADMIN_ROUTE,
         _ => return OTHER_ROUTE,
     };
     let end = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
@@ -217,6 +241,9 @@ pub fn route_of(path: &str) -> usize {
         (1, b"payment-intent") => 8,
         (1, b"commit") => 9,
         (1, b"status") => 10,
+        (0, b"room-events") => 11,
+        (0, b"challenge") => 12,
+        (0, b"fairness") => 13,
         _ => OTHER_ROUTE,
     }
 }
@@ -358,6 +385,21 @@ impl Registry {
             if n > 0 {
                 let labels = format!("code=\"{}\"", code.as_str());
                 out.sample("maxtps_edge_errors_total", &labels, n);
+            }
+        }
+
+        out.family(
+            "maxtps_edge_cache_requests",
+            "counter",
+            "Cached reads (summary, seats): answered from a core's cache (hit) or rendered anew from Redis (render).",
+        );
+        for (i, route) in CACHED.iter().enumerate() {
+            for (result, n) in [
+                ("hit", sum(&|c| c.cache_hits[i].get())),
+                ("render", sum(&|c| c.cache_renders[i].get())),
+            ] {
+                let labels = format!("route=\"{route}\",result=\"{result}\"");
+                out.sample("maxtps_edge_cache_requests_total", &labels, n);
             }
         }
 

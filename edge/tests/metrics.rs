@@ -268,3 +268,45 @@ fn emf_lines_on_stdout_count_the_requests() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn cached_reads_count_hits_and_renderings_and_new_routes_have_names() {
+    let edge = Edge::start(&[("EDGE_THREADS", "1"), ("PUBLIC_CACHE_MS", "60000")]);
+    let addr = metrics_addr(&edge);
+    let event = unique_event("mcache");
+    seed_event(&event, &[("A", 10, 100), ("B", 10, 100)], 0, 1_000_000);
+    let mut c = edge.connect();
+    let get = |c: &mut Client, path: &str| c.request(&support::get(path)).status;
+    for _ in 0..3 {
+        assert_eq!(get(&mut c, &format!("/public/summary/{event}/A")), 200);
+    }
+    assert_eq!(get(&mut c, &format!("/public/summary/{event}/B")), 200);
+    for _ in 0..2 {
+        assert_eq!(get(&mut c, &format!("/public/seats/{event}")), 200);
+    }
+    assert_eq!(get(&mut c, &format!("/public/fairness/{event}")), 200);
+    assert_eq!(get(&mut c, &format!("/public/challenge?eventId={event}")), 200);
+
+    let text = scrape(&addr, None).1;
+    let cache = |route: &str, result: &str| {
+        value(
+            &text,
+            &format!("maxtps_edge_cache_requests_total{{route=\"{route}\",result=\"{result}\"}}"),
+        )
+    };
+    // One rendering per section (A, B) and per seat map; the rest from the cache.
+    assert_eq!(cache("summary", "render"), 2);
+    assert_eq!(cache("summary", "hit"), 2);
+    assert_eq!(cache("seats", "render"), 1);
+    assert_eq!(cache("seats", "hit"), 1);
+    for route in ["fairness", "challenge"] {
+        assert_eq!(
+            value(
+                &text,
+                &format!("maxtps_edge_requests_total{{route=\"{route}\",status=\"200\"}}")
+            ),
+            1,
+            "{route}"
+        );
+    }
+}

@@ -11,6 +11,9 @@ fn routes_are_named_by_their_first_two_segments() {
     assert_eq!(name("/confirm/status"), "status");
     assert_eq!(name("/admin/events/E/admission"), "admin");
     assert_eq!(name("/admin"), "admin");
+    assert_eq!(name("/public/room-events"), "room_events");
+    assert_eq!(name("/public/challenge"), "challenge");
+    assert_eq!(name("/public/fairness/E"), "fairness");
     assert_eq!(name("/administrator"), "other");
     assert_eq!(name("/public/"), "other");
     assert_eq!(name("/confirm/commit"), "commit");

@@ -13,6 +13,7 @@ use crate::{
     core::Core,
     error::Error,
     http::{Head, Reply},
+    metrics,
 };
 
 /// `GET /public/summary/{eventId}/{section}`.
@@ -29,7 +30,8 @@ pub async fn summary(
         return Err(Error::request(ErrorCode::EventNotFound, "no such section"));
     };
     let parts = ["summary", event_id, section];
-    core.cache
+    let rendered = core
+        .cache
         .serve(head, &parts, reply, || async {
             let (sold, held) = core
                 .store
@@ -59,7 +61,9 @@ pub async fn summary(
             out.push(b'}');
             Ok(out)
         })
-        .await
+        .await?;
+    core.metrics.cached(metrics::CACHED_SUMMARY, rendered);
+    Ok(())
 }
 
 /// `GET /public/seats/{eventId}`: one character a seat, `A`vailable, `H`eld, `S`old.
@@ -71,7 +75,8 @@ pub async fn seats(
 ) -> Result<(), Error> {
     valid_event(event_id)?;
     let event = core.events.get(&core.redis, event_id).await?;
-    core.cache
+    let rendered = core
+        .cache
         .serve(head, &["seats", event_id], reply, || async {
             let catalog = &event.catalog.sections;
             let sections: Vec<Section<'_>> = catalog
@@ -113,5 +118,7 @@ pub async fn seats(
             out.extend_from_slice(b"]}");
             Ok(out)
         })
-        .await
+        .await?;
+    core.metrics.cached(metrics::CACHED_SEATS, rendered);
+    Ok(())
 }
