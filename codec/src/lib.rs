@@ -4,6 +4,7 @@
 //! the system must agree on byte for byte.
 //!
 //! # Layout
+//! - [`admission`]: who is admitted into an event's waiting room, and when.
 //! - [`contract`]: the JSON bodies of the HTTP API (`openapi/ticketing.yaml` is the
 //!   normative copy; a test parses every example of the spec into these types) and the
 //!   commit-queue message.
@@ -22,6 +23,7 @@
 //!   the commit message's encoding and the status record.
 //! - [`url`]: percent-encoding and `redis://` URLs.
 
+pub mod admission;
 pub mod contract;
 pub mod emf;
 pub mod error_code;

@@ -296,41 +296,58 @@ impl Advance<'_> {
     /// present in Redis that is not a number.
     pub fn decode(reply: &Frame) -> Result<Result<LineState, Unreadable>, Unexpected> {
         let items = items(reply);
-        if items.len() != 12 {
+        if items.len() != LINE_FIELDS.len() {
             return Err(Unexpected("advance"));
         }
-        const NAMES: [&str; 12] = [
-            "openAtMs",
-            "rate",
-            "baseMs",
-            "baseAdmitted",
-            "prequeueAtMs",
-            "queueing",
-            "activeLimit",
-            "frontier",
-            "seedHash",
-            "seed",
-            "listDigest",
-            "prequeued",
-        ];
-        let n = |i: usize| number(items.get(i)).map_err(|()| Unreadable(NAMES[i]));
-        let read = || -> Result<LineState, Unreadable> {
-            Ok(LineState {
-                open_at_ms: n(0)?,
-                rate: n(1)?,
-                base_ms: n(2)?,
-                base_admitted: n(3)?,
-                prequeue_at_ms: n(4)?,
-                queueing: bulk(items.get(5)).map(<[u8]>::to_vec),
-                active_limit: n(6)?,
-                frontier: n(7)?,
-                seed_hash: text(items.get(8)),
-                seed: text(items.get(9)),
-                list_digest: text(items.get(10)),
-                prequeued: n(11)?,
-            })
-        };
-        Ok(read())
+        Ok(LineState::read(items))
+    }
+}
+
+/// The admission hash's fields in [`Advance`]'s reply, in its order; the first eight
+/// are the line itself ([`LineState::decode_line`]).
+pub const LINE_FIELDS: [&str; 12] = [
+    "openAtMs",
+    "rate",
+    "baseMs",
+    "baseAdmitted",
+    "prequeueAtMs",
+    "queueing",
+    "activeLimit",
+    "frontier",
+    "seedHash",
+    "seed",
+    "listDigest",
+    "prequeued",
+];
+
+impl LineState {
+    /// The reply of `HMGET ev:{E}:adm` with the first eight [`LINE_FIELDS`]: the line as
+    /// it stands, read without moving it (the worker's metrics); the fairness fields
+    /// stay `None`.
+    pub fn decode_line(reply: &Frame) -> Result<Result<LineState, Unreadable>, Unexpected> {
+        let items = items(reply);
+        if items.len() != 8 {
+            return Err(Unexpected("HMGET of the line"));
+        }
+        Ok(Self::read(items))
+    }
+
+    fn read(items: &[Frame]) -> Result<LineState, Unreadable> {
+        let n = |i: usize| number(items.get(i)).map_err(|()| Unreadable(LINE_FIELDS[i]));
+        Ok(LineState {
+            open_at_ms: n(0)?,
+            rate: n(1)?,
+            base_ms: n(2)?,
+            base_admitted: n(3)?,
+            prequeue_at_ms: n(4)?,
+            queueing: bulk(items.get(5)).map(<[u8]>::to_vec),
+            active_limit: n(6)?,
+            frontier: n(7)?,
+            seed_hash: text(items.get(8)),
+            seed: text(items.get(9)),
+            list_digest: text(items.get(10)),
+            prequeued: n(11)?,
+        })
     }
 }
 

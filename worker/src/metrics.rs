@@ -440,6 +440,8 @@ struct EventFigures {
     event: String,
     /// Positions handed out in the waiting room (`ev:{E}:queue`).
     entered: u64,
+    /// The line now ([`line`]): admitted and not done, and still waiting.
+    line: Option<Line>,
     /// (section, seats, sold, live holds), by section id.
     sections: Vec<(String, u32, u64, u64)>,
 }
@@ -468,6 +470,7 @@ async fn events(conn: &mut Conn, catalogs: &Catalogs) -> Vec<EventFigures> {
             .ok()
             .and_then(|f| text(&f)?.parse().ok())
             .unwrap_or(0);
+        let line = line(conn, event, entered).await;
         let Ok(replies) = conn.run_script(&summary, &pipeline).await else {
             continue;
         };
@@ -482,10 +485,51 @@ async fn events(conn: &mut Conn, catalogs: &Catalogs) -> Vec<EventFigures> {
         out.push(EventFigures {
             event: event.clone(),
             entered,
+            line,
             sections,
         });
     }
     out
+}
+
+/// An event's line as the edges see it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Line {
+    /// Positions admitted (the edges' formula, `codec::admission`), at most those entered.
+    admitted: u64,
+    /// Admitted and not done (done: confirmed, abandoned or expired: the `left` set).
+    active: u64,
+    /// Entered, not admitted yet, and not gone.
+    waiting: u64,
+}
+
+/// The line of `event`, read without moving it: the admission hash's line fields, the
+/// formula the edges apply to them, and the places left on each side of the admitted.
+/// `None` when Redis does not answer or the hash does not parse.
+async fn line(conn: &mut Conn, event: &str, entered: u64) -> Option<Line> {
+    let adm = codec::keys::admission(event);
+    let mut hmget: Vec<&[u8]> = vec![b"HMGET", adm.as_bytes()];
+    hmget.extend(codec::store::LINE_FIELDS[..8].iter().map(|f| f.as_bytes()));
+    let reply = conn.query(&hmget).await.ok()?;
+    let state = codec::store::LineState::decode_line(&reply).ok()?.ok()?;
+    let admission = codec::admission::Admission::from_line(&state).ok()?;
+    let admitted = admission.admitted(crate::now_ms()).min(entered);
+    let left = codec::keys::left(event);
+    let (upto, above) = (admitted.to_string(), (admitted + 1).to_string());
+    let mut zcount = async |min: &[u8], max: &[u8]| match conn
+        .query(&[b"ZCOUNT", left.as_bytes(), min, max])
+        .await
+    {
+        Ok(Frame::Integer(n)) => u64::try_from(n).ok(),
+        _ => None,
+    };
+    let left_admitted = zcount(b"1", upto.as_bytes()).await?;
+    let left_waiting = zcount(above.as_bytes(), b"+inf").await?;
+    Some(Line {
+        admitted,
+        active: admitted.saturating_sub(left_admitted),
+        waiting: (entered - admitted).saturating_sub(left_waiting),
+    })
 }
 
 fn render_events(out: &mut String, events: &[EventFigures]) {
@@ -496,6 +540,20 @@ fn render_events(out: &mut String, events: &[EventFigures]) {
     );
     for e in events {
         let _ = writeln!(out, "{entered}{{event=\"{}\"}} {}", e.event, e.entered);
+    }
+    let line = [
+        ("maxtps_event_admitted", "Positions admitted into the event (the edges' admission formula), at most those entered."),
+        ("maxtps_event_active", "Buyers admitted and not done (confirmed, abandoned or expired)."),
+        ("maxtps_event_waiting", "Buyers entered, not admitted yet, and not gone."),
+    ];
+    for (i, (name, help)) in line.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for e in events {
+            if let Some(l) = e.line {
+                let value = [l.admitted, l.active, l.waiting][i];
+                let _ = writeln!(out, "{name}{{event=\"{}\"}} {value}", e.event);
+            }
+        }
     }
     let families = [
         ("maxtps_section_seats", "Seats of the section."),

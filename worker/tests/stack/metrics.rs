@@ -124,3 +124,48 @@ async fn a_scrape_shows_what_the_consumers_did() {
     worker.stop().await;
     drop_event(&pg, &mut redis, &event).await;
 }
+
+#[tokio::test]
+async fn the_line_is_counted_as_the_edges_admit_it() {
+    let (mut pg, mut redis) = (pg().await, redis().await);
+    let event = unique("mline");
+    seed(&mut pg, &mut redis, &event, &[("A", 10)]).await;
+    // Ten places handed out; five admitted for good (rate 0 since a change that had
+    // admitted five); places 2 and 8 left (2 done, 8 abandoned while waiting).
+    let adm = codec::keys::admission(&event);
+    let (queue, left) = (codec::keys::queue(&event), codec::keys::left(&event));
+    for args in [
+        &["HSET", &adm, "openAtMs", "1", "rate", "0", "baseMs", "1", "baseAdmitted", "5"][..],
+        &["SET", &queue, "10"],
+        &["ZADD", &left, "2", "2", "8", "8"],
+    ] {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        redis.query(&args).await.expect("seed the line");
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let worker = Running::start(worker_config(
+        &[&event],
+        &[("WORKER_METRICS_ADDR", addr.as_str())],
+    ));
+    // The listener is up once `worker run` has read its events: scrape until it answers.
+    let mut text = String::new();
+    eventually!("a scrape with the event's line", {
+        text = match tokio::net::TcpStream::connect(&addr).await {
+            Ok(_) => scrape(&addr).await,
+            Err(_) => String::new(),
+        };
+        text.contains("maxtps_event_waiting{")
+    });
+    let line = |family: &str| value(&text, &format!("maxtps_event_{family}{{event=\"{event}\"}}"));
+    assert_eq!(
+        (line("entered"), line("admitted"), line("active"), line("waiting")),
+        (10.0, 5.0, 4.0, 4.0)
+    );
+
+    worker.stop().await;
+    drop_event(&pg, &mut redis, &event).await;
+}
