@@ -474,7 +474,9 @@ fn admission_rate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Err
 /// contract's types are not nullable), as `serde`'s `Option` alone would take it for
 /// "left out".
 fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
+    Option::<T>::deserialize(d)?
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom("null is not a value for this field"))
 }
 
 /// [`present`], and the number must pass `rule`.
@@ -563,7 +565,13 @@ mod tests {
         let set: AdmissionRequest =
             serde_json::from_str(r#"{"rate":5,"queueing":"random"}"#).expect("set");
         assert_eq!((set.rate, set.queueing), (Some(5), Some(Queueing::Random)));
-        for field in ["openAtMs", "rate", "prequeueAtMs", "queueing", "activeLimit"] {
+        for field in [
+            "openAtMs",
+            "rate",
+            "prequeueAtMs",
+            "queueing",
+            "activeLimit",
+        ] {
             let body = format!("{{\"{field}\":null}}");
             let err = serde_json::from_str::<AdmissionRequest>(&body).expect_err(field);
             assert!(err.is_data(), "{field}: {err}");

@@ -261,8 +261,15 @@ fn a_malformed_challenge_or_nonce_is_400_whether_or_not_proof_of_work_is_on() {
                 None,
                 &json!({"userId": "ann", "eventId": event, "challenge": challenge, "nonce": nonce}),
             );
-            assert_eq!(code(&r), (400, "INVALID_FIELD".into()), "bits {bits}, {field}");
-            let message = r.json()["error"]["message"].as_str().unwrap_or_default().to_owned();
+            assert_eq!(
+                code(&r),
+                (400, "INVALID_FIELD".into()),
+                "bits {bits}, {field}"
+            );
+            let message = r.json()["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             assert!(message.contains(field), "bits {bits}: {message}");
         }
     }

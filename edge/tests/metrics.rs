@@ -285,7 +285,10 @@ fn cached_reads_count_hits_and_renderings_and_new_routes_have_names() {
         assert_eq!(get(&mut c, &format!("/public/seats/{event}")), 200);
     }
     assert_eq!(get(&mut c, &format!("/public/fairness/{event}")), 200);
-    assert_eq!(get(&mut c, &format!("/public/challenge?eventId={event}")), 200);
+    assert_eq!(
+        get(&mut c, &format!("/public/challenge?eventId={event}")),
+        200
+    );
 
     let text = scrape(&addr, None).1;
     let cache = |route: &str, result: &str| {

@@ -41,7 +41,7 @@ fn two_cores() -> Registry {
     a.request(4, 201, 100, None);
     a.request(4, 201, 5_000, None);
     b.request(4, 409, 40, Some(ErrorCode::SeatHeld));
-    b.request(12, 418, 10, None);
+    b.request(OTHER_ROUTE, 418, 10, None);
     a.opened();
     b.opened();
     b.closed();

@@ -135,7 +135,18 @@ async fn the_line_is_counted_as_the_edges_admit_it() {
     let adm = codec::keys::admission(&event);
     let (queue, left) = (codec::keys::queue(&event), codec::keys::left(&event));
     for args in [
-        &["HSET", &adm, "openAtMs", "1", "rate", "0", "baseMs", "1", "baseAdmitted", "5"][..],
+        &[
+            "HSET",
+            &adm,
+            "openAtMs",
+            "1",
+            "rate",
+            "0",
+            "baseMs",
+            "1",
+            "baseAdmitted",
+            "5",
+        ][..],
         &["SET", &queue, "10"],
         &["ZADD", &left, "2", "2", "8", "8"],
     ] {
@@ -152,7 +163,7 @@ async fn the_line_is_counted_as_the_edges_admit_it() {
         &[("WORKER_METRICS_ADDR", addr.as_str())],
     ));
     // The listener is up once `worker run` has read its events: scrape until it answers.
-    let mut text = String::new();
+    let mut text: String;
     eventually!("a scrape with the event's line", {
         text = match tokio::net::TcpStream::connect(&addr).await {
             Ok(_) => scrape(&addr).await,
@@ -160,9 +171,19 @@ async fn the_line_is_counted_as_the_edges_admit_it() {
         };
         text.contains("maxtps_event_waiting{")
     });
-    let line = |family: &str| value(&text, &format!("maxtps_event_{family}{{event=\"{event}\"}}"));
+    let line = |family: &str| {
+        value(
+            &text,
+            &format!("maxtps_event_{family}{{event=\"{event}\"}}"),
+        )
+    };
     assert_eq!(
-        (line("entered"), line("admitted"), line("active"), line("waiting")),
+        (
+            line("entered"),
+            line("admitted"),
+            line("active"),
+            line("waiting")
+        ),
         (10.0, 5.0, 4.0, 4.0)
     );
 
