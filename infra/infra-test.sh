@@ -444,6 +444,15 @@ check "infra/out/.env.generated: queue, table, ALB, CloudFront; no secret values
 	"$(jq -Rn '[inputs | select(test("^[A-Z_]+=")) | capture("^(?<key>[^=]+)=(?<value>.*)$")] | from_entries' <"$WORK/out/.env.generated")" \
 	'.SQS_QUEUE_URL and .HOLD_MIRROR_TABLE and .ALB_DNS and .CLOUDFRONT_DOMAIN and .AWS_REGION == "'"$REGION"'"
 	 and (to_entries | all(.value | test("rediss?://|postgres://") | not))'
+# infra/RUNBOOK.md's commands, as written there, against what the steps made.
+check "runbook (dead letters): the queue and DLQ ARNs its move task names are in data.json" \
+	"$(cat "$OUT/data.json")" '(.queueArn | startswith("arn:aws:sqs:")) and (.dlqArn | startswith("arn:aws:sqs:"))'
+if failover="$(aws_ rds failover-db-cluster --db-cluster-identifier max-tps-ecs-db 2>&1)"; then
+	check "runbook (PostgreSQL failover): aws rds failover-db-cluster on step 03's cluster" \
+		"$failover" '.DBCluster.DBClusterIdentifier == "max-tps-ecs-db"'
+else
+	fail "runbook (PostgreSQL failover): aws rds failover-db-cluster: $failover"
+fi
 say "settings checked (at ${SECONDS}s)"
 say "skipped on the local endpoint (moto gaps):"
 sort -u "$OUT/skipped.txt" | sed 's/^/infra-test:   /'
