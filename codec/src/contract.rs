@@ -71,10 +71,21 @@ pub struct EnterRequest<'a> {
     #[serde(borrow)]
     pub event_id: Cow<'a, str>,
     /// With `ENTER_POW_BITS` > 0: a challenge of `GET /public/challenge` and the nonce
-    /// that solves it for this user (`edge/src/pow.rs`).
-    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    /// that solves it for this user (`edge/src/pow.rs`). Left out when not asked;
+    /// `null` is a wrong type.
+    #[serde(
+        borrow,
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_str"
+    )]
     pub challenge: Option<Cow<'a, str>>,
-    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        borrow,
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_str"
+    )]
     pub nonce: Option<Cow<'a, str>>,
 }
 
