@@ -83,9 +83,14 @@ openapi-test: deps build-edge ## schemathesis against openapi/ticketing.yaml, ed
 fmt: ## cargo fmt --all
 	$(CARGO) fmt --all
 
-lint: ## rustfmt check + clippy -D warnings
+lint: lint-ci ## rustfmt check + clippy -D warnings, and lint-ci
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -j$(JOBS) -- -D warnings
+
+.PHONY: lint-ci
+lint-ci: deps ## .github/workflows checked by actionlint and zizmor (both from .run/venv)
+	PATH="$(CURDIR)/.run/venv/bin:$$PATH" actionlint .github/workflows/*.yml
+	.run/venv/bin/zizmor --offline .github/workflows
 
 lint-sh: ## shellcheck the shell scripts (infra, infra/local, infra/docker, .ci/run, worker/bench.sh, perf/mutfuzz.sh, perf/faults.sh, perf/soak.sh)
 	@command -v shellcheck >/dev/null 2>&1 || infra/install-shellcheck.sh
