@@ -89,6 +89,7 @@ lint: lint-ci ## rustfmt check + clippy -D warnings, and lint-ci
 
 .PHONY: lint-ci
 lint-ci: deps ## .github/workflows checked by actionlint and zizmor (both from .run/venv)
+	.run/venv/bin/python -m pip install -q --disable-pip-version-check -r infra/local/requirements-lint.txt
 	PATH="$(CURDIR)/.run/venv/bin:$$PATH" actionlint .github/workflows/*.yml
 	.run/venv/bin/zizmor --offline .github/workflows
 
