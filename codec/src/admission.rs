@@ -68,9 +68,7 @@ impl Admission {
         let ahead = position - admitted;
         until_open + (ahead * 1000).div_ceil(self.rate.max(1))
     }
-}
 
-impl Admission {
     /// The admission state of `advance.lua`'s reply (or of the same hash fields read
     /// otherwise); a field absent takes its default.
     pub fn from_line(s: &LineState) -> Result<Self, Unreadable> {
