@@ -21,9 +21,11 @@ use crate::{
     router,
 };
 
+/// What a read buffer grows by when a read would have less than [`MIN_READ_BYTES`].
 const READ_BUF_BYTES: usize = 16 * 1024;
-const WRITE_BUF_BYTES: usize = 16 * 1024;
-/// A read gets at least this much spare capacity.
+/// A read gets at least this much spare capacity; a new connection starts with just
+/// this (most requests fit), and no write buffer until its first answer: a flood of
+/// connections that become event streams then never holds 32 KiB each.
 const MIN_READ_BYTES: usize = 4 * 1024;
 /// After the last answer on a closing connection, what the client still sends is read
 /// and dropped for this long, so the close does not reset the connection and destroy
@@ -38,8 +40,8 @@ pub(crate) async fn serve(stream: TcpStream, core: Rc<Core>, peer: std::net::IpA
         stream,
         core,
         peer,
-        rbuf: Vec::with_capacity(READ_BUF_BYTES),
-        wbuf: Vec::with_capacity(WRITE_BUF_BYTES),
+        rbuf: Vec::with_capacity(MIN_READ_BYTES),
+        wbuf: Vec::new(),
         reply: Reply::default(),
     };
     match conn.run().await {
