@@ -11,7 +11,7 @@
 #   seat reads /public/summary/* and /public/seats/* (GET) go to an origin group: the
 #              primary's ALB, and on a 500/502/503/504 or a connection failure the
 #              first standby region's ALB (CloudFront fails over GET, HEAD and OPTIONS
-#              only, and refuses an origin group on a behaviour that allows POST)
+#              requests only; these behaviours allow nothing else)
 #   /public/*  managed cache policy UseOriginCacheControlHeaders-QueryStrings: the edge's
 #              Cache-Control decides (summary and seat maps carry a short s-maxage, the
 #              rest no-store), query strings in the cache key; compression (gzip, brotli)
