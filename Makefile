@@ -177,18 +177,18 @@ INFRA_STEPS := 00-network 01-ecr 02-cluster 03-dataplane 04-taskdefs 05-services
 	infra/05_alb_services.sh
 06-autoscaling: ## AWS: edge CPU / requests / p95 scaling, worker queue scaling, alarms
 	infra/06_autoscaling.sh
-07-cloudfront: ## AWS: CloudFront, /public/* cached by the edge's Cache-Control
+07-cloudfront: ## AWS: the one CloudFront distribution over the regions' ALBs, /public/* cached by the edge's Cache-Control
 	infra/07_cloudfront.sh
 08-db-init: ## AWS: worker migrate (and DB_SEED) as one-off Fargate tasks
 	infra/08_db_init.sh
 09-observability: ## AWS: CloudWatch dashboard (EMF + ALB/ECS/SQS/ElastiCache/Aurora) and operations alarms
 	infra/09_observability.sh
 
-all: ## AWS: 00-network .. 09-observability in order (AWS_REGION=ap-northeast-1 make all)
+all: ## AWS: 00-network .. 09-observability in order (AWS_REGION=ap-northeast-1 make all, then ap-northeast-2)
 	for step in $(INFRA_STEPS); do $(MAKE) --no-print-directory "$$step"; done
 
-teardown: ## AWS: delete everything 00..09 made in AWS_REGION (asks first, or CONFIRM=yes)
+teardown: ## AWS: delete everything 00..09 made in AWS_REGION (asks first, or CONFIRM=yes); the standby region first
 	infra/99_teardown.sh
 
-infra-test: ## infra/ against moto's server on loopback: 00..08 twice, settings checked, teardown
+infra-test: ## infra/ against moto's server on loopback: 00..09 in both regions twice, settings checked, teardowns
 	infra/infra-test.sh

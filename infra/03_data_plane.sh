@@ -18,7 +18,12 @@
 #             encryption, maxmemory-policy noeviction (a full Redis refuses writes rather
 #             than silently dropping holds or idempotency records)
 #   Aurora    PostgreSQL Serverless v2 cluster $PROJECT-db, DB_INSTANCES instances of
-#             class db.serverless over both AZs, encrypted, backups kept 7 days
+#             class db.serverless over both AZs, encrypted, backups kept 7 days; a
+#             member of the global database $PROJECT-global: its writer in
+#             PRIMARY_REGION, a read-only secondary in a standby region
+#
+# In a standby region (lib.sh: REGIONS, PRIMARY_REGION) 03 runs after the primary's: it
+# copies the primary's room key and database user, and joins its global database.
 #
 # Waits for Redis and Aurora to be available (10-20 minutes on a first run), because
 # their endpoints go into the secrets. Writes infra/out/<region>/data.json and the env.
@@ -171,11 +176,29 @@ patch_secret() {
 		updated "secret $1: $(jq -c 'keys' <<<"$3")"
 	fi
 }
-first_room_key() { random_secret 64; }
+# A standby region takes the primary's room key (a buyer's room token must still verify
+# after a failover) and database credentials (the global database has one master user);
+# its Redis token is its own. Copied, not replicated by Secrets Manager: a replica is
+# read-only, and each region's copy carries its own host and url.
+if ! is_primary; then
+	primary_secret() {
+		awscli_in "$PRIMARY_REGION" secretsmanager get-secret-value --secret-id "$1" | jq -r .SecretString ||
+			die "no secret $1 in $PRIMARY_REGION: run 03 there first (the primary region comes first)"
+	}
+	primary_room="$(primary_secret "$NAME_SECRET_ROOM")"
+	primary_db="$(primary_secret "$NAME_SECRET_DB" | jq -c '{username, password, dbname, port}')"
+fi
+first_room_key() {
+	if is_primary; then random_secret 64; else printf '%s' "$primary_room"; fi
+}
 first_redis() { jq -cn --arg t "$(random_secret 64)" '{authToken: $t, url: ""}'; }
 first_db() {
-	jq -cn --arg p "$(random_secret 40)" --arg u "$DB_USER" --arg d "$DB_NAME" \
-		'{username: $u, password: $p, dbname: $d, port: 5432, host: "", url: ""}'
+	if is_primary; then
+		jq -cn --arg p "$(random_secret 40)" --arg u "$DB_USER" --arg d "$DB_NAME" \
+			'{username: $u, password: $p, dbname: $d, port: 5432, host: "", url: ""}'
+	else
+		jq -c '. + {host: "", url: ""}' <<<"$primary_db"
+	fi
 }
 
 room_arn="$(ensure_secret "$NAME_SECRET_ROOM" "HMAC-SHA256 key of room tokens (edge ROOM_TOKEN_SECRET)" first_room_key)"
@@ -183,6 +206,14 @@ redis_secret_arn="$(ensure_secret "$NAME_SECRET_REDIS" "ElastiCache AUTH token a
 db_secret_arn="$(ensure_secret "$NAME_SECRET_DB" "Aurora master user and DATABASE_URL" first_db)"
 redis_secret="$(secret_json "$NAME_SECRET_REDIS")"
 db_secret="$(secret_json "$NAME_SECRET_DB")"
+if ! is_primary; then # the primary's key or password rotated since: follow it
+	if [[ "$(awscli secretsmanager get-secret-value --secret-id "$NAME_SECRET_ROOM" | jq -r .SecretString)" != "$primary_room" ]]; then
+		awscli secretsmanager put-secret-value --secret-id "$NAME_SECRET_ROOM" --secret-string "$primary_room" >/dev/null
+		updated "secret $NAME_SECRET_ROOM: the primary region's"
+	fi
+	patch_secret "$NAME_SECRET_DB" "$db_secret" "$primary_db"
+	db_secret="$(jq -c --argjson p "$primary_db" '. + $p' <<<"$db_secret")"
+fi
 state_set data roomTokenSecretArn "$room_arn"
 state_set data redisSecretArn "$redis_secret_arn"
 state_set data databaseSecretArn "$db_secret_arn"
@@ -285,13 +316,43 @@ else
 	created "db cluster parameter group $cluster_pg (rds.force_ssl=0)"
 fi
 
-if cluster="$(aws_try rds describe-db-clusters --db-cluster-identifier "$NAME_DB")"; then
-	exists "aurora cluster $NAME_DB"
-else
+# One Aurora global database over the regions: the primary region's cluster is its only
+# writer, every other region's cluster a read-only secondary replicated from it
+# (typically under a second behind). So `sold_seats` has one source of truth and a seat
+# cannot be sold twice: a standby's worker cannot commit even if a request reached it.
+# The global cluster is made first and the primary cluster joins it at creation; an
+# older primary cluster made before it (no global cluster yet) is its source instead.
+protection=--deletion-protection
+[[ "$DB_DELETION_PROTECTION" == true ]] || protection=--no-deletion-protection
+cluster=""
+if ! cluster="$(aws_try rds describe-db-clusters --db-cluster-identifier "$NAME_DB")"; then
 	aws_not_found || die "describe-db-clusters: $(aws_error)"
-	protection=--deletion-protection
-	[[ "$DB_DELETION_PROTECTION" == true ]] || protection=--no-deletion-protection
+	cluster=""
+fi
+global="$(global_db)"
+if [[ "$(jq '.GlobalClusters | length' <<<"$global")" == 1 ]]; then
+	exists "aurora global database $NAME_GLOBAL_DB"
+else
+	is_primary || die "no aurora global database $NAME_GLOBAL_DB: run 03 in $PRIMARY_REGION (the primary region) first"
+	if [[ -n "$cluster" ]]; then
+		source_db=(--source-db-cluster-identifier "$(jq -r '.DBClusters[0].DBClusterArn' <<<"$cluster")")
+	else
+		source_db=(--engine aurora-postgresql --engine-version "$AURORA_ENGINE_VERSION" --storage-encrypted "$protection")
+	fi
+	global="$(awscli rds create-global-cluster --global-cluster-identifier "$NAME_GLOBAL_DB" "${source_db[@]}" |
+		jq '{GlobalClusters: [.GlobalCluster]}')"
+	created "aurora global database $NAME_GLOBAL_DB (writer: $PRIMARY_REGION)"
+fi
+writer_arn="$(jq -r '[.GlobalClusters[0].GlobalClusterMembers[]? | select(.IsWriter) | .DBClusterArn][0] // empty' <<<"$global")"
+if [[ -n "$cluster" ]]; then
+	exists "aurora cluster $NAME_DB"
+	# After a failover the writer is elsewhere: say so, never fight it.
+	if [[ -n "$writer_arn" && "$writer_arn" != "$(jq -r '.DBClusters[0].DBClusterArn' <<<"$cluster")" ]] && is_primary; then
+		log "note: the global database's writer is $writer_arn, not this region's cluster (failed over?): set PRIMARY_REGION"
+	fi
+elif is_primary; then
 	cluster="$(awscli rds create-db-cluster --db-cluster-identifier "$NAME_DB" \
+		--global-cluster-identifier "$NAME_GLOBAL_DB" \
 		--engine aurora-postgresql --engine-version "$AURORA_ENGINE_VERSION" \
 		--serverless-v2-scaling-configuration "MinCapacity=$AURORA_MIN_ACU,MaxCapacity=$AURORA_MAX_ACU" \
 		--database-name "$DB_NAME" --master-username "$DB_USER" \
@@ -300,7 +361,19 @@ else
 		--db-cluster-parameter-group-name "$cluster_pg" --port 5432 \
 		--storage-encrypted --backup-retention-period 7 --copy-tags-to-snapshot "$protection" \
 		--tags "$(tags_kv "$NAME_DB")" | jq '{DBClusters: [.DBCluster]}')"
-	created "aurora cluster $NAME_DB (PostgreSQL $AURORA_ENGINE_VERSION, Serverless v2 $AURORA_MIN_ACU-$AURORA_MAX_ACU ACU)"
+	created "aurora cluster $NAME_DB (PostgreSQL $AURORA_ENGINE_VERSION, Serverless v2 $AURORA_MIN_ACU-$AURORA_MAX_ACU ACU, global writer)"
+else
+	# A secondary: no database name or master user of its own (the writer's replicate).
+	[[ -n "$writer_arn" ]] || die "aurora global database $NAME_GLOBAL_DB has no writer: run 03 in $PRIMARY_REGION first"
+	cluster="$(awscli rds create-db-cluster --db-cluster-identifier "$NAME_DB" \
+		--global-cluster-identifier "$NAME_GLOBAL_DB" \
+		--engine aurora-postgresql --engine-version "$AURORA_ENGINE_VERSION" \
+		--serverless-v2-scaling-configuration "MinCapacity=$AURORA_MIN_ACU,MaxCapacity=$AURORA_MAX_ACU" \
+		--db-subnet-group-name "$db_subnet_group" --vpc-security-group-ids "$sg_db" \
+		--db-cluster-parameter-group-name "$cluster_pg" --port 5432 \
+		--storage-encrypted --backup-retention-period 7 --copy-tags-to-snapshot "$protection" \
+		--tags "$(tags_kv "$NAME_DB")" | jq '{DBClusters: [.DBCluster]}')"
+	created "aurora cluster $NAME_DB (read-only secondary of $NAME_GLOBAL_DB, replicating from $writer_arn)"
 fi
 
 instances_json="$(awscli rds describe-db-instances --filters "Name=db-cluster-id,Values=$NAME_DB")"
@@ -329,6 +402,8 @@ db_host="$(jq -r '.DBClusters[0].Endpoint // empty' <<<"$cluster")"
 db_reader="$(jq -r '.DBClusters[0].ReaderEndpoint // empty' <<<"$cluster")"
 [[ -n "$db_host" ]] || die "aurora $NAME_DB has no endpoint yet"
 db_password="$(jq -r .password <<<"$db_secret")"
+# In a standby region the cluster endpoint becomes the writer when that cluster is
+# promoted; until then the database there is read-only.
 patch_secret "$NAME_SECRET_DB" "$db_secret" "$(jq -cn --arg h "$db_host" \
 	--arg u "postgres://$DB_USER:$db_password@$db_host:5432/$DB_NAME" '{host: $h, url: $u}')"
 state_set data dbHost "$db_host"

@@ -23,6 +23,14 @@ DB_SEED="${DB_SEED:-}"
 commands=("migrate")
 [[ -n "$DB_SEED" ]] && commands+=("seed $DB_SEED")
 
+# A standby region's database is a read-only secondary of the global database (03): the
+# schema and the events arrive from the primary by replication, and a migration or a
+# seed there could only fail.
+if ! is_primary; then
+	log "done: nothing to run in $REGION, a standby: its database replicates $PRIMARY_REGION's schema and data"
+	exit 0
+fi
+
 if [[ "$DB_INIT_MODE" == local ]]; then
 	worker="${CARGO_TARGET_DIR:-$ROOT_DIR/target}/release/worker"
 	[[ -x "$worker" ]] || die "$worker not found: cargo build --release -p worker"

@@ -8,6 +8,11 @@
 # Redis to be deleted, NAT gateways, ENIs released by tasks and load balancers), which
 # takes 15-30 minutes.
 #
+# Two regions (lib.sh: REGIONS): tear down the standby first. Its teardown takes its ALB
+# out of the shared CloudFront distribution and its cluster out of the global database;
+# the primary's refuses while a standby cluster is still there, then deletes the
+# distribution and the global database with the last cluster.
+#
 # Data: the Aurora cluster leaves a final snapshot $PROJECT-final-<time> unless
 # SKIP_FINAL_SNAPSHOT=yes (the snapshot is kept, and billed, until deleted by hand);
 # secrets are deleted without the 7-30 day recovery window (SECRET_RECOVERY_DAYS keeps
@@ -90,12 +95,44 @@ wait_gone() {
 	aws_not_found || die "waiting for $what: $(aws_error)"
 }
 
+# The primary region goes last: its Aurora cluster is the global database's writer,
+# which cannot leave the global database while a secondary is attached to it.
+if is_primary; then
+	for r in "${ALL_REGIONS[@]}"; do
+		[[ "$r" != "$REGION" ]] || continue
+		if aws_try_in "$r" rds describe-db-clusters --db-cluster-identifier "$NAME_DB" >/dev/null; then
+			die "$r still has aurora cluster $NAME_DB (a secondary of $NAME_GLOBAL_DB): tear down $r first (AWS_REGION=$r make teardown)"
+		fi
+		aws_not_found || die "describe-db-clusters in $r: $(aws_error)"
+	done
+fi
+
 # ----------------------------------------------------------------------------- 07 CloudFront
-comment="$PROJECT $REGION"
+# One distribution for every region (07): a standby's teardown only takes its ALB out
+# (the seat reads' origin group goes with it, their behaviours point at the primary's
+# ALB again); the last region's deletes it.
+comment="$PROJECT"
+origin="alb-$REGION"
 dist_id="$(awscli cloudfront list-distributions |
 	jq -r --arg c "$comment" '.DistributionList.Items[]? | select(.Comment == $c) | .Id' | head -n1)"
 if [[ -n "$dist_id" ]]; then
 	cfg="$(awscli cloudfront get-distribution-config --id "$dist_id")"
+	others="$(jq -c --arg o "$origin" '[.DistributionConfig.Origins.Items[] | select(.Id != $o) | .Id]' <<<"$cfg")"
+fi
+if [[ -n "$dist_id" && "$others" != "[]" ]]; then
+	if jq -e --arg o "$origin" 'any(.DistributionConfig.Origins.Items[]; .Id == $o)' <<<"$cfg" >/dev/null; then
+		awscli cloudfront update-distribution --id "$dist_id" --if-match "$(jq -r .ETag <<<"$cfg")" \
+			--distribution-config "$(jq -c --arg o "$origin" --argjson others "$others" '.DistributionConfig
+				| ([.OriginGroups.Items[]?.Id] + [$o]) as $gone
+				| .Origins.Items |= map(select(.Id != $o)) | .Origins.Quantity = (.Origins.Items | length)
+				| .OriginGroups = {Quantity: 0}
+				| .DefaultCacheBehavior.TargetOriginId |= (if IN($gone[]) then $others[0] else . end)
+				| if .CacheBehaviors.Items then .CacheBehaviors.Items[].TargetOriginId |= (if IN($gone[]) then $others[0] else . end) else . end' <<<"$cfg")" >/dev/null
+		updated "cloudfront distribution $dist_id: without $origin (origins left: $(jq -r 'join(", ")' <<<"$others"))"
+	else
+		absent "cloudfront origin $origin (distribution $dist_id)"
+	fi
+elif [[ -n "$dist_id" ]]; then
 	if [[ "$(jq -r .DistributionConfig.Enabled <<<"$cfg")" == true ]]; then
 		awscli cloudfront update-distribution --id "$dist_id" --if-match "$(jq -r .ETag <<<"$cfg")" \
 			--distribution-config "$(jq -c '.DistributionConfig | .Enabled = false' <<<"$cfg")" >/dev/null
@@ -194,8 +231,17 @@ redis_family="${redis_family%%.*}"
 try_delete_gap "cache parameter group $PROJECT-$redis_family" elasticache delete-cache-parameter-group \
 	--cache-parameter-group-name "$PROJECT-$redis_family"
 
-# Aurora
+# Aurora: this region's cluster leaves the global database first (AWS deletes no member
+# of one); the global database goes with the last region's cluster.
+members_of() { jq -r '.GlobalClusters[0].GlobalClusterMembers[]?.DBClusterArn' <<<"$1"; }
 if cluster="$(aws_try rds describe-db-clusters --db-cluster-identifier "$NAME_DB")"; then
+	cluster_arn="$(jq -r '.DBClusters[0].DBClusterArn' <<<"$cluster")"
+	global="$(global_db)"
+	if members_of "$global" | grep -qxF "$cluster_arn"; then
+		awscli rds remove-from-global-cluster --global-cluster-identifier "$NAME_GLOBAL_DB" \
+			--db-cluster-identifier "$cluster_arn" >/dev/null
+		updated "aurora cluster $NAME_DB: removed from global database $NAME_GLOBAL_DB"
+	fi
 	if [[ "$(jq -r '.DBClusters[0].DeletionProtection' <<<"$cluster")" == true ]]; then
 		awscli rds modify-db-cluster --db-cluster-identifier "$NAME_DB" --no-deletion-protection --apply-immediately >/dev/null
 		updated "aurora cluster $NAME_DB: deletion protection off"
@@ -214,6 +260,28 @@ if cluster="$(aws_try rds describe-db-clusters --db-cluster-identifier "$NAME_DB
 	wait_gone "aurora cluster $NAME_DB" rds describe-db-clusters --db-cluster-identifier "$NAME_DB"
 else
 	absent "aurora cluster $NAME_DB"
+fi
+global="$(global_db)"
+if [[ "$(jq '.GlobalClusters | length' <<<"$global")" == 1 ]]; then
+	live=()
+	for arn in $(members_of "$global"); do # a member still there, asked in its region (the ARN's 4th field)
+		if aws_try_in "$(cut -d: -f4 <<<"$arn")" rds describe-db-clusters --db-cluster-identifier "$arn" >/dev/null; then
+			live+=("$arn")
+		fi
+	done
+	if ((${#live[@]} > 0)); then
+		exists "aurora global database $NAME_GLOBAL_DB: kept for ${live[*]}"
+	elif [[ -n "$(members_of "$global")" ]] && skip_local "deleting aurora global database $NAME_GLOBAL_DB (moto keeps deleted clusters as its members)"; then
+		:
+	else
+		if [[ "$(jq -r '.GlobalClusters[0].DeletionProtection' <<<"$global")" == true ]]; then
+			awscli rds modify-global-cluster --global-cluster-identifier "$NAME_GLOBAL_DB" --no-deletion-protection >/dev/null
+			updated "aurora global database $NAME_GLOBAL_DB: deletion protection off"
+		fi
+		retry_delete "aurora global database $NAME_GLOBAL_DB" rds delete-global-cluster --global-cluster-identifier "$NAME_GLOBAL_DB"
+	fi
+else
+	absent "aurora global database $NAME_GLOBAL_DB"
 fi
 retry_delete "db subnet group $PROJECT-db" rds delete-db-subnet-group --db-subnet-group-name "$PROJECT-db"
 aurora_version="${AURORA_ENGINE_VERSION:-16.6}"

@@ -4,15 +4,19 @@
 #   1. installs what is missing (infra/local/stack.sh deps: moto and awscli in .run/venv;
 #      jq and shellcheck from Debian), shellchecks infra/, starts moto_server on a free
 #      127.0.0.1 port
-#   2. runs make 00-network .. 09-observability (DB_SEED=demo), then again. The second run must ask moto
-#      to create nothing (read from moto's request recorder, so nothing can hide behind
-#      the scripts' own output; 08's one-off tasks aside), print no "created" line and
-#      find the very ids the first one wrote to infra/out/<region>/*.json
+#   2. runs make 00-network .. 09-observability (DB_SEED=demo) in ap-northeast-1, the
+#      primary region, then in ap-northeast-2, the standby (as CI's deploy does); then
+#      both again. The second run must ask moto to create nothing (read from moto's
+#      request recorder, so nothing can hide behind the scripts' own output; 08's
+#      one-off tasks aside), print no "created" line and find the very ids the first one
+#      wrote to infra/out/<region>/*.json
 #   3. checks with aws describe/get calls that every resource has the settings the
-#      steps promise
-#   4. with INFRA_TEST_REGION2=1: deploys 00 and 02 to a second region (ap-northeast-2,
-#      from AWS_DEFAULT_REGION alone) and tears that partial deployment down
-#   5. runs 99_teardown.sh and checks that nothing of the project is left
+#      steps promise (in the primary), that the standby has the same inventory, and
+#      what crosses regions: the Aurora global database (one writer), the shared
+#      secrets, the one CloudFront distribution with its seat-read origin group
+#   4. runs 99_teardown.sh: in the primary first, which must refuse (the standby's
+#      cluster is still attached), then in the standby, then in the primary; and
+#      checks that nothing of the project is left in either region
 #
 # Everything it writes goes to a temporary directory (INFRA_TEST_KEEP=1 keeps it);
 # moto_server is stopped by its pid on every exit. Ends with "infra-test: N passed,
@@ -23,7 +27,8 @@ shopt -s inherit_errexit
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 VENV="$ROOT/.run/venv"
-REGION=ap-northeast-1
+REGION=ap-northeast-1 # the primary
+REGION2=ap-northeast-2 # the standby
 start_s=$SECONDS
 
 say() { printf 'infra-test: %s\n' "$*"; }
@@ -64,7 +69,7 @@ cleanup() {
 trap cleanup EXIT
 
 # ----------------------------------------------------------------------------- moto
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+port="${INFRA_TEST_MOTO_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 MOTO_RECORDER_FILEPATH="$WORK/recording.jsonl" "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$WORK/moto.log" 2>&1 &
 MOTO_PID=$!
 endpoint="http://127.0.0.1:$port"
@@ -82,10 +87,12 @@ say "moto_server pid $MOTO_PID on $endpoint"
 # The steps' environment: moto, test credentials, nothing from the user's AWS config.
 unset AWS_PROFILE AWS_SESSION_TOKEN AWS_DEFAULT_PROFILE AWS_ENDPOINT_URL_SQS AWS_ENDPOINT_URL_RDS
 export AWS_ENDPOINT_URL="$endpoint" AWS_REGION="$REGION" AWS_DEFAULT_REGION="$REGION"
+export REGIONS="$REGION $REGION2" PRIMARY_REGION="$REGION"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
 export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true
 export AWS_MAX_ATTEMPTS=2 AWS_CLI="$VENV/bin/aws" INFRA_OUT_DIR="$WORK/out" IMAGE_TAG=infra-test DB_SEED=demo
 OUT="$WORK/out/$REGION"
+OUT2="$WORK/out/$REGION2"
 
 # The same awscli, imported once and forked per call (infra/aws_forkserver.py): the
 # ~400 calls of a run then skip ~0.6 s of imports each. INFRA_TEST_PLAIN_CLI=1, or a
@@ -113,6 +120,7 @@ aws_() {
 	out="$("$AWS_CLI" --endpoint-url "$endpoint" --region "$REGION" --output json "$@")"
 	printf '%s\n' "${out:-{\}}"
 }
+aws2() { REGION="$REGION2" aws_ "$@"; }
 
 # Every request moto receives, as "Service.Operation" lines (its recorder: JSON-protocol
 # services name the operation in X-Amz-Target, query-protocol ones in Action=, CloudFront
@@ -136,17 +144,40 @@ CREATES='^(Create|Register|Allocate|Associate|Attach|Authorize|Import|Copy|Run)[
 
 # The Makefile's targets, as an operator runs them (make all is these in order).
 STEPS=(00-network 01-ecr 02-cluster 03-dataplane 04-taskdefs 05-services 06-autoscaling 07-cloudfront 08-db-init 09-observability)
-run_pass() { # N
-	local step t0
-	say "---- pass $1: make 00-network .. 09-observability"
-	for step in "${STEPS[@]}"; do
-		t0=$SECONDS
-		if ! env -u MAKEFLAGS -u MFLAGS make -C "$ROOT" --no-print-directory "$step" >>"$WORK/pass$1.log" 2>&1; then
-			tail -n 30 "$WORK/pass$1.log"
-			die "pass $1: $step failed (moto log: $(tail -n 3 "$WORK/moto.log" | tr '\n' ' '))"
+# run_step N REGION STEP: make STEP in REGION, its output in passN-REGION.log.
+run_step() {
+	AWS_REGION="$2" AWS_DEFAULT_REGION="$2" env -u MAKEFLAGS -u MFLAGS \
+		make -C "$ROOT" --no-print-directory "$3" >>"$WORK/pass$1-$2.log" 2>&1
+}
+# run_pass N: both regions, the standby one step behind the primary, side by side. That
+# keeps the order a deployment needs (the standby's 03 takes the primary's secrets and
+# global database, its 07 the primary's ALB; the two 07s, which converge the one
+# distribution, never run at once), in the time of about one region and a half.
+run_pass() {
+	local i t0=$SECONDS p1 p2 rc1 rc2
+	say "---- pass $1: make 00-network .. 09-observability in $REGION, and one step behind in $REGION2"
+	for ((i = 0; i <= ${#STEPS[@]}; i++)); do
+		p1="" p2="" rc1=0 rc2=0
+		if ((i < ${#STEPS[@]})); then
+			run_step "$1" "$REGION" "${STEPS[i]}" &
+			p1=$!
 		fi
-		say "pass $1: $step ok ($((SECONDS - t0))s)"
+		if ((i > 0)); then
+			run_step "$1" "$REGION2" "${STEPS[i - 1]}" &
+			p2=$!
+		fi
+		[[ -z "$p1" ]] || wait "$p1" || rc1=$?
+		[[ -z "$p2" ]] || wait "$p2" || rc2=$?
+		if ((rc1 != 0)); then
+			tail -n 30 "$WORK/pass$1-$REGION.log"
+			die "pass $1, $REGION: ${STEPS[i]} failed (moto log: $(tail -n 3 "$WORK/moto.log" | tr '\n' ' '))"
+		fi
+		if ((rc2 != 0)); then
+			tail -n 30 "$WORK/pass$1-$REGION2.log"
+			die "pass $1, $REGION2: ${STEPS[i - 1]} failed (moto log: $(tail -n 3 "$WORK/moto.log" | tr '\n' ' '))"
+		fi
 	done
+	say "pass $1: both regions ok ($((SECONDS - t0))s)"
 }
 
 passed=0 failed=0
@@ -183,8 +214,9 @@ say "ready at ${SECONDS}s"
 run_pass 1
 operations "$WORK/recording.jsonl" >"$WORK/ops1.txt"
 cp "$WORK/recording.jsonl" "$WORK/recording1.jsonl"
-mkdir -p "$WORK/state1"
-cp "$OUT"/*.json "$WORK/state1/"
+mkdir -p "$WORK/state1/$REGION" "$WORK/state1/$REGION2"
+cp "$OUT"/*.json "$WORK/state1/$REGION/"
+cp "$OUT2"/*.json "$WORK/state1/$REGION2/"
 recorder reset-recording
 run_pass 2
 operations "$WORK/recording.jsonl" >"$WORK/ops2.txt"
@@ -197,14 +229,15 @@ check "pass 2 asked moto to create nothing (RunTask of 08 aside)" \
 	"$(grep -E "$CREATES" "$WORK/ops2.txt" | grep -vx RunTask | jq -Rn '[inputs]')" '. == []'
 check "pass 2 rewrote no role policy and no VPC attribute (compared first)" \
 	"$(grep -xE 'PutRolePolicy|ModifyVpcAttribute' "$WORK/ops2.txt" | jq -Rn '[inputs]')" '. == []'
-check "pass 2 ran 08's one-off tasks again (migrate, seed demo)" "$(grep -cx RunTask "$WORK/ops2.txt" || true)" '. == 2'
-created_again="$(grep -E '\] created ' "$WORK/pass2.log" || true)"
+check "pass 2 ran 08's one-off tasks again (migrate, seed demo; in the primary only)" "$(grep -cx RunTask "$WORK/ops2.txt" || true)" '. == 2'
+created_again="$(cat "$WORK"/pass2-*.log | grep -E '\] created ' || true)"
 check "pass 2 printed no 'created' line" "$(jq -Rn --arg s "$created_again" '$s')" '. == ""'
 same_ids=yes
-for f in "$WORK"/state1/*.json; do
-	cmp -s "$f" "$OUT/$(basename "$f")" || {
+for f in "$WORK"/state1/*/*.json; do
+	now="$WORK/out/${f#"$WORK/state1/"}"
+	cmp -s "$f" "$now" || {
 		same_ids=no
-		say "ids differ in $(basename "$f"): $(diff <(jq -S . "$f") <(jq -S . "$OUT/$(basename "$f")") | head -n 6 | tr '\n' ' ')"
+		say "ids differ in ${f#"$WORK/state1/"}: $(diff <(jq -S . "$f") <(jq -S . "$now") | head -n 6 | tr '\n' ' ')"
 	}
 done
 check "pass 2 found the same ids as pass 1 (infra/out/<region>/*.json unchanged)" "\"$same_ids\"" '. == "yes"'
@@ -284,9 +317,9 @@ check "redis: in-transit and at-rest encryption, AUTH, automatic failover, multi
 	'.ReplicationGroups[0] | .TransitEncryptionEnabled and .AtRestEncryptionEnabled and .AuthTokenEnabled
 	 and .AutomaticFailover == "enabled" and .MultiAZ == "enabled"'
 # moto makes one node whatever NumCacheClusters says, so the request is what is checked.
-check "redis: asked for a primary and one replica (NumCacheClusters=2), cluster mode off" \
+check "redis: asked for a primary and one replica (NumCacheClusters=2), cluster mode off, in each region" \
 	"$(request_bodies "$WORK/recording1.jsonl" CreateReplicationGroup | jq -Rn '[inputs]')" \
-	'length == 1 and (.[0] | test("(^|&)NumCacheClusters=2(&|$)")) and (.[0] | test("NumNodeGroups") | not)'
+	'length == 2 and all(.[]; test("(^|&)NumCacheClusters=2(&|$)") and (test("NumNodeGroups") | not))'
 check "aurora: PostgreSQL Serverless v2 0.5-16 ACU, encrypted, 2 db.serverless instances" \
 	"$(jq -n --argjson c "$(aws_ rds describe-db-clusters --db-cluster-identifier max-tps-ecs-db)" \
 		--argjson i "$(aws_ rds describe-db-instances --filters Name=db-cluster-id,Values=max-tps-ecs-db)" '{c: $c.DBClusters[0], i: $i.DBInstances}')" \
@@ -426,10 +459,8 @@ check "09: dashboard max-tps-ecs: 11 widgets, the EMF namespace and every AWS se
 	 and ([.widgets[].properties.metrics[][0]] | unique) == ["AWS/ApplicationELB", "AWS/ECS", "AWS/ElastiCache", "AWS/RDS", "AWS/SQS", "max-tps-ecs"]'
 
 cf="$(aws_ cloudfront get-distribution-config --id "$(jq -r .distributionId "$OUT/cloudfront.json")")"
-check "cloudfront /public/*: UseOriginCacheControlHeaders-QueryStrings, compressed, to the ALB" "$cf" \
-	'.DistributionConfig | .CacheBehaviors.Items[0].PathPattern == "/public/*"
-	 and .CacheBehaviors.Items[0].CachePolicyId == "4cc15a8a-d715-48a4-82b8-cc0b614638fe"
-	 and .CacheBehaviors.Items[0].Compress and (.Origins.Items[0].DomainName | test("elb"))'
+check "cloudfront /public/*: UseOriginCacheControlHeaders-QueryStrings, compressed" "$cf" \
+	'[.DistributionConfig.CacheBehaviors.Items[] | .CachePolicyId == "4cc15a8a-d715-48a4-82b8-cc0b614638fe" and .Compress] == [true, true, true]'
 check "cloudfront default behaviour: CachingDisabled, all viewer headers but Host" "$cf" \
 	'.DistributionConfig.DefaultCacheBehavior | .CachePolicyId == "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
 	 and .OriginRequestPolicyId == "b689b0a8-53d0-40ab-baf2-68738e2966ac" and .AllowedMethods.Quantity == 7'
@@ -440,9 +471,10 @@ mapfile -t one_off < <(aws_ ecs list-tasks --cluster max-tps-ecs --started-by 08
 check "08: worker migrate and seed demo ran as one-off tasks of the worker definition" \
 	"$(aws_ ecs describe-tasks --cluster max-tps-ecs --tasks "${one_off[@]}")" \
 	'[.tasks[].overrides.containerOverrides[0].command | join(" ")] | unique == ["migrate", "seed demo"]'
+# (the standby's: the region deployed last)
 check "infra/out/.env.generated: queue, table, ALB, CloudFront; no secret values" \
 	"$(jq -Rn '[inputs | select(test("^[A-Z_]+=")) | capture("^(?<key>[^=]+)=(?<value>.*)$")] | from_entries' <"$WORK/out/.env.generated")" \
-	'.SQS_QUEUE_URL and .HOLD_MIRROR_TABLE and .ALB_DNS and .CLOUDFRONT_DOMAIN and .AWS_REGION == "'"$REGION"'"
+	'.SQS_QUEUE_URL and .HOLD_MIRROR_TABLE and .ALB_DNS and .CLOUDFRONT_DOMAIN and .AWS_REGION == "'"$REGION2"'"
 	 and (to_entries | all(.value | test("rediss?://|postgres://") | not))'
 # infra/RUNBOOK.md's commands, as written there, against what the steps made.
 check "runbook (dead letters): the queue and DLQ ARNs its move task names are in data.json" \
@@ -455,77 +487,172 @@ else
 fi
 say "settings checked (at ${SECONDS}s)"
 say "skipped on the local endpoint (moto gaps):"
-sort -u "$OUT/skipped.txt" | sed 's/^/infra-test:   /'
+sort -u "$OUT/skipped.txt" "$OUT2/skipped.txt" | sed 's/^/infra-test:   /'
 
-# ----------------------------------------------------------------------------- a second region
-# The region comes from the environment (here AWS_DEFAULT_REGION alone): a partial
-# deployment in ap-northeast-2 beside the first, then its teardown, which must cope
-# with the steps that never ran there. Off unless INFRA_TEST_REGION2=1: on a fresh
-# clone its logs vanished mid-run (tail: cannot open region2.log, once pass1.log).
-# Most likely cause: the `rm -rf /tmp/infra-test.*` its author typed between manual
-# runs on the same machine, which deleted the other run's directory too.
-if [[ "${INFRA_TEST_REGION2:-0}" == 1 ]]; then
-	REGION2=ap-northeast-2
-	say "---- $REGION2: 00, 02, teardown (at ${SECONDS}s)"
-	for step in 00_network_bootstrap 02_cluster_and_roles 99_teardown; do
-		if ! env -u AWS_REGION AWS_DEFAULT_REGION="$REGION2" CONFIRM=yes "$ROOT/infra/$step.sh" >>"$WORK/region2.log" 2>&1; then
-			tail -n 30 "$WORK/region2.log"
-			die "$REGION2: $step failed"
-		fi
-		if [[ "$step" == 02_cluster_and_roles ]]; then
-			check "$REGION2: its own VPC and network.json; IAM roles per region side by side" \
-				"$(jq -n --argjson roles "$(aws_ iam list-roles --path-prefix /max-tps-ecs/)" \
-					--arg v1 "$(jq -r .vpcId "$OUT/network.json")" --arg v2 "$(jq -r .vpcId "$WORK/out/$REGION2/network.json")" \
-					'{v1: $v1, v2: $v2, roles: [$roles.Roles[].RoleName | capture("max-tps-ecs-(?<r>ap-northeast-[12])-").r] | group_by(.) | map(length)}')" \
-				'.v1 != .v2 and (.v2 | startswith("vpc-")) and .roles == [4, 4]'
-		fi
-	done
-	check "$REGION2: teardown of a partial deployment ran, left no VPC and reported the rest absent" \
-		"$(jq -n --argjson v "$("$AWS_CLI" --endpoint-url "$endpoint" --region "$REGION2" --output json ec2 describe-vpcs \
-			--filters Name=tag:Project,Values=max-tps-ecs)" --arg absent "$(grep -c ' absent ' "$WORK/region2.log" || true)" \
-			'{v: ($v.Vpcs | length), a: ($absent | tonumber)}')" '.v == 0 and .a > 10'
-else
-	say "skipped: the second-region deployment (INFRA_TEST_REGION2=1 runs it)"
-fi
+# ----------------------------------------------------------------------------- the standby, and what crosses regions
+# inventory REGION: what every step made there, by name (region names taken out), so the
+# standby is compared with the primary whole.
+inventory() {
+	local r=$1
+	a() { REGION="$r" aws_ "$@"; }
+	jq -n --arg r "$r" \
+		--argjson vpc "$(a ec2 describe-vpcs --filters Name=tag:Project,Values=max-tps-ecs)" \
+		--argjson sub "$(a ec2 describe-subnets --filters Name=tag:Project,Values=max-tps-ecs)" \
+		--argjson nat "$(a ec2 describe-nat-gateways --filter Name=tag:Project,Values=max-tps-ecs)" \
+		--argjson sg "$(a ec2 describe-security-groups --filters Name=tag:Project,Values=max-tps-ecs)" \
+		--argjson ecr "$(a ecr describe-repositories)" \
+		--argjson svc "$(a ecs list-services --cluster max-tps-ecs)" \
+		--argjson td "$(a ecs list-task-definition-families --status ACTIVE)" \
+		--argjson logs "$(a logs describe-log-groups --log-group-name-prefix /ecs/max-tps-ecs/)" \
+		--argjson iam "$(a iam list-roles --path-prefix /max-tps-ecs/)" \
+		--argjson sqs "$(a sqs list-queues --queue-name-prefix max-tps-ecs)" \
+		--argjson ddb "$(a dynamodb list-tables)" \
+		--argjson sec "$(a secretsmanager list-secrets)" \
+		--argjson redis "$(a elasticache describe-replication-groups)" \
+		--argjson db "$(a rds describe-db-instances)" \
+		--argjson lb "$(a elbv2 describe-load-balancers)" \
+		--argjson tg "$(a elbv2 describe-target-groups)" \
+		--argjson aas "$(a application-autoscaling describe-scaling-policies --service-namespace ecs)" \
+		--argjson cw "$(a cloudwatch describe-alarms --alarm-name-prefix max-tps-ecs-)" \
+		--argjson dash "$(a cloudwatch list-dashboards --dashboard-name-prefix max-tps-ecs)" \
+		'{vpcs: ($vpc.Vpcs | length), subnets: ($sub.Subnets | length), nats: ($nat.NatGateways | length),
+		  groups: [$sg.SecurityGroups[].GroupName] | sort, repos: [$ecr.repositories[].repositoryName] | sort,
+		  services: [$svc.serviceArns[] | split("/") | last] | sort, taskdefs: $td.families | sort,
+		  logs: [$logs.logGroups[].logGroupName] | sort,
+		  roles: [$iam.Roles[].RoleName | select(contains($r)) | sub($r; "R")] | sort,
+		  queues: [$sqs.QueueUrls[] | split("/") | last] | sort, tables: $ddb.TableNames,
+		  secrets: [$sec.SecretList[].Name] | sort, redis: [$redis.ReplicationGroups[].ReplicationGroupId],
+		  aurora: [$db.DBInstances[] | "\(.DBClusterIdentifier)/\(.DBInstanceIdentifier) \(.DBInstanceClass)"] | sort,
+		  albs: [$lb.LoadBalancers[].LoadBalancerName], tgs: [$tg.TargetGroups[].TargetGroupName],
+		  scaling: [$aas.ScalingPolicies[].PolicyName] | sort, alarms: [$cw.MetricAlarms[].AlarmName] | sort,
+		  dashboards: [$dash.DashboardEntries[].DashboardName]}'
+}
+inv1="$(inventory "$REGION")"
+inv2="$(inventory "$REGION2")"
+check "$REGION2 (standby): every step 00-09 made the same resources as in $REGION, and nothing is missing in either" \
+	"$(jq -n --argjson a "$inv1" --argjson b "$inv2" '{a: $a, b: $b}')" \
+	'.a == .b and (.a | [.[] | if type == "array" then length else . end] | all(. > 0))'
+[[ "$inv1" == "$(inventory "$REGION2")" ]] || say "inventories: $REGION $(jq -c . <<<"$inv1"); $REGION2 $(jq -c . <<<"$inv2")"
+check "$REGION2: its own VPC and network" \
+	"$(jq -n --arg v1 "$(jq -r .vpcId "$OUT/network.json")" --arg v2 "$(jq -r .vpcId "$OUT2/network.json")" '[$v1, $v2]')" \
+	'.[0] != .[1] and all(.[]; startswith("vpc-"))'
+
+global="$(aws_ rds describe-global-clusters | jq -c '{GlobalClusters: [.GlobalClusters[] | select(.GlobalClusterIdentifier == "max-tps-ecs-global")]}')"
+check "aurora global database: the primary's cluster its only writer, the standby's a reader" "$global" \
+	'[.GlobalClusters[0].GlobalClusterMembers[] | "\(.DBClusterArn | split(":") | .[3] + " " + .[6]) writer=\(.IsWriter)"] | sort
+	 == ["ap-northeast-1 max-tps-ecs-db writer=true", "ap-northeast-2 max-tps-ecs-db writer=false"]'
+check "aurora global database: aurora-postgresql, encrypted" "$global" \
+	'.GlobalClusters[0] | .Engine == "aurora-postgresql" and .StorageEncrypted'
+check "$REGION2 aurora: a secondary (no master user or database of its own), Serverless v2 0.5-16 ACU, encrypted" \
+	"$(aws2 rds describe-db-clusters --db-cluster-identifier max-tps-ecs-db)" \
+	'.DBClusters[0] | .GlobalClusterIdentifier == "max-tps-ecs-global" and .MasterUsername == null and .DatabaseName == null
+	 and .StorageEncrypted and .ServerlessV2ScalingConfiguration == {MinCapacity: 0.5, MaxCapacity: 16}'
+secret() { "$1" secretsmanager get-secret-value --secret-id "$2" | jq -r .SecretString; }
+check "secrets: one room key and one database user in both regions; each region its own database host and Redis token" \
+	"$(jq -n --arg r1 "$(secret aws_ max-tps-ecs/room-token)" --arg r2 "$(secret aws2 max-tps-ecs/room-token)" \
+		--argjson d1 "$(secret aws_ max-tps-ecs/database)" --argjson d2 "$(secret aws2 max-tps-ecs/database)" \
+		--argjson k1 "$(secret aws_ max-tps-ecs/redis)" --argjson k2 "$(secret aws2 max-tps-ecs/redis)" \
+		'{room: ($r1 == $r2 and ($r1 | length) == 64), user: ([$d1, $d2] | map({username, password, dbname}) | .[0] == .[1]),
+		  hosts: [$d1.host, $d2.host | split(".")[2]], redis: ($k1.authToken != $k2.authToken)}')" \
+	'. == {room: true, user: true, hosts: ["ap-northeast-1", "ap-northeast-2"], redis: true}'
+check "$REGION2: 08 ran no one-off task (its database is a read-only secondary)" \
+	"$(aws2 ecs list-tasks --cluster max-tps-ecs --started-by 08_db_init)" '.taskArns == []'
+
+dists="$(aws_ cloudfront list-distributions)"
+check "cloudfront: one distribution for both regions" "$dists" '[.DistributionList.Items[] | .Comment] == ["max-tps-ecs"]'
+alb2_dns="$(jq -r .albDns "$OUT2/alb.json")"
+check "cloudfront: origins the two ALBs, the primary's first; seat reads fail over to the standby on 500/502/503/504" "$cf" \
+	'.DistributionConfig | [.Origins.Items[] | "\(.Id) \(.DomainName)"] == ["alb-'"$REGION $(jq -r .albDns <<<"$alb")"'", "alb-'"$REGION2 $alb2_dns"'"]
+	 and .OriginGroups == {Quantity: 1, Items: [{Id: "seat-reads",
+	   FailoverCriteria: {StatusCodes: {Quantity: 4, Items: [500, 502, 503, 504]}},
+	   Members: {Quantity: 2, Items: [{OriginId: "alb-'"$REGION"'"}, {OriginId: "alb-'"$REGION2"'"}]}}]}'
+check "cloudfront: summary and seat reads (GET, HEAD, OPTIONS) to the origin group; the rest of /public/* and the default (writes) to the primary only" "$cf" \
+	'[.DistributionConfig | (.CacheBehaviors.Items[] | "\(.PathPattern) -> \(.TargetOriginId) \(.AllowedMethods.Items | sort | join(","))"),
+	   "default -> \(.DefaultCacheBehavior.TargetOriginId) \(.DefaultCacheBehavior.AllowedMethods.Items | length)"]
+	 == ["/public/summary/* -> seat-reads GET,HEAD,OPTIONS", "/public/seats/* -> seat-reads GET,HEAD,OPTIONS",
+	     "/public/* -> alb-'"$REGION"' DELETE,GET,HEAD,OPTIONS,PATCH,POST,PUT", "default -> alb-'"$REGION"' 7"]'
+check "cloudfront: both regions found the same distribution" \
+	"$(jq -n --slurpfile a "$OUT/cloudfront.json" --slurpfile b "$OUT2/cloudfront.json" '[$a[0].distributionId, $b[0].distributionId]')" \
+	'.[0] == .[1] and (.[0] | length) > 0'
 
 # ----------------------------------------------------------------------------- teardown
-say "---- teardown (at ${SECONDS}s)"
-if ! "$ROOT/infra/99_teardown.sh" >"$WORK/teardown.log" 2>&1; then
-	tail -n 30 "$WORK/teardown.log"
-	die "99_teardown failed"
+# teardown REGION LOG: 99_teardown.sh there (as `AWS_REGION=... make teardown` does).
+teardown() { AWS_REGION="$1" AWS_DEFAULT_REGION="$1" "$ROOT/infra/99_teardown.sh" >"$WORK/$2" 2>&1; }
+say "---- teardown: $REGION first (must refuse), $REGION2, $REGION (at ${SECONDS}s)"
+if teardown "$REGION" teardown-refused.log; then
+	fail "99_teardown in $REGION succeeded while $REGION2's cluster is still a secondary of the global database"
+else
+	check "99_teardown in the primary first refuses, naming the standby, before deleting anything" \
+		"$(jq -n --rawfile log "$WORK/teardown-refused.log" --argjson cf "$(aws_ cloudfront get-distribution-config --id "$(jq -r .distributionId "$OUT/cloudfront.json")")" \
+			'{named: ($log | test("tear down ap-northeast-2 first")), deleted: ($log | test(" deleted |updated ")), origins: ($cf.DistributionConfig.Origins.Quantity)}')" \
+		'. == {named: true, deleted: false, origins: 2}'
 fi
-left="$(jq -n \
-	--argjson vpc "$(aws_ ec2 describe-vpcs --filters Name=tag:Project,Values=max-tps-ecs)" \
-	--argjson eip "$(aws_ ec2 describe-addresses --filters Name=tag:Project,Values=max-tps-ecs)" \
-	--argjson nat "$(aws_ ec2 describe-nat-gateways --filter Name=tag:Project,Values=max-tps-ecs Name=state,Values=pending,available)" \
-	--argjson ecr "$(aws_ ecr describe-repositories)" \
-	--argjson ecs "$(aws_ ecs describe-clusters --clusters max-tps-ecs)" \
-	--argjson td "$(aws_ ecs list-task-definitions --status ACTIVE)" \
-	--argjson logs "$(aws_ logs describe-log-groups --log-group-name-prefix /ecs/max-tps-ecs/)" \
-	--argjson iam "$(aws_ iam list-roles --path-prefix /max-tps-ecs/)" \
-	--argjson sqs "$(aws_ sqs list-queues --queue-name-prefix max-tps-ecs)" \
-	--argjson ddb "$(aws_ dynamodb list-tables)" \
-	--argjson sec "$(aws_ secretsmanager list-secrets)" \
-	--argjson rds "$(aws_ rds describe-db-clusters)" \
-	--argjson lb "$(aws_ elbv2 describe-load-balancers)" \
-	--argjson tg "$(aws_ elbv2 describe-target-groups)" \
-	--argjson aas "$(aws_ application-autoscaling describe-scalable-targets --service-namespace ecs)" \
-	--argjson cw "$(aws_ cloudwatch describe-alarms --alarm-name-prefix max-tps-ecs-)" \
-	--argjson dash "$(aws_ cloudwatch list-dashboards --dashboard-name-prefix max-tps-ecs)" \
-	--argjson cf "$(aws_ cloudfront list-distributions)" \
-	'{vpc: ($vpc.Vpcs | length), eip: ($eip.Addresses | length), nat: ($nat.NatGateways | length),
-	  ecr: ($ecr.repositories | length), cluster: ([$ecs.clusters[] | select(.status == "ACTIVE")] | length),
-	  taskdefs: ($td.taskDefinitionArns | length), logs: ($logs.logGroups | length), roles: ($iam.Roles | length),
-	  queues: ($sqs.QueueUrls // [] | length), tables: ($ddb.TableNames | length), secrets: ($sec.SecretList | length),
-	  aurora: ($rds.DBClusters | length), albs: ($lb.LoadBalancers | length), tgs: ($tg.TargetGroups | length),
-	  scaling: ($aas.ScalableTargets | length), alarms: ($cw.MetricAlarms | length),
-	  dashboards: ($dash.DashboardEntries // [] | length),
-	  distributions: ($cf.DistributionList.Items // [] | length)}')"
-check "teardown left none of: vpc, eips, nats, repos, cluster, task definitions, log groups, roles, queues, tables, secrets, aurora, albs, target groups, scaling, alarms, dashboards, distributions" \
-	"$left" '[.[]] | all(. == 0)'
-check "teardown: redis is being deleted (moto never finishes)" \
-	"$(aws_ elasticache describe-replication-groups)" '[.ReplicationGroups[] | .Status] | all(. == "deleting")'
-if [[ -e "$OUT" ]]; then fail "teardown left $OUT"; else ok "teardown removed infra/out/$REGION"; fi
+if ! teardown "$REGION2" teardown2.log; then
+	tail -n 30 "$WORK/teardown2.log"
+	die "99_teardown in $REGION2 failed"
+fi
+check "after $REGION2's teardown: the distribution serves everything from $REGION's ALB, without the origin group" \
+	"$(aws_ cloudfront get-distribution-config --id "$(jq -r .distributionId "$OUT/cloudfront.json")")" \
+	'.DistributionConfig | [.Origins.Items[].Id] == ["alb-'"$REGION"'"] and .OriginGroups.Quantity == 0
+	 and ([.DefaultCacheBehavior.TargetOriginId, .CacheBehaviors.Items[].TargetOriginId] | unique) == ["alb-'"$REGION"'"]'
+check "after $REGION2's teardown: the global database kept for $REGION's cluster" \
+	"$(jq -Rn --rawfile log "$WORK/teardown2.log" '$log')" 'test("exists   aurora global database max-tps-ecs-global: kept for arn:aws:rds:ap-northeast-1:")'
+if ! teardown "$REGION" teardown.log; then
+	tail -n 30 "$WORK/teardown.log"
+	die "99_teardown in $REGION failed"
+fi
+# leftovers REGION: how many of each kind of resource is left there.
+leftovers() {
+	local REGION=$1
+	jq -n \
+		--argjson vpc "$(aws_ ec2 describe-vpcs --filters Name=tag:Project,Values=max-tps-ecs)" \
+		--argjson eip "$(aws_ ec2 describe-addresses --filters Name=tag:Project,Values=max-tps-ecs)" \
+		--argjson nat "$(aws_ ec2 describe-nat-gateways --filter Name=tag:Project,Values=max-tps-ecs Name=state,Values=pending,available)" \
+		--argjson ecr "$(aws_ ecr describe-repositories)" \
+		--argjson ecs "$(aws_ ecs describe-clusters --clusters max-tps-ecs)" \
+		--argjson td "$(aws_ ecs list-task-definitions --status ACTIVE)" \
+		--argjson logs "$(aws_ logs describe-log-groups --log-group-name-prefix /ecs/max-tps-ecs/)" \
+		--argjson iam "$(aws_ iam list-roles --path-prefix /max-tps-ecs/)" \
+		--argjson sqs "$(aws_ sqs list-queues --queue-name-prefix max-tps-ecs)" \
+		--argjson ddb "$(aws_ dynamodb list-tables)" \
+		--argjson sec "$(aws_ secretsmanager list-secrets)" \
+		--argjson rds "$(aws_ rds describe-db-clusters)" \
+		--argjson lb "$(aws_ elbv2 describe-load-balancers)" \
+		--argjson tg "$(aws_ elbv2 describe-target-groups)" \
+		--argjson aas "$(aws_ application-autoscaling describe-scalable-targets --service-namespace ecs)" \
+		--argjson cw "$(aws_ cloudwatch describe-alarms --alarm-name-prefix max-tps-ecs-)" \
+		--argjson dash "$(aws_ cloudwatch list-dashboards --dashboard-name-prefix max-tps-ecs)" \
+		--argjson cf "$(aws_ cloudfront list-distributions)" \
+		'{vpc: ($vpc.Vpcs | length), eip: ($eip.Addresses | length), nat: ($nat.NatGateways | length),
+		  ecr: ($ecr.repositories | length), cluster: ([$ecs.clusters[] | select(.status == "ACTIVE")] | length),
+		  taskdefs: ($td.taskDefinitionArns | length), logs: ($logs.logGroups | length), roles: ($iam.Roles | length),
+		  queues: ($sqs.QueueUrls // [] | length), tables: ($ddb.TableNames | length), secrets: ($sec.SecretList | length),
+		  aurora: ($rds.DBClusters | length), albs: ($lb.LoadBalancers | length), tgs: ($tg.TargetGroups | length),
+		  scaling: ($aas.ScalableTargets | length), alarms: ($cw.MetricAlarms | length),
+		  dashboards: ($dash.DashboardEntries // [] | length),
+		  distributions: ($cf.DistributionList.Items // [] | length)}'
+}
+for r in "$REGION" "$REGION2"; do
+	check "$r: teardown left none of: vpc, eips, nats, repos, cluster, task definitions, log groups, roles, queues, tables, secrets, aurora, albs, target groups, scaling, alarms, dashboards, distributions" \
+		"$(leftovers "$r")" '[.[]] | all(. == 0)'
+	check "$r: teardown: redis is being deleted (moto never finishes)" \
+		"$(REGION="$r" aws_ elasticache describe-replication-groups)" '[.ReplicationGroups[] | .Status] | all(. == "deleting")'
+	if [[ -e "$WORK/out/$r" ]]; then fail "teardown left $WORK/out/$r"; else ok "teardown removed infra/out/$r"; fi
+done
+# moto keeps a global cluster's members after their clusters are deleted, so it still
+# lists the global database and refuses to delete it: the check is that every member
+# is gone (then 99 deletes it on AWS) and that 99 said what it skipped.
+members_left=()
+for arn in $(aws_ rds describe-global-clusters | jq -r '.GlobalClusters[].GlobalClusterMembers[]?.DBClusterArn'); do
+	if "$AWS_CLI" --endpoint-url "$endpoint" --region "$(cut -d: -f4 <<<"$arn")" rds describe-db-clusters \
+		--db-cluster-identifier "$arn" >/dev/null 2>&1; then
+		members_left+=("$arn")
+	fi
+done
+check "teardown: no cluster of the aurora global database is left (moto keeps the global database itself: skipped and said so)" \
+	"$(jq -n --rawfile log "$WORK/teardown.log" --arg left "${members_left[*]}" \
+		'{left: $left, said: ($log | test("SKIPPED  deleting aurora global database max-tps-ecs-global") or test("deleted  aurora global database"))}')" \
+	'. == {left: "", said: true}'
 
 say "took $((SECONDS - start_s))s"
 say "$passed passed, $failed failed"

@@ -47,6 +47,19 @@ absent() { log "absent   $*"; }
 
 REGION="${AWS_REGION:-${AWS_DEFAULT_REGION:-}}"
 [[ -n "$REGION" ]] || die "set AWS_REGION (e.g. AWS_REGION=ap-northeast-1 make all)"
+
+# The deployment's regions (infra/README.md, "Two regions"): PRIMARY_REGION (the first
+# of REGIONS unless set) is the only one that writes: it holds the Aurora global
+# database's writer and CloudFront sends it every request that changes something. The
+# others are warm standbys: the same stack, a read-only secondary of the database, and
+# CloudFront's failover origin for the public seat reads. Steps that need another
+# region's resources ask that region's API (awscli_in), never its infra/out directory:
+# CI deploys each region in a job of its own.
+read -r -a ALL_REGIONS <<<"${REGIONS:-ap-northeast-1 ap-northeast-2}"
+PRIMARY_REGION="${PRIMARY_REGION:-${ALL_REGIONS[0]}}"
+[[ " ${ALL_REGIONS[*]} " == *" $REGION "* && " ${ALL_REGIONS[*]} " == *" $PRIMARY_REGION "* ]] ||
+	die "AWS_REGION $REGION and PRIMARY_REGION $PRIMARY_REGION must both be in REGIONS (${ALL_REGIONS[*]})"
+is_primary() { [[ "$REGION" == "$PRIMARY_REGION" ]]; }
 export AWS_REGION="$REGION" AWS_DEFAULT_REGION="$REGION" AWS_PAGER=""
 
 command -v jq >/dev/null 2>&1 || die "jq not found (Debian: apt-get install jq)"
@@ -93,6 +106,18 @@ awscli() {
 # aws_error_code.
 aws_try() {
 	awscli "$@" 2>"$AWS_ERR_FILE"
+}
+
+# awscli_in / aws_try_in REGION SERVICE ARGS...: the same, in another region of REGIONS.
+awscli_in() {
+	local REGION=$1
+	shift
+	awscli "$@"
+}
+aws_try_in() {
+	local REGION=$1
+	shift
+	aws_try "$@"
 }
 
 aws_error() { tr '\n' ' ' <"$AWS_ERR_FILE" | sed 's/  */ /g; s/ $//'; }
@@ -149,6 +174,13 @@ ec2_tags() {
 
 # Tags as [{"Key":..,"Value":..}] (most services) for NAME.
 tags_kv() { jq -cn --arg n "$1" --arg p "$PROJECT" '[{Key:"Name",Value:$n},{Key:"Project",Value:$p}]'; }
+
+# The Aurora global database $NAME_GLOBAL_DB as {GlobalClusters: [it]}, or with none.
+# Listed and picked by name: moto's server ignores --global-cluster-identifier.
+global_db() {
+	awscli rds describe-global-clusters |
+		jq -c --arg g "$NAME_GLOBAL_DB" '{GlobalClusters: [.GlobalClusters[] | select(.GlobalClusterIdentifier == $g)]}'
+}
 
 # ----------------------------------------------------------------------------- state
 
@@ -221,6 +253,7 @@ NAME_DLQ="$PROJECT-commits-dlq.fifo"
 NAME_TABLE="$PROJECT-holds"
 NAME_REDIS="$PROJECT-redis"
 NAME_DB="$PROJECT-db"
+NAME_GLOBAL_DB="$PROJECT-global"
 NAME_SECRET_ROOM="$PROJECT/room-token"
 NAME_SECRET_REDIS="$PROJECT/redis"
 NAME_SECRET_DB="$PROJECT/database"
