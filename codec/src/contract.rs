@@ -308,15 +308,18 @@ impl StatusResponse {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// The answer for an order the worker stored: its payment was captured when the
-    /// order was confirmed, voided when it was rejected.
-    pub fn settled(order: Order) -> Self {
+    /// The answer for an order the worker stored, with its payment's state as
+    /// PostgreSQL has it (`payments.status`). Without one (`PAYMENT_MODE=instant`
+    /// never needs to read it) the payment was captured when the order was confirmed,
+    /// voided when it was rejected, pending while the order is.
+    pub fn stored(order: Order, payment: Option<PaymentState>) -> Self {
+        let status = payment.unwrap_or(match order.status {
+            OrderState::Confirmed => PaymentState::Captured,
+            OrderState::Rejected => PaymentState::Voided,
+            OrderState::Pending => PaymentState::Pending,
+        });
         let payment = Payment {
-            status: if order.status == OrderState::Confirmed {
-                PaymentState::Captured
-            } else {
-                PaymentState::Voided
-            },
+            status,
             amount: order.amount,
             currency: order.currency.clone(),
         };
@@ -352,6 +355,10 @@ pub mod reason {
     /// The buyer's confirmed seats in the event would pass `PURCHASE_LIMIT` (checked
     /// by the worker in PostgreSQL, after the edge's check in Redis).
     pub const PURCHASE_LIMIT: &str = "PURCHASE_LIMIT";
+    /// `PAYMENT_MODE=provider`: the provider said the payment `FAILED`.
+    pub const PAYMENT_FAILED: &str = "PAYMENT_FAILED";
+    /// `PAYMENT_MODE=provider`: no capture within `PAYMENT_TIMEOUT_MS` of the commit.
+    pub const PAYMENT_TIMEOUT: &str = "PAYMENT_TIMEOUT";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -363,22 +370,25 @@ pub enum OrderState {
 }
 
 impl OrderState {
-    /// `orders.status`: CONFIRMED or REJECTED (PENDING exists only in Redis).
+    /// `orders.status`: CONFIRMED or REJECTED, or PENDING while a provider's payment
+    /// is awaited (`PAYMENT_MODE=provider`; otherwise PENDING exists only in Redis).
     pub fn stored(status: &str) -> Option<Self> {
         match status {
             "CONFIRMED" => Some(Self::Confirmed),
             "REJECTED" => Some(Self::Rejected),
+            "PENDING" => Some(Self::Pending),
             _ => None,
         }
     }
 }
 
-/// The select list of PostgreSQL's `orders` that a stored order's status comes from,
-/// in the order [`Order::stored`] takes it; a macro, so queries can `concat!` it.
+/// The select list of PostgreSQL's `orders` (aliased `o`) that a stored order's status
+/// comes from, in the order [`Order::stored`] takes it, then its payment's state
+/// ([`PaymentState::stored`]); a macro, so queries can `concat!` it.
 #[macro_export]
 macro_rules! order_columns {
     () => {
-        "status, reason, (extract(epoch FROM updated_at) * 1000)::bigint, seat_ids, amount, currency::text"
+        "o.status, o.reason, (extract(epoch FROM o.updated_at) * 1000)::bigint, o.seat_ids, o.amount, o.currency::text, (SELECT p.status FROM payments p WHERE p.order_id = o.order_id)"
     };
 }
 
@@ -422,8 +432,26 @@ pub struct Payment {
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PaymentState {
     Pending,
+    /// `PAYMENT_MODE=provider`: the provider reserved the money, capture to follow.
+    Authorized,
     Captured,
+    /// `PAYMENT_MODE=provider`: the provider said the payment failed.
+    Failed,
     Voided,
+}
+
+impl PaymentState {
+    /// `payments.status`.
+    pub fn stored(status: &str) -> Option<Self> {
+        match status {
+            "PENDING" => Some(Self::Pending),
+            "AUTHORIZED" => Some(Self::Authorized),
+            "CAPTURED" => Some(Self::Captured),
+            "FAILED" => Some(Self::Failed),
+            "VOIDED" => Some(Self::Voided),
+            _ => None,
+        }
+    }
 }
 
 /// `POST /admin/events/{eventId}/admission`: either or both. A value its rule
