@@ -58,7 +58,7 @@ SELECT c.provider_event_id, c.status, c.payment_id, o.order_id, p.status
                  WHERE o.event_id = c.event_id AND o.intent_id = c.intent_id
                  ORDER BY o.status = 'REJECTED', o.order_id LIMIT 1) o ON true
   JOIN payments p ON p.order_id = o.order_id
- WHERE c.applied_at IS NULL
+ WHERE c.applied_at IS NULL AND ($2::text[] IS NULL OR c.event_id = ANY($2::text[]))
  ORDER BY c.received_at, c.provider_event_id
  LIMIT $1
    FOR UPDATE OF c, p SKIP LOCKED";
@@ -81,10 +81,11 @@ const APPLIED: &str =
 
 /// Payments past due, locked: order ids.
 const DUE: &str = "
-SELECT order_id FROM payments
- WHERE status IN ('PENDING', 'AUTHORIZED') AND due_at <= now()
- ORDER BY due_at LIMIT $1
-   FOR UPDATE SKIP LOCKED";
+SELECT p.order_id FROM payments p JOIN orders o USING (order_id)
+ WHERE p.status IN ('PENDING', 'AUTHORIZED') AND p.due_at <= now()
+   AND ($2::text[] IS NULL OR o.event_id = ANY($2::text[]))
+ ORDER BY p.due_at LIMIT $1
+   FOR UPDATE OF p SKIP LOCKED";
 
 /// Orders whose last change is not projected yet, locked: key, then the columns
 /// [`store::existing`] reads, then intent and hold ids.
@@ -93,7 +94,7 @@ const UNPROJECTED: &str = concat!(
     codec::order_columns!(),
     ", o.intent_id, coalesce(pay.hold_ids, '{}')
   FROM payments pay JOIN orders o USING (order_id)
- WHERE NOT pay.projected
+ WHERE NOT pay.projected AND ($2::text[] IS NULL OR o.event_id = ANY($2::text[]))
  LIMIT $1
    FOR UPDATE OF pay SKIP LOCKED"
 );
@@ -120,11 +121,12 @@ pub struct Settled {
     pub timed_out: u64,
 }
 
-/// Steps 1 and 2 in one transaction.
-pub async fn settle(pg: &mut Client) -> Result<Settled, Error> {
+/// Steps 1 and 2 in one transaction, for the orders of `events` (`WORKER_EVENTS`;
+/// `None`: every event).
+pub async fn settle(pg: &mut Client, events: Option<&[String]>) -> Result<Settled, Error> {
     let tx = pg.transaction().await?;
     let mut settled = Settled::default();
-    let rows = tx.query(CALLBACKS, &[&BATCH]).await?;
+    let rows = tx.query(CALLBACKS, &[&BATCH, &events]).await?;
     // A payment's state as this transaction moved it (several callbacks may name it).
     let mut states: HashMap<i64, PaymentState> = HashMap::new();
     for row in &rows {
@@ -162,7 +164,7 @@ pub async fn settle(pg: &mut Client) -> Result<Settled, Error> {
         };
         tx.execute(APPLIED, &[&event_id, &outcome]).await?;
     }
-    for row in tx.query(DUE, &[&BATCH]).await? {
+    for row in tx.query(DUE, &[&BATCH, &events]).await? {
         let order_id: i64 = row.get(0);
         let why = Some(reason::PAYMENT_TIMEOUT);
         move_payment(
@@ -213,9 +215,10 @@ pub async fn project_changed(
     redis: &mut Conn,
     script: &Script,
     status_ttl: Duration,
+    events: Option<&[String]>,
 ) -> Result<u64, Error> {
     let tx = pg.transaction().await?;
-    let rows = tx.query(UNPROJECTED, &[&BATCH]).await?;
+    let rows = tx.query(UNPROJECTED, &[&BATCH, &events]).await?;
     if rows.is_empty() {
         return Ok(0);
     }
@@ -310,9 +313,11 @@ async fn tick(
         *conns = Some((pg, redis));
     }
     let (pg, redis) = conns.as_mut().expect("just connected");
-    let settled = settle(pg).await?;
+    let events = config.run.events.as_deref();
+    let settled = settle(pg, events).await?;
     // Everything changed, by this tick or by a tick that failed before projecting.
-    while project_changed(pg, redis, script, config.run.status_ttl).await? == BATCH as u64 {}
+    let ttl = config.run.status_ttl;
+    while project_changed(pg, redis, script, ttl, events).await? == BATCH as u64 {}
     Ok(settled)
 }
 
