@@ -162,6 +162,10 @@ fn status_until(
     }
 }
 
+/// An order as PostgreSQL has it: buyer, status, reason, payment status, provider
+/// payment id, seats sold.
+type OrderRow = (String, String, Option<String>, String, Option<String>, i64);
+
 fn states(body: &Value) -> (&str, &str) {
     (
         body["order"]["status"].as_str().unwrap_or_default(),
@@ -278,7 +282,7 @@ fn a_buyer_pays_one_fails_one_never_pays() {
             )
             .await
             .expect("orders");
-        let got: Vec<(String, String, Option<String>, String, Option<String>, i64)> = rows
+        let got: Vec<OrderRow> = rows
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
             .collect();
