@@ -430,7 +430,8 @@ fn a_callback_must_be_signed_and_a_replay_changes_nothing() {
             postgres()
                 .await
                 .query(
-                    "SELECT provider_event_id, status FROM payment_callbacks WHERE event_id = $1",
+                    "SELECT provider_event_id, status FROM payment_callbacks
+                      WHERE event_id = $1 ORDER BY provider_event_id",
                     &[&event],
                 )
                 .await
@@ -467,6 +468,33 @@ fn a_callback_must_be_signed_and_a_replay_changes_nothing() {
     assert_eq!(
         recorded(),
         [("evt-sig-1".to_owned(), "CAPTURED".to_owned())]
+    );
+
+    // No part of a callback is in Redis: an edge that cannot reach Redis at all still
+    // records one, so a crash of Redis cannot lose an accepted callback.
+    let mut no_redis = edge_env("provider");
+    no_redis.retain(|(k, _)| *k != "REDIS_URL");
+    no_redis.push(("REDIS_URL", "redis://127.0.0.1:9".into()));
+    no_redis.push(("REDIS_TIMEOUT_MS", "200".into()));
+    let (_no_redis, line) = Proc::start("edge", &[], &no_redis, " listening ");
+    let lone = Http {
+        addr: listening_addr(&line),
+    };
+    let health = lone.request("GET", "/public/health", &[], None);
+    assert_eq!(health.status, 503, "Redis is away: {:?}", health.json());
+    let mut second = body.clone();
+    second["providerEventId"] = json!("evt-sig-2");
+    let kept = callback_signed(&lone, &second, SECRET, now_ms());
+    assert_eq!(
+        (kept.status, kept.json()),
+        (200, json!({"received": true, "replay": false}))
+    );
+    assert_eq!(
+        recorded(),
+        [
+            ("evt-sig-1".to_owned(), "CAPTURED".to_owned()),
+            ("evt-sig-2".to_owned(), "CAPTURED".to_owned())
+        ]
     );
 
     // With PAYMENT_MODE=instant there is no callback route.
