@@ -16,8 +16,9 @@
 //!
 //! With a purchase limit, the buyers of a batch are locked first (a transaction-level
 //! advisory lock each, in one order everywhere, so two consumers with orders of one
-//! buyer take turns), their CONFIRMED seats counted, and each order that would pass the
-//! limit, in arrival order, is stored `REJECTED` with `PURCHASE_LIMIT`: no constraint
+//! buyer take turns), their seats in orders not rejected counted (CONFIRMED, or PENDING
+//! awaiting a provider's payment), and each order that would pass the limit, in arrival
+//! order, is stored `REJECTED` with `PURCHASE_LIMIT`: no constraint
 //! can hold a sum over rows, the lock makes the count exact. (An order that then loses
 //! a seat race has counted: a later order of the same buyer in the same batch may be
 //! refused that would have fit. Conservative, and rare.)
@@ -108,13 +109,14 @@ SELECT pg_advisory_xact_lock(k) FROM (
     SELECT DISTINCT hashtextextended(e || '/' || u, 0) AS k
       FROM unnest($1::text[], $2::text[]) AS b (e, u) ORDER BY k) s";
 
-/// The buyers' (parallel arrays event, user) CONFIRMED orders, and any of their orders
-/// with an Idempotency-Key of `$3` (a redelivery): event, user, idem, seats, confirmed.
+/// The buyers' (parallel arrays event, user) orders that hold their seats (CONFIRMED,
+/// or PENDING while a provider's payment is awaited), and any of their orders with an
+/// Idempotency-Key of `$3` (a redelivery): event, user, idem, seats, counted.
 const BOUGHT: &str = "
-SELECT o.event_id, o.user_id, o.idem, cardinality(o.seat_ids)::bigint, o.status = 'CONFIRMED'
+SELECT o.event_id, o.user_id, o.idem, cardinality(o.seat_ids)::bigint, o.status <> 'REJECTED'
   FROM (SELECT DISTINCT e, u FROM unnest($1::text[], $2::text[]) AS b (e, u)) b
   JOIN orders o ON o.event_id = b.e AND o.user_id = b.u
- WHERE o.status = 'CONFIRMED' OR o.idem = ANY($3::text[])";
+ WHERE o.status <> 'REJECTED' OR o.idem = ANY($3::text[])";
 
 /// A pooled connection (`db::Pool`) and the statements prepared on it.
 pub struct PgConn {
@@ -172,8 +174,8 @@ pub struct Outcome {
 
 /// Writes `commits` in one transaction and returns each one's order, in the same
 /// order (a commit that appears twice gets its order twice, the second as a replay).
-/// `purchase_limit` (0: none): most seats a buyer may have in CONFIRMED orders of an
-/// event. `payment_timeout` (`PAYMENT_MODE=provider`): orders that win their seats are
+/// `purchase_limit` (0: none): most seats a buyer may have in orders of an event not
+/// rejected. `payment_timeout` (`PAYMENT_MODE=provider`): orders that win their seats are
 /// stored PENDING, their payment due this long after the commit's acceptance; `None`:
 /// CONFIRMED. Nothing is written when this fails; [`Error::is_retryable`] says whether
 /// to retry.
@@ -318,7 +320,7 @@ pub async fn store(
 }
 
 /// The first occurrences in `commits` that would take their buyer past `limit`
-/// seats in CONFIRMED orders, in arrival order; the buyers stay locked until the
+/// seats in orders not rejected, in arrival order; the buyers stay locked until the
 /// transaction ends. The lock and the count go in one round trip: PostgreSQL runs the
 /// count after the lock is granted, with a snapshot taken then (READ COMMITTED).
 async fn over_limit(
