@@ -313,11 +313,7 @@ impl StatusResponse {
     /// never needs to read it) the payment was captured when the order was confirmed,
     /// voided when it was rejected, pending while the order is.
     pub fn stored(order: Order, payment: Option<PaymentState>) -> Self {
-        let status = payment.unwrap_or(match order.status {
-            OrderState::Confirmed => PaymentState::Captured,
-            OrderState::Rejected => PaymentState::Voided,
-            OrderState::Pending => PaymentState::Pending,
-        });
+        let status = payment.unwrap_or(PaymentState::settled(order.status));
         let payment = Payment {
             status,
             amount: order.amount,
@@ -370,15 +366,21 @@ pub enum OrderState {
 }
 
 impl OrderState {
+    /// `orders.status` (the wire spelling too).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Confirmed => "CONFIRMED",
+            Self::Rejected => "REJECTED",
+        }
+    }
+
     /// `orders.status`: CONFIRMED or REJECTED, or PENDING while a provider's payment
     /// is awaited (`PAYMENT_MODE=provider`; otherwise PENDING exists only in Redis).
     pub fn stored(status: &str) -> Option<Self> {
-        match status {
-            "CONFIRMED" => Some(Self::Confirmed),
-            "REJECTED" => Some(Self::Rejected),
-            "PENDING" => Some(Self::Pending),
-            _ => None,
-        }
+        [Self::Pending, Self::Confirmed, Self::Rejected]
+            .into_iter()
+            .find(|o| o.as_str() == status)
     }
 }
 
@@ -441,16 +443,38 @@ pub enum PaymentState {
 }
 
 impl PaymentState {
-    /// `payments.status`.
-    pub fn stored(status: &str) -> Option<Self> {
-        match status {
-            "PENDING" => Some(Self::Pending),
-            "AUTHORIZED" => Some(Self::Authorized),
-            "CAPTURED" => Some(Self::Captured),
-            "FAILED" => Some(Self::Failed),
-            "VOIDED" => Some(Self::Voided),
-            _ => None,
+    /// The payment of an order in state `order` with `PAYMENT_MODE=instant`: captured
+    /// when confirmed, voided when rejected, pending while the order is.
+    pub const fn settled(order: OrderState) -> Self {
+        match order {
+            OrderState::Confirmed => Self::Captured,
+            OrderState::Rejected => Self::Voided,
+            OrderState::Pending => Self::Pending,
         }
+    }
+
+    /// `payments.status` (the wire spelling too).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Authorized => "AUTHORIZED",
+            Self::Captured => "CAPTURED",
+            Self::Failed => "FAILED",
+            Self::Voided => "VOIDED",
+        }
+    }
+
+    /// `payments.status`, read back.
+    pub fn stored(status: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Authorized,
+            Self::Captured,
+            Self::Failed,
+            Self::Voided,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == status)
     }
 }
 
@@ -596,6 +620,24 @@ pub fn digest<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_states_are_spelled_as_on_the_wire() {
+        use PaymentState as P;
+        for p in [P::Pending, P::Authorized, P::Captured, P::Failed, P::Voided] {
+            assert_eq!(serde_json::to_value(p).ok(), Some(p.as_str().into()));
+            assert_eq!(P::stored(p.as_str()), Some(p));
+        }
+        for o in [
+            OrderState::Pending,
+            OrderState::Confirmed,
+            OrderState::Rejected,
+        ] {
+            assert_eq!(serde_json::to_value(o).ok(), Some(o.as_str().into()));
+            assert_eq!(OrderState::stored(o.as_str()), Some(o));
+        }
+        assert_eq!(P::stored("REFUNDED"), None);
+    }
 
     #[test]
     fn an_admission_field_may_be_left_out_but_not_null() {

@@ -394,23 +394,7 @@ pub fn existing(row: &tokio_postgres::Row, at: usize) -> Result<Outcome, Error> 
     let payment = match paid {
         Some(paid) => PaymentState::stored(paid)
             .ok_or_else(|| Error::Schema(format!("payment status {paid:?}")))?,
-        None => {
-            codec::contract::StatusResponse::stored(
-                codec::contract::Order {
-                    idem: String::new(),
-                    status: state,
-                    event_id: String::new(),
-                    seat_ids: Vec::new(),
-                    amount: 0,
-                    currency: String::new(),
-                    reason: None,
-                    updated_at: 0,
-                },
-                None,
-            )
-            .payment
-            .status
-        }
+        None => PaymentState::settled(state),
     };
     Ok(Outcome {
         order_id: row.get(at),
