@@ -11,6 +11,9 @@ EDGE_ADDR ?= 127.0.0.1:8080
 OPENAPI_ADDR ?= 127.0.0.1:18080
 OPENAPI_SPEC ?= openapi/ticketing.yaml
 # operationIds of openapi/ticketing.yaml that the edge implements so far (empty = all).
+# Not paymentCallback: the edge under test runs PAYMENT_MODE=instant, where the route is
+# a 404, and with a provider no generated request carries a valid HMAC of its body, so
+# every one would stop at 401 before the body is read (tests/tests/payment.rs covers it).
 SCHEMATHESIS_OPS ?= ping health enter challenge roomStatus summary seats hold release paymentIntent commit status
 SCHEMATHESIS_MAX_EXAMPLES ?= 50
 SCHEMATHESIS_ARGS ?=

@@ -2,14 +2,25 @@
 -- KEYS: status, buyer's holds zset, buyer's bought hash, the event's positions hash,
 -- left places zset and presence zset, then per seat its section's sold bitmap, its hold
 -- key and its section's held zset.
--- ARGV: status record, ttl ms, `1` when confirmed, user, idem, then per seat n, seatId,
--- holdId.
+-- ARGV: status record, ttl ms, the order's state (`1` confirmed, `0` rejected, `2`
+-- awaiting its payment, `3` the same, replacing the record), user, idem, then per seat n, seatId, holdId.
 -- A CONFIRMED order sets its seats' sold bits and leaves `sold` in their hold keys for
 -- good (whoever held them: the seat is sold, and a hold's one `SET ... NX` must say
 -- so), out of the held zset; its buyer is done, so their place in the line is left,
 -- freeing an active slot. Any other order gives its seats back to the buyer's purchase
 -- limit and removes its own holds (another buyer's later hold on the seat stays). Then
 -- the status record is written.
+-- An order awaiting its payment (PAYMENT_MODE=provider) keeps its holds and its place
+-- in the buyer's purchase limit: only its status record is written, and only where
+-- there is none (the edge's PENDING record, or a later state the payment loop wrote,
+-- stays) with `2`; the payment loop, which writes each change in order, uses `3`.
+if ARGV[3] == '2' then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX')
+  return 1
+elseif ARGV[3] == '3' then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
 local confirmed = ARGV[3] == '1'
 if confirmed then
   local p = redis.call('HGET', KEYS[4], ARGV[4])

@@ -308,15 +308,14 @@ impl StatusResponse {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// The answer for an order the worker stored: its payment was captured when the
-    /// order was confirmed, voided when it was rejected.
-    pub fn settled(order: Order) -> Self {
+    /// The answer for an order the worker stored, with its payment's state as
+    /// PostgreSQL has it (`payments.status`). Without one (`PAYMENT_MODE=instant`
+    /// never needs to read it) the payment was captured when the order was confirmed,
+    /// voided when it was rejected, pending while the order is.
+    pub fn stored(order: Order, payment: Option<PaymentState>) -> Self {
+        let status = payment.unwrap_or(PaymentState::settled(order.status));
         let payment = Payment {
-            status: if order.status == OrderState::Confirmed {
-                PaymentState::Captured
-            } else {
-                PaymentState::Voided
-            },
+            status,
             amount: order.amount,
             currency: order.currency.clone(),
         };
@@ -352,6 +351,10 @@ pub mod reason {
     /// The buyer's confirmed seats in the event would pass `PURCHASE_LIMIT` (checked
     /// by the worker in PostgreSQL, after the edge's check in Redis).
     pub const PURCHASE_LIMIT: &str = "PURCHASE_LIMIT";
+    /// `PAYMENT_MODE=provider`: the provider said the payment `FAILED`.
+    pub const PAYMENT_FAILED: &str = "PAYMENT_FAILED";
+    /// `PAYMENT_MODE=provider`: no capture within `PAYMENT_TIMEOUT_MS` of the commit.
+    pub const PAYMENT_TIMEOUT: &str = "PAYMENT_TIMEOUT";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -363,22 +366,31 @@ pub enum OrderState {
 }
 
 impl OrderState {
-    /// `orders.status`: CONFIRMED or REJECTED (PENDING exists only in Redis).
-    pub fn stored(status: &str) -> Option<Self> {
-        match status {
-            "CONFIRMED" => Some(Self::Confirmed),
-            "REJECTED" => Some(Self::Rejected),
-            _ => None,
+    /// `orders.status` (the wire spelling too).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Confirmed => "CONFIRMED",
+            Self::Rejected => "REJECTED",
         }
+    }
+
+    /// `orders.status`: CONFIRMED or REJECTED, or PENDING while a provider's payment
+    /// is awaited (`PAYMENT_MODE=provider`; otherwise PENDING exists only in Redis).
+    pub fn stored(status: &str) -> Option<Self> {
+        [Self::Pending, Self::Confirmed, Self::Rejected]
+            .into_iter()
+            .find(|o| o.as_str() == status)
     }
 }
 
-/// The select list of PostgreSQL's `orders` that a stored order's status comes from,
-/// in the order [`Order::stored`] takes it; a macro, so queries can `concat!` it.
+/// The select list of PostgreSQL's `orders` (aliased `o`) that a stored order's status
+/// comes from, in the order [`Order::stored`] takes it, then its payment's state
+/// ([`PaymentState::stored`]); a macro, so queries can `concat!` it.
 #[macro_export]
 macro_rules! order_columns {
     () => {
-        "status, reason, (extract(epoch FROM updated_at) * 1000)::bigint, seat_ids, amount, currency::text"
+        "o.status, o.reason, (extract(epoch FROM o.updated_at) * 1000)::bigint, o.seat_ids, o.amount, o.currency::text, (SELECT p.status FROM payments p WHERE p.order_id = o.order_id)"
     };
 }
 
@@ -422,8 +434,48 @@ pub struct Payment {
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PaymentState {
     Pending,
+    /// `PAYMENT_MODE=provider`: the provider reserved the money, capture to follow.
+    Authorized,
     Captured,
+    /// `PAYMENT_MODE=provider`: the provider said the payment failed.
+    Failed,
     Voided,
+}
+
+impl PaymentState {
+    /// The payment of an order in state `order` with `PAYMENT_MODE=instant`: captured
+    /// when confirmed, voided when rejected, pending while the order is.
+    pub const fn settled(order: OrderState) -> Self {
+        match order {
+            OrderState::Confirmed => Self::Captured,
+            OrderState::Rejected => Self::Voided,
+            OrderState::Pending => Self::Pending,
+        }
+    }
+
+    /// `payments.status` (the wire spelling too).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Authorized => "AUTHORIZED",
+            Self::Captured => "CAPTURED",
+            Self::Failed => "FAILED",
+            Self::Voided => "VOIDED",
+        }
+    }
+
+    /// `payments.status`, read back.
+    pub fn stored(status: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Authorized,
+            Self::Captured,
+            Self::Failed,
+            Self::Voided,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == status)
+    }
 }
 
 /// `POST /admin/events/{eventId}/admission`: either or both. A value its rule
@@ -568,6 +620,24 @@ pub fn digest<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_states_are_spelled_as_on_the_wire() {
+        use PaymentState as P;
+        for p in [P::Pending, P::Authorized, P::Captured, P::Failed, P::Voided] {
+            assert_eq!(serde_json::to_value(p).ok(), Some(p.as_str().into()));
+            assert_eq!(P::stored(p.as_str()), Some(p));
+        }
+        for o in [
+            OrderState::Pending,
+            OrderState::Confirmed,
+            OrderState::Rejected,
+        ] {
+            assert_eq!(serde_json::to_value(o).ok(), Some(o.as_str().into()));
+            assert_eq!(OrderState::stored(o.as_str()), Some(o));
+        }
+        assert_eq!(P::stored("REFUNDED"), None);
+    }
 
     #[test]
     fn an_admission_field_may_be_left_out_but_not_null() {

@@ -46,6 +46,9 @@ pub enum ErrorCode {
     TokenRevoked,
     PowRequired,
     PowInvalid,
+    SignatureMissing,
+    SignatureInvalid,
+    SignatureExpired,
     Unavailable,
     Draining,
     NotReady,
@@ -54,7 +57,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests that compare this list with the OpenAPI document.
-    pub const ALL: [ErrorCode; 44] = [
+    pub const ALL: [ErrorCode; 47] = [
         Self::BadRequest,
         Self::InvalidJson,
         Self::InvalidField,
@@ -95,6 +98,9 @@ impl ErrorCode {
         Self::TokenRevoked,
         Self::PowRequired,
         Self::PowInvalid,
+        Self::SignatureMissing,
+        Self::SignatureInvalid,
+        Self::SignatureExpired,
         Self::Unavailable,
         Self::Draining,
         Self::NotReady,
@@ -144,6 +150,9 @@ impl ErrorCode {
             Self::TokenRevoked => "TOKEN_REVOKED",
             Self::PowRequired => "POW_REQUIRED",
             Self::PowInvalid => "POW_INVALID",
+            Self::SignatureMissing => "SIGNATURE_MISSING",
+            Self::SignatureInvalid => "SIGNATURE_INVALID",
+            Self::SignatureExpired => "SIGNATURE_EXPIRED",
             Self::Unavailable => "UNAVAILABLE",
             Self::Draining => "DRAINING",
             Self::NotReady => "NOT_READY",
@@ -158,6 +167,7 @@ impl ErrorCode {
             Self::IdempotencyKeyMissing | Self::IdempotencyKeyInvalid => 400,
             Self::TokenMissing | Self::TokenInvalid | Self::TokenExpired => 401,
             Self::TokenWrongEvent | Self::TokenRevoked => 401,
+            Self::SignatureMissing | Self::SignatureInvalid | Self::SignatureExpired => 401,
             Self::IdentityMissing | Self::IdentityInvalid | Self::IdentityExpired => 401,
             Self::PowRequired | Self::PowInvalid => 403,
             Self::NotAdmitted | Self::UserMismatch | Self::RoomClosed => 403,

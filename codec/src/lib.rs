@@ -13,6 +13,8 @@
 //! - [`fairness`]: the pre-queue's draw (commitment, list digest, order) as the
 //!   verifier recomputes it; `lua/line.lua` runs the same function in Redis.
 //! - [`json`]: JSON writers for bodies built straight into a reused buffer.
+//! - [`payment`]: the payment provider's callback: its signature (HMAC-SHA256 over
+//!   timestamp and body) and its body.
 //! - [`keys`]: the Redis data model (key names, the catalog projection).
 //! - [`rules`]: what the system accepts, one rule per identifier and field (event,
 //!   section and seat ids, user id, Idempotency-Key, currency, amounts, counts), used
@@ -30,6 +32,7 @@ pub mod error_code;
 pub mod fairness;
 pub mod json;
 pub mod keys;
+pub mod payment;
 pub mod resp;
 pub mod rules;
 pub mod store;

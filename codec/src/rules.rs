@@ -49,6 +49,8 @@ pub const POW_CHALLENGE_MAX_BYTES: usize = 256;
 pub const POW_NONCE_MAX_BYTES: usize = 64;
 /// Longest `x-request-id` kept (a longer one is replaced, not refused).
 pub const REQUEST_ID_MAX_BYTES: usize = 128;
+/// A payment provider's ids (`providerEventId`, `paymentId` of the payment callback).
+pub const PROVIDER_ID_MAX_BYTES: usize = 128;
 /// Highest seat number a seat id may spell: nine digits, so that it fits PostgreSQL's
 /// `integer` (`sold_seats.n`) and the `CHECK`'s `[1-9][0-9]{0,8}`.
 pub const SEAT_NUMBER_MAX: u32 = 999_999_999;
@@ -247,6 +249,16 @@ pub fn pow_nonce(s: &str) -> Result<(), Invalid> {
         rule: "1 to 64 visible ASCII characters",
     };
     check(s.as_bytes(), POW_NONCE_MAX_BYTES, visible, ERR)
+}
+
+/// A payment provider's id of its callback's event (`providerEventId`) or of the
+/// payment (`paymentId`): opaque to us, bounded.
+pub fn provider_id(field: &'static str, s: &str) -> Result<(), Invalid> {
+    let err = Invalid {
+        field,
+        rule: "1 to 128 visible ASCII characters",
+    };
+    check(s.as_bytes(), PROVIDER_ID_MAX_BYTES, visible, err)
 }
 
 /// The `x-request-id` header's bytes, as text (the edge replaces a refused one).

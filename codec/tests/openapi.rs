@@ -2,7 +2,11 @@
 //! into the `codec` type of its body and serialize back to the same JSON (so neither
 //! side has a field the other lacks), and its error-code table must match `ErrorCode`.
 
-use codec::{contract::*, error_code::ErrorCode};
+use codec::{
+    contract::*,
+    error_code::ErrorCode,
+    payment::{PaymentCallback, PaymentCallbackResponse},
+};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::Value;
 
@@ -54,6 +58,7 @@ fn check_request(op: &str, example: &Value) {
         "commit" => round_trip_body::<CommitRequest<'_>>(&body, example, &what),
         "setAdmission" => round_trip::<AdmissionRequest>(example, &what),
         "revokeBuyer" => round_trip_body::<RevokeRequest<'_>>(&body, example, &what),
+        "paymentCallback" => round_trip_body::<PaymentCallback<'_>>(&body, example, &what),
         _ => panic!("{op} has a request body the test does not know"),
     }
 }
@@ -75,6 +80,7 @@ fn check_success(op: &str, example: &Value) {
         "challenge" => round_trip::<ChallengeResponse>(example, &what),
         "revokeBuyer" => round_trip::<RevokeResponse>(example, &what),
         "fairness" => round_trip::<Fairness>(example, &what),
+        "paymentCallback" => round_trip::<PaymentCallbackResponse>(example, &what),
         _ => panic!("unknown operation {op}"),
     }
 }

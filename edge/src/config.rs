@@ -124,6 +124,25 @@ pub struct Config {
     /// `CORS_ALLOWED_ORIGINS`: origins (exact, comma-separated) whose pages may call
     /// the API; empty (default): no CORS.
     pub cors: crate::cors::Cors,
+    /// `PAYMENT_MODE=provider`: orders wait for the payment provider's signed callback
+    /// (`POST /confirm/payment-callback`); `None` (`instant`, the default): the route
+    /// does not exist and orders are confirmed as they are stored.
+    pub payment: Option<PaymentConfig>,
+}
+
+/// The payment provider's callback (`PAYMENT_MODE=provider`).
+#[derive(Debug, Clone)]
+pub struct PaymentConfig {
+    /// `PAYMENT_WEBHOOK_SECRET`: the HMAC-SHA256 key shared with the provider.
+    pub secret: String,
+    /// `PAYMENT_WEBHOOK_SECRET_PREVIOUS`: still accepted while the secret rotates.
+    pub secret_previous: Option<String>,
+    /// `PAYMENT_WEBHOOK_TOLERANCE_MS`: how far a callback's signed timestamp may be
+    /// from the edge's clock, either way.
+    pub tolerance: Duration,
+    /// `PAYMENT_TIMEOUT_MS`: the worker rejects an order not paid this long after its
+    /// commit; the commit extends its holds by this more.
+    pub timeout: Duration,
 }
 
 /// The room-token key used when `ROOM_TOKEN_SECRET` is unset: fine on a laptop, never
@@ -295,8 +314,62 @@ impl Config {
                 crate::cors::Cors::parse(&list)
                     .map_err(|reason| env.bad("CORS_ALLOWED_ORIGINS", &list, reason))?
             },
+            payment: payment(&env)?,
         })
     }
+}
+
+/// `PAYMENT_MODE=provider` needs the webhook secret (at least 32 bytes, as the room
+/// token's HMAC would want) and `DATABASE_URL`, where callbacks are recorded.
+fn payment<F: Fn(&str) -> Option<String>>(
+    env: &Env<'_, F>,
+) -> Result<Option<PaymentConfig>, ConfigError> {
+    let opt = |var| (env.lookup)(var).filter(|v: &String| !v.is_empty());
+    match env.get("PAYMENT_MODE", "instant").as_str() {
+        "instant" => return Ok(None),
+        "provider" => {}
+        other => return Err(env.bad("PAYMENT_MODE", other, "expected instant or provider")),
+    }
+    let short = |s: &Option<String>| s.as_ref().is_some_and(|s| s.len() < 32);
+    let secret = opt("PAYMENT_WEBHOOK_SECRET");
+    let secret_previous = opt("PAYMENT_WEBHOOK_SECRET_PREVIOUS");
+    if secret.is_none() || short(&secret) {
+        return Err(env.bad(
+            "PAYMENT_WEBHOOK_SECRET",
+            "(hidden)",
+            "PAYMENT_MODE=provider needs it, at least 32 bytes",
+        ));
+    }
+    if short(&secret_previous) {
+        return Err(env.bad(
+            "PAYMENT_WEBHOOK_SECRET_PREVIOUS",
+            "(hidden)",
+            "at least 32 bytes",
+        ));
+    }
+    if opt("DATABASE_URL").is_none() {
+        return Err(env.bad(
+            "DATABASE_URL",
+            "",
+            "PAYMENT_MODE=provider records callbacks in PostgreSQL",
+        ));
+    }
+    Ok(Some(PaymentConfig {
+        secret: secret.unwrap_or_default(),
+        secret_previous,
+        tolerance: Duration::from_millis(env.ranged(
+            "PAYMENT_WEBHOOK_TOLERANCE_MS",
+            300_000,
+            1_000,
+            3_600_000,
+        )?),
+        timeout: Duration::from_millis(env.ranged(
+            "PAYMENT_TIMEOUT_MS",
+            600_000,
+            1_000,
+            86_400_000,
+        )?),
+    }))
 }
 
 /// `IDENTITY=jwt` needs a secret or a JWKS file, `alb-oidc` the ALB's ARN and key

@@ -78,6 +78,8 @@ pub struct Head<'b> {
     pub accept_encoding: Option<&'b [u8]>,
     /// `X-Amzn-Trace-Id` (the ALB's), for the logs; visible ASCII only, else dropped.
     pub trace_id: Option<&'b [u8]>,
+    /// `Payment-Signature` of the payment provider's callback (`codec::payment`).
+    pub payment_signature: Option<&'b [u8]>,
 }
 
 /// Parses one request head from the start of `buf`: `Ok(None)` means not all of it has
@@ -141,6 +143,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, FramingError> {
         cors_request_method: false,
         accept_encoding: None,
         trace_id: None,
+        payment_signature: None,
     };
     let (mut content_length, mut transfer_encoding, mut hosts, mut close) = (None, false, 0, false);
     for field in req.headers.iter() {
@@ -189,6 +192,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, FramingError> {
         } else if name.eq_ignore_ascii_case(b"x-amzn-trace-id") {
             head.trace_id = Some(value)
                 .filter(|v| v.len() <= MAX_TRACE_ID && v.iter().all(|b| b.is_ascii_graphic()));
+        } else if name.eq_ignore_ascii_case(codec::payment::SIGNATURE_HEADER.as_bytes()) {
+            head.payment_signature = Some(value);
         } else if framing_lookalike(name) {
             // `Content_Length`, `Transfer---Encoding`: a proxy in front may read it as
             // the real field while this server does not, so the two would disagree

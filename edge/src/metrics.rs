@@ -25,7 +25,7 @@ use tracing::{info, warn};
 use crate::{redis::Stats, side::SideStats};
 
 /// Route labels, by the path's first two segments ([`route_of`]).
-pub const ROUTES: [&str; 16] = [
+pub const ROUTES: [&str; 17] = [
     "ping",
     "health",
     "enter",
@@ -40,6 +40,7 @@ pub const ROUTES: [&str; 16] = [
     "room_events",
     "challenge",
     "fairness",
+    "payment_callback",
     "admin",
     "other",
 ];
@@ -244,6 +245,7 @@ pub fn route_of(path: &str) -> usize {
         (0, b"room-events") => 11,
         (0, b"challenge") => 12,
         (0, b"fairness") => 13,
+        (1, b"payment-callback") => 14,
         _ => OTHER_ROUTE,
     }
 }

@@ -129,6 +129,10 @@ async fn route(core: &Core, head: &Head<'_>, body: &[u8], reply: &mut Reply) -> 
             limit_address(core, head)?;
             confirm::commit::commit(core, head, body, reply).await
         }
+        (Some("confirm"), Some("payment-callback"), None, ..) => {
+            allow(head, POST)?;
+            confirm::callback::payment_callback(core, head, body, reply).await
+        }
         (Some("confirm"), Some("status"), None, ..) => {
             allow(head, GET)?;
             confirm::status::status(core, head, reply).await

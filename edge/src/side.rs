@@ -10,7 +10,8 @@
 //!   `MIRROR_BACKLOG` operations are dropped and counted, so a slow or absent
 //!   DynamoDB never slows or fails a hold.
 //! - Order look-ups (`DATABASE_URL` set, either profile): `GET /confirm/status` asks
-//!   PostgreSQL when Redis has no status record ([`orders`]).
+//!   PostgreSQL when Redis has no status record ([`orders`]); payment callbacks are
+//!   recorded there (`PAYMENT_MODE=provider`).
 
 mod orders;
 
@@ -25,6 +26,7 @@ use std::{
 
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use codec::payment::PaymentCallback;
 use futures_channel::oneshot;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -108,7 +110,7 @@ impl MirrorOp {
 pub struct Side {
     sends: Option<mpsc::UnboundedSender<SendJob>>,
     mirror: Option<mpsc::UnboundedSender<MirrorOp>>,
-    lookups: Option<mpsc::Sender<orders::Lookup>>,
+    lookups: Option<mpsc::Sender<orders::Job>>,
     mirror_pending: Arc<AtomicUsize>,
     mirror_backlog: usize,
     pub stats: Arc<SideStats>,
@@ -162,12 +164,35 @@ impl Side {
         let lookups = self.lookups.as_ref().ok_or(LookupError::Unconfigured)?;
         let (done, result) = oneshot::channel();
         lookups
-            .try_send(orders::Lookup {
+            .try_send(orders::Job::Status(orders::Lookup {
                 event: event.to_owned(),
                 user: user.to_owned(),
                 idem: idem.to_owned(),
                 done,
-            })
+            }))
+            .map_err(|_| LookupError::Busy)?;
+        result.await.unwrap_or(Err(LookupError::Busy))
+    }
+
+    /// Records a payment provider's callback in PostgreSQL (`payment_callbacks`);
+    /// `Ok(false)` when its `providerEventId` was recorded before (a replay).
+    pub async fn record_callback(
+        &self,
+        callback: &PaymentCallback<'_>,
+    ) -> Result<bool, LookupError> {
+        let lookups = self.lookups.as_ref().ok_or(LookupError::Unconfigured)?;
+        let (done, result) = oneshot::channel();
+        lookups
+            .try_send(orders::Job::Callback(orders::Record {
+                fields: [
+                    callback.provider_event_id.to_string(),
+                    callback.event_id.to_string(),
+                    callback.intent_id.to_string(),
+                    callback.payment_id.to_string(),
+                    callback.status.as_str().to_owned(),
+                ],
+                done,
+            }))
             .map_err(|_| LookupError::Busy)?;
         result.await.unwrap_or(Err(LookupError::Busy))
     }
@@ -225,7 +250,7 @@ impl Side {
 type Receivers = (
     mpsc::UnboundedReceiver<SendJob>,
     mpsc::UnboundedReceiver<MirrorOp>,
-    mpsc::Receiver<orders::Lookup>,
+    mpsc::Receiver<orders::Job>,
 );
 
 /// The side thread's work, until every core's handle is gone.

@@ -92,12 +92,13 @@ pub fn worker_cli(redis_url: &str, args: &[&str]) {
     );
 }
 
-/// Removes the event from PostgreSQL (orders, seats, payments, catalog) and its keys
-/// from Redis.
+/// Removes the event from PostgreSQL (payment callbacks, orders, seats, payments,
+/// catalog) and its keys from Redis.
 pub async fn drop_event(event: &str) {
     let config: tokio_postgres::Config = env("DATABASE_URL").parse().expect("DATABASE_URL");
     let pg = worker::db::connect(&config).await.expect("PostgreSQL");
     for sql in [
+        "DELETE FROM payment_callbacks WHERE event_id = $1",
         "DELETE FROM sold_seats WHERE event_id = $1",
         "DELETE FROM payments p USING orders o WHERE p.order_id = o.order_id AND o.event_id = $1",
         "DELETE FROM orders WHERE event_id = $1",

@@ -390,9 +390,11 @@ async fn project(
         .query("SELECT section_id, seats, price FROM sections WHERE event_id = $1 ORDER BY position, section_id", &[&event_id])
         .await?;
     // Seat numbers per section, aggregated in PostgreSQL: 4 bytes a sold seat on the
-    // wire instead of a row each.
+    // wire instead of a row each. Only confirmed orders' seats are sold bits: an order
+    // awaiting its payment (PAYMENT_MODE=provider) holds its seats in sold_seats, and
+    // its rejection frees them without clearing bits.
     let sold_rows = tx
-        .query("SELECT section_id, array_agg(n) FROM sold_seats WHERE event_id = $1 GROUP BY section_id", &[&event_id])
+        .query("SELECT s.section_id, array_agg(s.n) FROM sold_seats s JOIN orders o USING (order_id) WHERE s.event_id = $1 AND o.status = 'CONFIRMED' GROUP BY s.section_id", &[&event_id])
         .await?;
     tx.commit().await?;
 

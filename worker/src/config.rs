@@ -92,6 +92,13 @@ pub struct RunConfig {
     /// `METRICS_EMF=1`: the counters' increase as CloudWatch EMF lines on stdout every
     /// `METRICS_EMF_INTERVAL_MS` (default 60 s).
     pub metrics_emf: Option<Duration>,
+    /// `PAYMENT_MODE=provider` (`PAYMENT_TIMEOUT_MS`): orders wait for the payment
+    /// provider's callback, PENDING, at most this long from their acceptance. `None`
+    /// (`instant`, the default): orders are stored CONFIRMED with a CAPTURED payment.
+    pub payment_timeout: Option<Duration>,
+    /// `PAYMENT_POLL_MS`: how often the payment loop applies recorded callbacks and
+    /// times payments out (provider mode).
+    pub payment_poll: Duration,
 }
 
 impl Default for RunConfig {
@@ -112,6 +119,8 @@ impl Default for RunConfig {
             status_ttl: Duration::from_millis(86_400_000),
             fault: None,
             purchase_limit: 0,
+            payment_timeout: None,
+            payment_poll: Duration::from_millis(200),
         }
     }
 }
@@ -267,7 +276,14 @@ fn run_config(lookup: &impl Fn(&str) -> Option<String>) -> Result<RunConfig, Con
         Some("1") => Some(millis("METRICS_EMF_INTERVAL_MS", 60_000, 100)?),
         Some(other) => return Err(bad("METRICS_EMF", other, "expected 0 or 1")),
     };
+    let payment_timeout = match lookup("PAYMENT_MODE").as_deref().map(str::trim) {
+        None | Some("instant") => None,
+        Some("provider") => Some(millis("PAYMENT_TIMEOUT_MS", 600_000, 1000)?),
+        Some(other) => return Err(bad("PAYMENT_MODE", other, "expected instant or provider")),
+    };
     Ok(RunConfig {
+        payment_timeout,
+        payment_poll: millis("PAYMENT_POLL_MS", 200, 10)?,
         metrics_addr,
         metrics_emf,
         profile,

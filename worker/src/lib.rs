@@ -19,6 +19,8 @@
 //!   one to store `REJECTED` with its reason, or poison with its reason.
 //! - [`store`]: a batch of commits in one PostgreSQL transaction (orders, sold seats,
 //!   payments; the unique constraints decide).
+//! - [`payment`]: `PAYMENT_MODE=provider`: the payment loop (recorded provider
+//!   callbacks applied, payments timed out, the changed orders projected).
 //! - [`project`]: the Redis projection after the commit (sold bits, holds released,
 //!   order status records), and its rebuild.
 //! - [`dlq`]: `worker dlq list | redrive` for the dead-letter streams.
@@ -41,6 +43,7 @@ pub mod error;
 pub mod fairness;
 pub mod metrics;
 pub mod migrate;
+pub mod payment;
 pub mod project;
 pub mod queue;
 pub mod redis;

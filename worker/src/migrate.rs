@@ -38,6 +38,8 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(3, "0003_rules_validate"),
     migration!(4, "0004_amount_rule"),
     migration!(5, "0005_amount_rule_validate"),
+    migration!(6, "0006_payment_callback"),
+    migration!(7, "0007_payment_callback_validate"),
 ];
 
 /// Key of the advisory lock taken while migrating (any constant works; this one reads

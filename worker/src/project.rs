@@ -34,20 +34,34 @@ pub use codec::store::scripts::PROJECT;
 
 /// The status record of an order: what `GET /confirm/status` answers.
 pub fn status(key: OrderKey<'_>, outcome: &Outcome) -> StatusResponse {
-    StatusResponse::settled(Order {
-        idem: key.idem.to_owned(),
-        status: outcome.state,
-        event_id: key.event_id.to_owned(),
-        seat_ids: outcome.seat_ids.clone(),
-        amount: outcome.amount,
-        currency: outcome.currency.clone(),
-        reason: outcome.reason.clone(),
-        updated_at: outcome.updated_at_ms,
-    })
+    StatusResponse::stored(
+        Order {
+            idem: key.idem.to_owned(),
+            status: outcome.state,
+            event_id: key.event_id.to_owned(),
+            seat_ids: outcome.seat_ids.clone(),
+            amount: outcome.amount,
+            currency: outcome.currency.clone(),
+            reason: outcome.reason.clone(),
+            updated_at: outcome.updated_at_ms,
+        },
+        Some(outcome.payment),
+    )
 }
 
 fn status_json(key: OrderKey<'_>, outcome: &Outcome) -> Result<Vec<u8>, Error> {
     Ok(status(key, outcome).record())
+}
+
+/// Who projects an order awaiting its payment, and so whether its status record
+/// replaces the one in Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    /// The commit's consumer: the record is written only where there is none (the
+    /// payment loop may have written a later state already).
+    KeepRecord,
+    /// The payment loop, which projects each change of an order in turn.
+    ReplaceRecord,
 }
 
 /// Projects stored orders into Redis, one pipeline for all of them.
@@ -56,6 +70,7 @@ pub async fn project(
     script: &Script,
     orders: &[(&Commit, &Outcome)],
     status_ttl: Duration,
+    pending: Pending,
 ) -> Result<(), Error> {
     if orders.is_empty() {
         return Ok(());
@@ -76,10 +91,11 @@ pub async fn project(
         let mut args: Vec<Vec<u8>> = vec![
             json,
             ttl.clone().into_bytes(),
-            if outcome.state == OrderState::Confirmed {
-                b"1".to_vec()
-            } else {
-                b"0".to_vec()
+            match outcome.state {
+                OrderState::Confirmed => b"1".to_vec(),
+                OrderState::Rejected => b"0".to_vec(),
+                OrderState::Pending if pending == Pending::KeepRecord => b"2".to_vec(),
+                OrderState::Pending => b"3".to_vec(),
             },
             m.user_id.clone().into_bytes(),
             m.idem.clone().into_bytes(),
@@ -118,7 +134,7 @@ pub async fn rebuild_statuses(
         .prepare(concat!(
             "SELECT user_id, idem, order_id, ",
             codec::order_columns!(),
-            " FROM orders
+            " FROM orders o
                  WHERE event_id = $1 AND (event_id, user_id, idem) > ($1, $2, $3)
                    AND updated_at > now() - make_interval(secs => $4)
                  ORDER BY event_id, user_id, idem

@@ -120,6 +120,13 @@ pub async fn run(
     let events = shared.catalogs.borrow().len();
     tasks.spawn(refresher.run(shutdown.clone()));
     tasks.spawn(report(Arc::clone(&shared.metrics), shutdown.clone()));
+    if run.payment_timeout.is_some() {
+        tasks.spawn(crate::payment::run(
+            Arc::new(shared.config.clone()),
+            Script::new(project::PROJECT),
+            shutdown.clone(),
+        ));
+    }
 
     let host = std::env::var("HOSTNAME")
         .ok()
@@ -555,7 +562,9 @@ async fn finish<C: Consumer>(
         let counter = match (outcome.replay, outcome.state) {
             (true, _) => &shared.metrics.replayed,
             (false, OrderState::Rejected) => &shared.metrics.rejected,
-            (false, _) => &shared.metrics.confirmed,
+            (false, OrderState::Confirmed) => &shared.metrics.confirmed,
+            // Awaiting its payment: final later, in the payment loop.
+            (false, OrderState::Pending) => continue,
         };
         Metrics::add(counter, 1);
         if !outcome.replay {
@@ -619,7 +628,12 @@ async fn store_once(shared: &Shared, commits: &[&Commit]) -> Result<Vec<Outcome>
     let mut conn = shared.pool.get().await?;
     let stored = tokio::time::timeout(
         STORE_TIMEOUT,
-        store::store(&mut conn, commits, shared.config.run.purchase_limit),
+        store::store(
+            &mut conn,
+            commits,
+            shared.config.run.purchase_limit,
+            shared.config.run.payment_timeout,
+        ),
     )
     .await
     .map_err(|_| Error::Timeout(STORE_TIMEOUT))?;
@@ -637,5 +651,12 @@ async fn project_once(
         *redis = Some(Conn::connect(&shared.config.redis).await?);
     }
     let conn = redis.as_mut().expect("just connected");
-    project::project(conn, &shared.project, orders, shared.config.run.status_ttl).await
+    project::project(
+        conn,
+        &shared.project,
+        orders,
+        shared.config.run.status_ttl,
+        project::Pending::KeepRecord,
+    )
+    .await
 }

@@ -16,8 +16,9 @@
 //!
 //! With a purchase limit, the buyers of a batch are locked first (a transaction-level
 //! advisory lock each, in one order everywhere, so two consumers with orders of one
-//! buyer take turns), their CONFIRMED seats counted, and each order that would pass the
-//! limit, in arrival order, is stored `REJECTED` with `PURCHASE_LIMIT`: no constraint
+//! buyer take turns), their seats in orders not rejected counted (CONFIRMED, or PENDING
+//! awaiting a provider's payment), and each order that would pass the limit, in arrival
+//! order, is stored `REJECTED` with `PURCHASE_LIMIT`: no constraint
 //! can hold a sum over rows, the lock makes the count exact. (An order that then loses
 //! a seat race has counted: a later order of the same buyer in the same batch may be
 //! refused that would have fit. Conservative, and rare.)
@@ -29,7 +30,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use codec::contract::{reason, OrderState};
+use std::time::Duration;
+
+use codec::contract::{reason, OrderState, PaymentState};
 use tokio_postgres::{Client, Statement};
 
 use crate::{
@@ -42,32 +45,40 @@ pub const SEAT_SOLD: &str = reason::SEAT_SOLD;
 
 /// Orders, their seats and payments, for one round of commits whose seats are distinct.
 /// Parameters: parallel arrays event, user, idem, intent, seats (comma-joined), amount,
-/// currency, reason (null: sell the seats; else store `REJECTED` with it). Returns one
-/// row per order inserted: id, event, user, idem, updatedAt ms, whether it won every
-/// seat. Payments start `CAPTURED` (`VOIDED` when rejected); [`REJECT`] voids the
-/// losers'.
+/// currency, reason (null: sell the seats; else store `REJECTED` with it), accepted at
+/// (epoch ms), hold ids (space-joined: a hold id is visible ASCII, commas allowed); then the payment timeout in ms (0:
+/// `PAYMENT_MODE=instant`). Returns one row per order inserted: id, event, user, idem,
+/// updatedAt ms, whether it won every seat. Payments start `CAPTURED` with a CONFIRMED
+/// order (instant), `PENDING` with a PENDING one (provider: the seats are taken, the
+/// payment is due `timeout` after the commit's acceptance), `VOIDED` when rejected;
+/// [`REJECT`] voids the losers'.
 const INSERT: &str = "
 WITH m AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[])
-        AS m (event_id, user_id, idem, intent_id, seats, amount, currency, reason)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::bigint[], $10::text[])
+        AS m (event_id, user_id, idem, intent_id, seats, amount, currency, reason, accepted_at, holds)
 ), o AS (
     INSERT INTO orders (idem, user_id, event_id, intent_id, seat_ids, amount, currency, status, reason)
     SELECT idem, user_id, event_id, intent_id, string_to_array(seats, ','), amount, currency,
-           CASE WHEN reason IS NULL THEN 'CONFIRMED' ELSE 'REJECTED' END, reason
+           CASE WHEN reason IS NOT NULL THEN 'REJECTED' WHEN $11::bigint > 0 THEN 'PENDING' ELSE 'CONFIRMED' END,
+           reason
       FROM m ORDER BY event_id, user_id, idem
     ON CONFLICT (event_id, user_id, idem) DO NOTHING
     RETURNING order_id, event_id, user_id, idem, intent_id, seat_ids, amount, currency, status, updated_at
 ), s AS (
     INSERT INTO sold_seats (event_id, seat_id, order_id)
     SELECT o.event_id, seat.id, o.order_id FROM o, unnest(o.seat_ids) AS seat (id)
-     WHERE o.status = 'CONFIRMED'
+     WHERE o.status <> 'REJECTED'
      ORDER BY o.event_id, seat.id
     ON CONFLICT (event_id, seat_id) DO NOTHING
     RETURNING order_id
 ), p AS (
-    INSERT INTO payments (order_id, status, amount, currency, intent_id)
-    SELECT order_id, CASE WHEN status = 'CONFIRMED' THEN 'CAPTURED' ELSE 'VOIDED' END,
-           amount, currency, intent_id FROM o
+    INSERT INTO payments (order_id, status, amount, currency, intent_id, due_at, hold_ids)
+    SELECT o.order_id,
+           CASE o.status WHEN 'CONFIRMED' THEN 'CAPTURED' WHEN 'PENDING' THEN 'PENDING' ELSE 'VOIDED' END,
+           o.amount, o.currency, o.intent_id,
+           CASE WHEN o.status = 'PENDING' THEN to_timestamp((m.accepted_at + $11::bigint) / 1000.0) END,
+           CASE WHEN $11::bigint > 0 THEN string_to_array(m.holds, ' ') END
+      FROM o JOIN m USING (event_id, user_id, idem)
 )
 SELECT o.order_id, o.event_id, o.user_id, o.idem,
        (extract(epoch FROM o.updated_at) * 1000)::bigint,
@@ -98,13 +109,14 @@ SELECT pg_advisory_xact_lock(k) FROM (
     SELECT DISTINCT hashtextextended(e || '/' || u, 0) AS k
       FROM unnest($1::text[], $2::text[]) AS b (e, u) ORDER BY k) s";
 
-/// The buyers' (parallel arrays event, user) CONFIRMED orders, and any of their orders
-/// with an Idempotency-Key of `$3` (a redelivery): event, user, idem, seats, confirmed.
+/// The buyers' (parallel arrays event, user) orders that hold their seats (CONFIRMED,
+/// or PENDING while a provider's payment is awaited), and any of their orders with an
+/// Idempotency-Key of `$3` (a redelivery): event, user, idem, seats, counted.
 const BOUGHT: &str = "
-SELECT o.event_id, o.user_id, o.idem, cardinality(o.seat_ids)::bigint, o.status = 'CONFIRMED'
+SELECT o.event_id, o.user_id, o.idem, cardinality(o.seat_ids)::bigint, o.status <> 'REJECTED'
   FROM (SELECT DISTINCT e, u FROM unnest($1::text[], $2::text[]) AS b (e, u)) b
   JOIN orders o ON o.event_id = b.e AND o.user_id = b.u
- WHERE o.status = 'CONFIRMED' OR o.idem = ANY($3::text[])";
+ WHERE o.status <> 'REJECTED' OR o.idem = ANY($3::text[])";
 
 /// A pooled connection (`db::Pool`) and the statements prepared on it.
 pub struct PgConn {
@@ -154,20 +166,26 @@ pub struct Outcome {
     pub seat_ids: Vec<String>,
     pub amount: u64,
     pub currency: String,
+    /// `payments.status`.
+    pub payment: PaymentState,
     /// The order existed before this delivery, which changed nothing in PostgreSQL.
     pub replay: bool,
 }
 
 /// Writes `commits` in one transaction and returns each one's order, in the same
 /// order (a commit that appears twice gets its order twice, the second as a replay).
-/// `purchase_limit` (0: none): most seats a buyer may have in CONFIRMED orders of an
-/// event. Nothing is written when this fails; [`Error::is_retryable`] says whether to
-/// retry.
+/// `purchase_limit` (0: none): most seats a buyer may have in orders of an event not
+/// rejected. `payment_timeout` (`PAYMENT_MODE=provider`): orders that win their seats are
+/// stored PENDING, their payment due this long after the commit's acceptance; `None`:
+/// CONFIRMED. Nothing is written when this fails; [`Error::is_retryable`] says whether
+/// to retry.
 pub async fn store(
     conn: &mut PgConn,
     commits: &[&Commit],
     purchase_limit: u32,
+    payment_timeout: Option<Duration>,
 ) -> Result<Vec<Outcome>, Error> {
+    let timeout_ms = payment_timeout.map_or(0, |t| t.as_millis() as i64);
     // First occurrence of each key, and each commit's first occurrence.
     let mut first: HashMap<OrderKey<'_>, usize> = HashMap::with_capacity(commits.len());
     let of: Vec<usize> = commits
@@ -215,6 +233,9 @@ pub async fn store(
                     &columns.amount,
                     &columns.currency,
                     &columns.reason,
+                    &columns.accepted_at,
+                    &columns.holds,
+                    &timeout_ms,
                 ],
             )
             .await?;
@@ -237,13 +258,15 @@ pub async fn store(
                 }
             };
             let msg = &commits[i].msg;
+            let (state, payment) = match (rejected, timeout_ms) {
+                (Some(_), _) => (OrderState::Rejected, PaymentState::Voided),
+                (None, 0) => (OrderState::Confirmed, PaymentState::Captured),
+                (None, _) => (OrderState::Pending, PaymentState::Pending),
+            };
             outcomes[i] = Some(Outcome {
                 order_id,
-                state: if rejected.is_some() {
-                    OrderState::Rejected
-                } else {
-                    OrderState::Confirmed
-                },
+                state,
+                payment,
                 reason: rejected.map(str::to_owned),
                 updated_at_ms: row.get::<_, i64>(4) as u64,
                 seat_ids: msg.seat_ids.clone(),
@@ -297,7 +320,7 @@ pub async fn store(
 }
 
 /// The first occurrences in `commits` that would take their buyer past `limit`
-/// seats in CONFIRMED orders, in arrival order; the buyers stay locked until the
+/// seats in orders not rejected, in arrival order; the buyers stay locked until the
 /// transaction ends. The lock and the count go in one round trip: PostgreSQL runs the
 /// count after the lock is granted, with a snapshot taken then (READ COMMITTED).
 async fn over_limit(
@@ -362,11 +385,17 @@ async fn over_limit(
 }
 
 /// An order row read back: columns order_id, status, reason, updated_at ms, seat_ids,
-/// amount, currency from `at` on.
+/// amount, currency, payment status from `at` on.
 pub fn existing(row: &tokio_postgres::Row, at: usize) -> Result<Outcome, Error> {
     let status: &str = row.get(at + 1);
     let state = OrderState::stored(status)
         .ok_or_else(|| Error::Schema(format!("order status {status:?}")))?;
+    let paid: Option<&str> = row.get(at + 7);
+    let payment = match paid {
+        Some(paid) => PaymentState::stored(paid)
+            .ok_or_else(|| Error::Schema(format!("payment status {paid:?}")))?,
+        None => PaymentState::settled(state),
+    };
     Ok(Outcome {
         order_id: row.get(at),
         state,
@@ -375,6 +404,7 @@ pub fn existing(row: &tokio_postgres::Row, at: usize) -> Result<Outcome, Error> 
         seat_ids: row.get(at + 4),
         amount: row.get::<_, i64>(at + 5) as u64,
         currency: row.get::<_, String>(at + 6).trim_end().to_owned(),
+        payment,
         replay: true,
     })
 }
@@ -421,6 +451,8 @@ struct Columns<'a> {
     amount: Vec<i64>,
     currency: Vec<&'a str>,
     reason: Vec<Option<&'static str>>,
+    accepted_at: Vec<i64>,
+    holds: Vec<String>,
 }
 
 impl<'a> Columns<'a> {
@@ -437,6 +469,9 @@ impl<'a> Columns<'a> {
             c.amount.push(m.amount as i64);
             c.currency.push(&m.currency);
             c.reason.push(commit.rejected.as_ref().map(|r| r.reason));
+            c.accepted_at.push(m.accepted_at as i64);
+            // Hold ids are visible ASCII (`codec::rules::hold_id`): no spaces.
+            c.holds.push(m.hold_ids.join(" "));
         }
         c
     }

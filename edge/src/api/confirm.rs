@@ -1,4 +1,5 @@
-//! `/confirm/*`: payment intent, commit through the queue, order status.
+//! `/confirm/*`: payment intent, commit through the queue, order status, and the
+//! payment provider's callback.
 //!
 //! Idempotency follows the IETF httpapi Idempotency-Key draft and Stripe: the key is
 //! required, scoped to the user and the endpoint, stored with a fingerprint of the
@@ -7,6 +8,7 @@
 //! with another request answers 422, while the first is in flight 409. Each request is
 //! one script (`codec::store`), so 32 identical calls at once still make one intent.
 
+pub mod callback;
 pub mod commit;
 pub mod intent;
 pub mod status;

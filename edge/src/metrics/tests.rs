@@ -17,6 +17,7 @@ fn routes_are_named_by_their_first_two_segments() {
     assert_eq!(name("/administrator"), "other");
     assert_eq!(name("/public/"), "other");
     assert_eq!(name("/confirm/commit"), "commit");
+    assert_eq!(name("/confirm/payment-callback"), "payment_callback");
     assert_eq!(name("/public"), "other");
     assert_eq!(name("/public/holdx"), "other");
     assert_eq!(name("/x/hold"), "other");

@@ -1,6 +1,8 @@
 //! Order look-ups in PostgreSQL, the source of truth, for `GET /confirm/status` when
 //! Redis has no status record (it expired after `IDEMPOTENCY_TTL_MS`, or Redis lost its
-//! data and `worker rebuild-redis` has not run yet).
+//! data and `worker rebuild-redis` has not run yet); and, with `PAYMENT_MODE=provider`,
+//! the payment provider's callbacks recorded in `payment_callbacks` before they are
+//! answered (the worker applies them).
 //!
 //! One connection, made when first needed and again after it breaks (not sooner than
 //! [`RECONNECT`] after a failed attempt, failing look-ups at once meanwhile); calls run
@@ -13,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use codec::contract::{Order, StatusResponse};
+use codec::contract::{Order, PaymentState, StatusResponse};
 use futures_channel::oneshot;
 use tokio::{
     sync::{mpsc, Semaphore},
@@ -33,8 +35,13 @@ const DEADLINE: Duration = Duration::from_secs(2);
 const BY_KEY: &str = concat!(
     "SELECT ",
     codec::order_columns!(),
-    " FROM orders WHERE event_id = $1 AND user_id = $2 AND idem = $3"
+    " FROM orders o WHERE o.event_id = $1 AND o.user_id = $2 AND o.idem = $3"
 );
+
+/// A callback, once: a provider's retry of the same event inserts nothing.
+const RECORD: &str = "
+INSERT INTO payment_callbacks (provider_event_id, event_id, intent_id, payment_id, status)
+VALUES ($1, $2, $3, $4, $5) ON CONFLICT (provider_event_id) DO NOTHING";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LookupError {
@@ -46,6 +53,12 @@ pub enum LookupError {
     Database(String),
 }
 
+/// What the cores ask of PostgreSQL.
+pub(super) enum Job {
+    Status(Lookup),
+    Callback(Record),
+}
+
 pub(super) struct Lookup {
     pub event: String,
     pub user: String,
@@ -53,17 +66,40 @@ pub(super) struct Lookup {
     pub done: oneshot::Sender<Result<Option<Vec<u8>>, LookupError>>,
 }
 
+/// A payment callback to record: provider event id, event, intent, payment id, status.
+/// Answers whether it is new (false: recorded before, a replay).
+pub(super) struct Record {
+    pub fields: [String; 5],
+    pub done: oneshot::Sender<Result<bool, LookupError>>,
+}
+
+impl Job {
+    fn fail(self, error: LookupError) {
+        match self {
+            Self::Status(lookup) => drop(lookup.done.send(Err(error))),
+            Self::Callback(record) => drop(record.done.send(Err(error))),
+        }
+    }
+}
+
+/// A connection and its statements: [`BY_KEY`], [`RECORD`].
+struct Conn {
+    client: Client,
+    by_key: Statement,
+    record: Option<Statement>,
+}
+
 pub(super) async fn serve(
     config: tokio_postgres::Config,
-    mut lookups: mpsc::Receiver<Lookup>,
+    mut lookups: mpsc::Receiver<Job>,
     stats: Arc<SideStats>,
 ) {
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
-    let mut conn: Option<Arc<(Client, Statement)>> = None;
+    let mut conn: Option<Arc<Conn>> = None;
     let mut retry_at = Instant::now();
-    while let Some(lookup) = lookups.recv().await {
+    while let Some(job) = lookups.recv().await {
         stats.lookups.fetch_add(1, Ordering::Relaxed);
-        if conn.as_ref().is_none_or(|c| c.0.is_closed()) {
+        if conn.as_ref().is_none_or(|c| c.client.is_closed()) {
             conn = None;
             if Instant::now() >= retry_at {
                 match timeout(DEADLINE, connect(&config)).await {
@@ -76,29 +112,58 @@ pub(super) async fn serve(
         }
         let (Some(conn), Ok(permit)) = (conn.clone(), permits.clone().acquire_owned().await) else {
             stats.lookups_failed.fetch_add(1, Ordering::Relaxed);
-            let _ = lookup
-                .done
-                .send(Err(LookupError::Database("no connection".into())));
+            job.fail(LookupError::Database("no connection".into()));
             continue;
         };
         let stats = stats.clone();
         tokio::spawn(async move {
-            let (client, statement) = &*conn;
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
-                [&lookup.event, &lookup.user, &lookup.idem];
-            let result = match timeout(DEADLINE, client.query_opt(statement, &params)).await {
-                Ok(Ok(row)) => row
-                    .map(|row| render(&lookup.idem, &lookup.event, &row))
-                    .transpose(),
-                Ok(Err(e)) => Err(LookupError::Database(postgres_error(&e))),
-                Err(_) => Err(LookupError::Database("timed out".into())),
+            let failed = match job {
+                Job::Status(lookup) => {
+                    let result = look_up(&conn, &lookup).await;
+                    let failed = result.is_err();
+                    let _ = lookup.done.send(result);
+                    failed
+                }
+                Job::Callback(record) => {
+                    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = record
+                        .fields
+                        .iter()
+                        .map(|f| f as &(dyn tokio_postgres::types::ToSql + Sync))
+                        .collect();
+                    let result = match &conn.record {
+                        None => Err(LookupError::Database(
+                            "no payment_callbacks table: run `worker migrate`".into(),
+                        )),
+                        Some(statement) => {
+                            match timeout(DEADLINE, conn.client.execute(statement, &params)).await {
+                                Ok(Ok(inserted)) => Ok(inserted == 1),
+                                Ok(Err(e)) => Err(LookupError::Database(postgres_error(&e))),
+                                Err(_) => Err(LookupError::Database("timed out".into())),
+                            }
+                        }
+                    };
+                    let failed = result.is_err();
+                    let _ = record.done.send(result);
+                    failed
+                }
             };
-            if result.is_err() {
+            if failed {
                 stats.lookups_failed.fetch_add(1, Ordering::Relaxed);
             }
-            let _ = lookup.done.send(result);
             drop(permit);
         });
+    }
+}
+
+async fn look_up(conn: &Conn, lookup: &Lookup) -> Result<Option<Vec<u8>>, LookupError> {
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+        [&lookup.event, &lookup.user, &lookup.idem];
+    match timeout(DEADLINE, conn.client.query_opt(&conn.by_key, &params)).await {
+        Ok(Ok(row)) => row
+            .map(|row| render(&lookup.idem, &lookup.event, &row))
+            .transpose(),
+        Ok(Err(e)) => Err(LookupError::Database(postgres_error(&e))),
+        Err(_) => Err(LookupError::Database("timed out".into())),
     }
 }
 
@@ -111,20 +176,25 @@ fn postgres_error(e: &tokio_postgres::Error) -> String {
     }
 }
 
-async fn connect(
-    config: &tokio_postgres::Config,
-) -> Result<(Client, Statement), tokio_postgres::Error> {
+async fn connect(config: &tokio_postgres::Config) -> Result<Conn, tokio_postgres::Error> {
     let (client, connection) = config.connect(NoTls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             warn!(error = %e, "order look-ups: connection closed");
         }
     });
-    let statement = client.prepare(BY_KEY).await?;
-    Ok((client, statement))
+    let by_key = client.prepare(BY_KEY).await?;
+    // The table exists once `worker migrate` ran 0006; an edge in instant mode does
+    // not need it, and must not fail its status look-ups for want of it.
+    let record = client.prepare(RECORD).await.ok();
+    Ok(Conn {
+        client,
+        by_key,
+        record,
+    })
 }
 
-/// The row as the worker's status record says it (`StatusResponse::settled`).
+/// The row as the worker's status record says it (`StatusResponse::stored`).
 fn render(idem: &str, event: &str, row: &tokio_postgres::Row) -> Result<Vec<u8>, LookupError> {
     let bad = || LookupError::Database("an order row of an unexpected shape".into());
     let order = Order::stored(
@@ -138,5 +208,9 @@ fn render(idem: &str, event: &str, row: &tokio_postgres::Row) -> Result<Vec<u8>,
         row.try_get(5).map_err(|_| bad())?,
     )
     .ok_or_else(bad)?;
-    Ok(StatusResponse::settled(order).record())
+    let payment: Option<&str> = row.try_get(6).map_err(|_| bad())?;
+    let payment = payment
+        .map(|p| PaymentState::stored(p).ok_or_else(bad))
+        .transpose()?;
+    Ok(StatusResponse::stored(order, payment).record())
 }

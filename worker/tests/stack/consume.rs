@@ -198,7 +198,9 @@ async fn a_batch_decides_seat_races_as_one_by_one_processing_would() {
     let refs: Vec<&Commit> = commits.iter().collect();
     let pool = Pool::new(super::support::pg_config(), 1);
     let mut conn = pool.get().await.expect("connection");
-    let outcomes = store::store(&mut conn, &refs, 0).await.expect("stored");
+    let outcomes = store::store(&mut conn, &refs, 0, None)
+        .await
+        .expect("stored");
     let states: Vec<(String, bool)> = outcomes
         .iter()
         .map(|o| (format!("{:?}", o.state), o.replay))
@@ -215,7 +217,7 @@ async fn a_batch_decides_seat_races_as_one_by_one_processing_would() {
     );
     assert_eq!(outcomes[0].order_id, outcomes[3].order_id);
     // The same batch again changes nothing.
-    let again = store::store(&mut conn, &refs, 0)
+    let again = store::store(&mut conn, &refs, 0, None)
         .await
         .expect("stored again");
     assert!(again.iter().all(|o| o.replay));

@@ -7,6 +7,8 @@
 //! SQS, the script marks the key in flight and returns the message; the edge answers
 //! 202 only once SQS has taken it, and frees the key when SQS refuses it.
 
+use std::time::Duration;
+
 use codec::{
     contract::{CommitMessage, CommitRequest, CommitResponse, Order, OrderState, StatusResponse},
     error_code::ErrorCode,
@@ -84,7 +86,15 @@ pub async fn commit(
         currency,
         seat_csv: &seat_csv,
         seats: &seats,
-        extend_ms: core.config.commit_hold_extend.as_millis() as u64,
+        // Awaiting a provider's payment, the holds must outlive its timeout: the
+        // worker frees them when it rejects the order.
+        extend_ms: (core.config.commit_hold_extend
+            + core
+                .config
+                .payment
+                .as_ref()
+                .map_or(Duration::ZERO, |p| p.timeout))
+        .as_millis() as u64,
         ttl_ms: core.config.idempotency_ttl.as_millis() as u64,
         in_flight_ttl_ms: core.config.commit_in_flight.as_millis() as u64,
         status: &pending.record(),
