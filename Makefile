@@ -11,7 +11,8 @@ EDGE_ADDR ?= 127.0.0.1:8080
 OPENAPI_ADDR ?= 127.0.0.1:18080
 OPENAPI_SPEC ?= openapi/ticketing.yaml
 # operationIds of openapi/ticketing.yaml that the edge implements so far (empty = all).
-SCHEMATHESIS_OPS ?= ping health enter challenge roomStatus summary seats hold release paymentIntent commit status
+SCHEMATHESIS_OPS ?= ping health enter challenge roomStatus roomEvents fairness summary seats hold release paymentIntent commit status
+SCHEMATHESIS_ADMIN_OPS ?= revokeBuyer
 SCHEMATHESIS_MAX_EXAMPLES ?= 50
 SCHEMATHESIS_ARGS ?=
 
@@ -22,7 +23,7 @@ WORKER := infra/local/worker.sh
 WITH_ENV := eval "$$($(STACK) env)"; export EDGE_ADDR='$(EDGE_ADDR)';
 
 export CARGO_BUILD_JOBS := $(JOBS)
-export OPENAPI_ADDR OPENAPI_SPEC SCHEMATHESIS_OPS SCHEMATHESIS_MAX_EXAMPLES SCHEMATHESIS_ARGS
+export OPENAPI_ADDR OPENAPI_SPEC SCHEMATHESIS_OPS SCHEMATHESIS_ADMIN_OPS SCHEMATHESIS_MAX_EXAMPLES SCHEMATHESIS_ARGS
 
 .PHONY: help deps services services-stop services-status build build-edge run start stop \
 	test test-rust openapi-test fmt lint lint-sh clean-data bench bench-worker
