@@ -452,3 +452,21 @@ fn streams_whose_clients_all_leave_at_once_all_end() {
     drop(again);
     assert_eq!(enter(&mut c, &event, "s0").status, 200);
 }
+
+#[test]
+fn sigterm_ends_the_open_streams_and_the_edge_exits() {
+    // A drain shuts every idle stream down; their ends take turns (`rooms::Ends`), and
+    // the edge still exits once the last has ended: within `wait_exit`'s 10 s, half
+    // the grace (`EDGE_SHUTDOWN_GRACE_MS`, 20 s) after which it would exit anyway.
+    let mut edge = edge(&[]);
+    let event = unique_event("drain");
+    seed_event(&event, &[("A", 10, 1)], now_ms() + 3_600_000, 100);
+    let mut c = edge.connect();
+    let mut streams = open_streams(&edge, &mut c, &event, 150);
+    drop(c);
+    edge.signal("TERM");
+    assert_eq!(edge.wait_exit().code(), Some(0));
+    for events in &mut streams {
+        assert!(events.is_closed(), "a stream left open by the drain");
+    }
+}
