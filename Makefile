@@ -14,7 +14,8 @@ OPENAPI_SPEC ?= openapi/ticketing.yaml
 # Not paymentCallback: the edge under test runs PAYMENT_MODE=instant, where the route is
 # a 404, and with a provider no generated request carries a valid HMAC of its body, so
 # every one would stop at 401 before the body is read (tests/tests/payment.rs covers it).
-SCHEMATHESIS_OPS ?= ping health enter challenge roomStatus summary seats hold release paymentIntent commit status
+SCHEMATHESIS_OPS ?= ping health enter challenge roomStatus roomEvents fairness summary seats hold release paymentIntent commit status
+SCHEMATHESIS_ADMIN_OPS ?= revokeBuyer
 SCHEMATHESIS_MAX_EXAMPLES ?= 50
 SCHEMATHESIS_ARGS ?=
 
@@ -25,7 +26,7 @@ WORKER := infra/local/worker.sh
 WITH_ENV := eval "$$($(STACK) env)"; export EDGE_ADDR='$(EDGE_ADDR)';
 
 export CARGO_BUILD_JOBS := $(JOBS)
-export OPENAPI_ADDR OPENAPI_SPEC SCHEMATHESIS_OPS SCHEMATHESIS_MAX_EXAMPLES SCHEMATHESIS_ARGS
+export OPENAPI_ADDR OPENAPI_SPEC SCHEMATHESIS_OPS SCHEMATHESIS_ADMIN_OPS SCHEMATHESIS_MAX_EXAMPLES SCHEMATHESIS_ARGS
 
 .PHONY: help deps services services-stop services-status build build-edge run start stop \
 	test test-rust openapi-test fmt lint lint-sh clean-data bench bench-worker

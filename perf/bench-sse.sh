@@ -6,8 +6,9 @@
 # One edge core (pinned to CPU 0, epoll or io_uring as EDGE_DRIVER says) with a private
 # Redis; perf/sse_bench.py (pinned to CPU 1) opens STREAMS idle streams on event `sse`
 # (closed for an hour) and reads the edge's VmRSS before and after. Then loadgen runs
-# `hold` at HOLD_RATE/s for DURATION s twice: alone, and while PUSHES pushes (the
-# opening moved, every PUSH_EVERY s) reach every stream. Writes
+# `hold` at HOLD_RATE/s for DURATION s three times: alone, while PUSHES pushes (the
+# opening moved, every PUSH_EVERY s) reach every stream, and while every stream's
+# client leaves at once (CLOSE_AFTER s into the run: a mass disconnect). Writes
 # OUT_DIR/sse.md.
 #
 # The target is 50,000 streams under 4 KiB each; one process may hold only `ulimit -n`
@@ -27,6 +28,8 @@ PUSHES=${PUSHES:-3}
 PUSH_EVERY=${PUSH_EVERY:-4}
 # Streams being set up at once by the client (0: all at once, a flood).
 PENDING=${PENDING:-64}
+# When, in the last hold run, every stream closes.
+CLOSE_AFTER=${CLOSE_AFTER:-3}
 OUT_DIR=${OUT_DIR:-perf/results}
 BENCH_REDIS_PORT=${BENCH_REDIS_PORT:-16484}
 EDGE_PORT=${EDGE_PORT:-18385}
@@ -68,7 +71,7 @@ alone=$(hold_run alone)
 log "opening $STREAMS streams"
 taskset -c 1 python3 perf/sse_bench.py --target "127.0.0.1:$EDGE_PORT" --event sse \
     --streams "$STREAMS" --edge-pid "$EDGE_PID" --admin-token bench --pushes "$PUSHES" \
-    --push-every "$PUSH_EVERY" --pending "$PENDING" --ready-file "$SCRATCH/ready" >"$SCRATCH/sse.json" 2>"$SCRATCH/sse.log" &
+    --push-every "$PUSH_EVERY" --pending "$PENDING" --ready-file "$SCRATCH/ready" --close-file "$SCRATCH/close" >"$SCRATCH/sse.json" 2>"$SCRATCH/sse.log" &
 SSE_PID=$!
 PIDS+=("$SSE_PID")
 for ((i = 0; i < 2400; i++)); do
@@ -79,14 +82,20 @@ done
 [[ -f $SCRATCH/ready ]] || die "streams not open after 240 s"
 log "holds during $PUSHES pushes to $STREAMS streams"
 pushed=$(hold_run pushed)
+log "holds while every stream closes"
+(
+    sleep "$CLOSE_AFTER"
+    touch "$SCRATCH/close"
+) &
+closing=$(hold_run closing)
 wait "$SSE_PID" || die "sse_bench.py failed: $(tail -5 "$SCRATCH/sse.log")"
 
 mkdir -p "$OUT_DIR"
-python3 - "$SCRATCH/sse.json" "$alone" "$pushed" "$OUT_DIR/sse.md" "$HOLD_RATE" "$DURATION" "$EDGE_DRIVER" "$PENDING" "$PUSH_EVERY" <<'EOF'
+python3 - "$SCRATCH/sse.json" "$alone" "$pushed" "$closing" "$OUT_DIR/sse.md" "$HOLD_RATE" "$DURATION" "$EDGE_DRIVER" "$PENDING" "$PUSH_EVERY" <<'EOF'
 import json, sys, time, subprocess
 sse = json.load(open(sys.argv[1]))
-alone, pushed = (list(map(int, x.split())) for x in sys.argv[2:4])
-out, rate, duration, driver, pending, every = sys.argv[4:10]
+alone, pushed, closing = (list(map(int, x.split())) for x in sys.argv[2:5])
+out, rate, duration, driver, pending, every = sys.argv[5:11]
 ms = lambda us: f"{us / 1000:.2f} ms"
 pushes = sse["pushes"]
 lines = [
@@ -104,6 +113,7 @@ lines = [
     "|---|---:|---:|---:|---:|---:|---:|",
     f"| alone | {alone[4]} | {alone[5]} | {ms(alone[0])} | {ms(alone[1])} | {ms(alone[2])} | {ms(alone[3])} |",
     f"| during {len(pushes)} pushes to every stream | {pushed[4]} | {pushed[5]} | {ms(pushed[0])} | {ms(pushed[1])} | {ms(pushed[2])} | {ms(pushed[3])} |",
+    f"| while every stream's client leaves at once | {closing[4]} | {closing[5]} | {ms(closing[0])} | {ms(closing[1])} | {ms(closing[2])} | {ms(closing[3])} |",
     "",
     "Pushes (an operator moves the opening; every stream gets an event): "
     + ", ".join(f"{p['reached']} streams in {p['secs']} s" for p in pushes),

@@ -8,6 +8,9 @@ and after (from /proc/EDGE_PID/status: VmRSS) and per stream. Then, PUSHES times
 operator moves the opening an hour later (admin endpoint), and the script waits until
 every stream got an event that says so (its etaSec): the time from the change to the
 last stream's event is the push's duration.
+With --close-file, the streams stay open after the pushes until that file appears,
+then all close at once (a mass disconnect), so a measurement of the pushes does not
+take in the closes (every end costs the edge about what a pushed frame does).
 Writes one JSON object to stdout.
 
     perf/sse_bench.py --target 127.0.0.1:8080 --event sse --streams 19000 \\
@@ -15,6 +18,7 @@ Writes one JSON object to stdout.
 """
 import argparse
 import json
+import os
 import selectors
 import socket
 import sys
@@ -67,6 +71,7 @@ def main():
     ap.add_argument("--push-every", type=float, default=1.0)
     ap.add_argument("--ready-file", default="")
     ap.add_argument("--pending", type=int, default=64)
+    ap.add_argument("--close-file", default="")
     a = ap.parse_args()
     host, port = a.target.rsplit(":", 1)
     addr = (host, int(port))
@@ -147,6 +152,13 @@ def main():
         done, last = pump(started + 30, hours * 3600 - 1800)
         pushes.append({"reached": done, "secs": round((last or started) - started, 3)})
         time.sleep(max(0.0, a.push_every - (time.monotonic() - started)))
+
+    if a.close_file:
+        deadline = time.monotonic() + 600
+        while not os.path.exists(a.close_file) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for s, _ in streams:
+            s.close()
 
     json.dump({
         "streams": len(streams),

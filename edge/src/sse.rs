@@ -3,8 +3,9 @@
 //!
 //! Once `room-events` has checked the token, the connection's task hands the socket to
 //! a task of its own ([`stream`]) and ends, so an idle stream keeps none of the
-//! connection's 32 KiB of buffers: what it holds is this small task, a 64-byte read
-//! buffer and its slot in its event's [`Room`](crate::rooms::Room).
+//! connection's buffers: what it holds is this small task, one boxed timer, a
+//! [`CLOSED_READ_BYTES`] read buffer and its slot in its event's
+//! [`Room`](crate::rooms::Room). A frame's buffer lives only while it is written.
 //!
 //! Each stream sends an event when its state changes (`data:` one JSON object, with an
 //! `id:`), a comment every [`HEARTBEAT`] so proxies keep the connection, `retry:` once,
@@ -31,7 +32,7 @@ use codec::{
 use monoio::{
     io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, Splitable},
     net::TcpStream,
-    time::{sleep, timeout},
+    time::{sleep, Instant as TimerInstant},
 };
 
 use crate::{
@@ -49,6 +50,10 @@ const RETRY_MS: u64 = 3_000;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Presence members per `ZADD`.
 const PRESENCE_BATCH: usize = 1_000;
+/// A client sends nothing on an event stream; this buffer only sees the stream end.
+const CLOSED_READ_BYTES: usize = 16;
+/// An event's frame without a token fits (`id:` and `data:` lines, about 70 bytes).
+const FRAME_BYTES: usize = 128;
 
 /// The response head of an event stream: no length, the body ends when the
 /// connection does (RFC 9112 section 6.3, rule 8). `headers`: the reply's own lines
@@ -167,7 +172,7 @@ async fn watch(core: Rc<Core>, event: String, room: Rc<Room>, mut last: Option<S
 
 /// Reads until the client closes (or the drain shuts the socket): the stream's end.
 async fn closed(mut read: OwnedReadHalf<TcpStream>) {
-    let mut buf = Vec::with_capacity(64);
+    let mut buf = Vec::with_capacity(CLOSED_READ_BYTES);
     loop {
         buf.clear();
         let (res, back) = read.read(buf).await;
@@ -191,7 +196,11 @@ pub(crate) async fn stream(
     let mut member = Member::join(&core, &sub.event, &sub.user);
     let (read, mut write) = stream.into_split();
     let mut closed = std::pin::pin!(closed(read));
-    let mut out = Vec::with_capacity(256);
+    // One timer for the stream's life, re-armed for each wait (the write's deadline,
+    // the next heartbeat or admission). Boxed: monoio's timer entry is 640 bytes
+    // aligned to 128, and inline it would set the size and alignment of every idle
+    // stream's task (1,920 bytes with two of them).
+    let mut timer = Box::pin(sleep(HEARTBEAT));
     let mut last: Option<(u64, u64, bool)> = None;
     let mut last_write = Instant::now();
     loop {
@@ -203,15 +212,14 @@ pub(crate) async fn stream(
             return;
         };
         if sub.position == 0 && event.fairness.seed.is_some() {
-            // Drawn: this buyer's place, and a token that carries it.
-            match core
-                .store
-                .poll(&PollCall {
-                    event: &sub.event,
-                    user: &sub.user,
-                })
-                .await
-            {
+            // Drawn: this buyer's place, and a token that carries it. Boxed: the Redis
+            // call's future is large and an idle stream never holds it.
+            let place = Box::pin(core.store.poll(&PollCall {
+                event: &sub.event,
+                user: &sub.user,
+            }))
+            .await;
+            match place {
                 Ok(Place::At(p)) => {
                     sub.position = p;
                     sub.reissued = Some(core.tokens.sign(&RoomToken {
@@ -228,18 +236,20 @@ pub(crate) async fn stream(
         }
         let wait_ms = event.admission.wait_ms(sub.position, now);
         let state = (sub.position, wait_ms.div_ceil(1000), wait_ms == 0);
-        out.clear();
+        let mut out = Vec::new();
         if last != Some(state) {
             sub.last_id += 1;
+            out.reserve(FRAME_BYTES);
             write_event(&mut out, sub.last_id, state, sub.reissued.take());
             last = Some(state);
         } else if last_write.elapsed() >= HEARTBEAT {
             out.extend_from_slice(b": heartbeat\n\n");
         }
         if !out.is_empty() {
-            match timeout(WRITE_TIMEOUT, write.write_all(std::mem::take(&mut out))).await {
-                Ok((Ok(_), buf)) => out = buf,
-                _ => return,
+            timer.as_mut().reset(TimerInstant::now() + WRITE_TIMEOUT);
+            monoio::select! {
+                (written, _) = write.write_all(out) => if written.is_err() { return },
+                _ = &mut timer => return,
             }
             last_write = Instant::now();
         }
@@ -250,10 +260,17 @@ pub(crate) async fn stream(
         }
         let until_heartbeat = HEARTBEAT.saturating_sub(last_write.elapsed());
         let nap = until_heartbeat.min(Duration::from_millis(wait_ms.max(1)));
+        timer.as_mut().reset(TimerInstant::now() + nap);
         monoio::select! {
-            _ = &mut closed => return,
+            _ = &mut closed => {
+                // The client left: the stream ends in its turn (`Ends`), which keeps a
+                // mass disconnect from holding the core.
+                drop(member);
+                core.rooms.ends.turn().await;
+                return;
+            },
             _ = member.changed() => {},
-            _ = sleep(nap) => {},
+            _ = &mut timer => {},
         }
     }
 }
@@ -280,4 +297,23 @@ fn write_event(
         write_str(out, token.as_bytes());
     }
     out.extend_from_slice(b"}\n\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn future_of<A, B, C, D, F>(_: fn(A, B, C, D) -> F) -> (usize, usize) {
+        (std::mem::size_of::<F>(), std::mem::align_of::<F>())
+    }
+
+    /// Every idle stream is one of these tasks: a timer or a Redis call held inline
+    /// would make each of them kilobytes (1,920 bytes, aligned to 128, with the
+    /// write's and the wait's timers inline).
+    #[test]
+    fn an_idle_streams_task_stays_small() {
+        let (size, align) = future_of(stream);
+        assert!(size <= 1024, "stream task future: {size} bytes");
+        assert!(align <= 16, "stream task future aligned to {align}");
+    }
 }

@@ -391,3 +391,82 @@ fn an_admission_change_is_pushed_to_the_streams() {
         assert_eq!(pushed["ready"], true, "pushed without a poll");
     }
 }
+
+/// `count` buyers of `event`, each with its stream open and its first event read.
+fn open_streams(edge: &Edge, c: &mut Client, event: &str, count: usize) -> Vec<Events> {
+    (0..count)
+        .map(|i| {
+            let t = token(&enter(c, event, &format!("s{i}")));
+            let (_, mut events) = Events::open(edge, &t, None);
+            assert_eq!(events.next().1["ready"], false);
+            events
+        })
+        .collect()
+}
+
+#[test]
+fn a_push_larger_than_a_batch_reaches_every_stream() {
+    // 150 streams: three of the push's batches (`rooms::PUSH_BATCH`, 64), a tick apart.
+    let edge = edge(&[]);
+    let event = unique_event("batches");
+    seed_event(&event, &[("A", 10, 1)], now_ms() + 3_600_000, 100);
+    let mut c = edge.connect();
+    let streams = open_streams(&edge, &mut c, &event, 150);
+    let later = now_ms() + 7_200_000;
+    let r = admission(&mut c, &event, &json!({"openAtMs": later}));
+    assert_eq!(r.status, 200);
+    for mut events in streams {
+        let (id, pushed) = events.next();
+        assert_eq!(id, 2);
+        assert!(pushed["etaSec"].as_u64().expect("etaSec") >= 7_190);
+    }
+}
+
+#[test]
+fn streams_whose_clients_all_leave_at_once_all_end() {
+    // 200 clients gone at once: their ends are paced (`rooms::Ends`, 64 a tick), and
+    // every one of them ends, none left waiting for a turn.
+    let edge = edge(&[]);
+    let metrics = support::metrics_addr(&edge);
+    let event = unique_event("leave");
+    seed_event(&event, &[("A", 10, 1)], now_ms() + 3_600_000, 100);
+    let mut c = edge.connect();
+    let open = |text: &str| support::value(text, "maxtps_edge_connections_open");
+    let streams = open_streams(&edge, &mut c, &event, 200);
+    assert_eq!(open(&support::scrape(&metrics, None).1), 201);
+    drop(streams);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now_open = open(&support::scrape(&metrics, None).1);
+        if now_open == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{now_open} connections still open, 1 expected (the control connection)"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The core still answers, and new streams still open and end.
+    let again = open_streams(&edge, &mut c, &event, 3);
+    drop(again);
+    assert_eq!(enter(&mut c, &event, "s0").status, 200);
+}
+
+#[test]
+fn sigterm_ends_the_open_streams_and_the_edge_exits() {
+    // A drain shuts every idle stream down; their ends take turns (`rooms::Ends`), and
+    // the edge still exits once the last has ended: within `wait_exit`'s 10 s, half
+    // the grace (`EDGE_SHUTDOWN_GRACE_MS`, 20 s) after which it would exit anyway.
+    let mut edge = edge(&[]);
+    let event = unique_event("drain");
+    seed_event(&event, &[("A", 10, 1)], now_ms() + 3_600_000, 100);
+    let mut c = edge.connect();
+    let mut streams = open_streams(&edge, &mut c, &event, 150);
+    drop(c);
+    edge.signal("TERM");
+    assert_eq!(edge.wait_exit().code(), Some(0));
+    for events in &mut streams {
+        assert!(events.is_closed(), "a stream left open by the drain");
+    }
+}
