@@ -18,7 +18,7 @@
 # every step here). The sizing uses the highest load's costs.
 #
 # Environment (defaults): LOADS="3000 6000" RUN_S=10 SERVER_CPU=0 LOAD_CPU=1 BUILD=1
-#   OUT_DIR=perf/results REDIS_PORT=16489 EDGE_PORT=18390 QUIET_PCT=30 QUIET_MAX_WAIT_S=120
+#   OUT_DIR=perf/results REDIS_PORT=16492 EDGE_PORT=18392 QUIET_PCT=30 QUIET_MAX_WAIT_S=120
 set -euo pipefail
 NAME=capacity
 # shellcheck source=perf/lib.sh
@@ -29,8 +29,8 @@ RUN_S=${RUN_S:-10}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 OUT_DIR=${OUT_DIR:-perf/results}
-REDIS_PORT=${REDIS_PORT:-16489}
-EDGE_PORT=${EDGE_PORT:-18390}
+REDIS_PORT=${REDIS_PORT:-16492}
+EDGE_PORT=${EDGE_PORT:-18392}
 QUIET_PCT=${QUIET_PCT:-30}
 QUIET_MAX_WAIT_S=${QUIET_MAX_WAIT_S:-120}
 SECTIONS=A,B,C,D,E
