@@ -29,7 +29,7 @@ export CARGO_BUILD_JOBS := $(JOBS)
 export OPENAPI_ADDR OPENAPI_SPEC SCHEMATHESIS_OPS SCHEMATHESIS_ADMIN_OPS SCHEMATHESIS_MAX_EXAMPLES SCHEMATHESIS_ARGS
 
 .PHONY: help deps services services-stop services-status build build-edge run start stop \
-	test test-rust openapi-test fmt lint lint-sh clean-data bench bench-worker
+	test test-rust openapi-test fmt lint lint-sh clean-data bench bench-worker capacity
 
 help: ## list the targets
 	@echo "make TARGET   (variables: CARGO=$(CARGO) EDGE_ADDR=$(EDGE_ADDR) JOBS=$(JOBS) SCHEMATHESIS_OPS='$(SCHEMATHESIS_OPS)')"
@@ -114,6 +114,9 @@ bench: ## perf/bench.sh: loadgen max searches (summary, hold; each driver; nginx
 	else \
 		echo "perf/bench.sh does not exist yet"; \
 	fi
+
+capacity: services ## perf/capacity.sh: each route alone and the seed's mix at LOADS, CPU per request and process -> perf/results/capacity.md (model, check, sizing)
+	bash perf/capacity.sh
 
 bench-worker: services ## worker/bench.sh: orders/s into PostgreSQL from a pre-filled stream, per WORKER_BATCH
 	worker/bench.sh

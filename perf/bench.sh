@@ -118,25 +118,6 @@ start_edge() { # start_edge DRIVER
     wait_port "$EDGE_PORT" "$EDGE_PID" edge
 }
 
-CLK_TCK=$(getconf CLK_TCK)
-busy_ticks() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
-wait_quiet() {
-    local waited=0 b0 b1 pct
-    while :; do
-        b0=$(busy_ticks)
-        sleep 1
-        b1=$(busy_ticks)
-        pct=$(((b1 - b0) * 100 / CLK_TCK))
-        ((pct < QUIET_PCT)) && return
-        waited=$((waited + 1))
-        ((waited >= QUIET_MAX_WAIT_S)) && {
-            log "others still use ${pct}% of the CPUs after ${waited}s: measuring anyway"
-            return
-        }
-        ((waited % 30 == 1)) && log "others use ${pct}% of the CPUs: waiting (up to ${QUIET_MAX_WAIT_S}s)"
-    done
-}
-
 loadgen() { # loadgen ARGS...: pinned to LOAD_CPU, in the background (signals reach us)
     wait_quiet
     taskset -c "$LOAD_CPU" "$LOADGEN" "$@" &

@@ -97,3 +97,23 @@ private_redis() {
     wait_port "$port" "$REDIS_PID" redis-server
     export REDIS_URL=redis://127.0.0.1:$port
 }
+
+# wait_quiet: until the other processes use less than QUIET_PCT% (30) of the CPUs, at most
+# QUIET_MAX_WAIT_S (300) s; each report shows what others used during a run either way.
+busy_ticks() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+wait_quiet() {
+    local waited=0 b0 b1 pct
+    while :; do
+        b0=$(busy_ticks)
+        sleep 1
+        b1=$(busy_ticks)
+        pct=$(((b1 - b0) * 100 / $(getconf CLK_TCK)))
+        ((pct < ${QUIET_PCT:-30})) && return
+        waited=$((waited + 1))
+        ((waited >= ${QUIET_MAX_WAIT_S:-300})) && {
+            log "others still use ${pct}% of the CPUs after ${waited}s: measuring anyway"
+            return
+        }
+        ((waited % 30 == 1)) && log "others use ${pct}% of the CPUs: waiting (up to ${QUIET_MAX_WAIT_S:-300}s)"
+    done
+}

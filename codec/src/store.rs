@@ -303,8 +303,8 @@ impl Advance<'_> {
     }
 }
 
-/// The admission hash's fields in [`Advance`]'s reply, in its order; the first eight
-/// are the line itself ([`LineState::decode_line`]).
+/// The admission hash's fields in [`Advance`]'s reply, in its order; the first
+/// [`LINE_ONLY`] are the line itself ([`LineState::decode_line`]).
 pub const LINE_FIELDS: [&str; 12] = [
     "openAtMs",
     "rate",
@@ -320,13 +320,16 @@ pub const LINE_FIELDS: [&str; 12] = [
     "prequeued",
 ];
 
+/// How many of [`LINE_FIELDS`] are the line without its fairness fields.
+pub const LINE_ONLY: usize = 8;
+
 impl LineState {
-    /// The reply of `HMGET ev:{E}:adm` with the first eight [`LINE_FIELDS`]: the line as
+    /// The reply of `HMGET ev:{E}:adm` with the first [`LINE_ONLY`] [`LINE_FIELDS`]: the line as
     /// it stands, read without moving it (the worker's metrics); the fairness fields
     /// stay `None`.
     pub fn decode_line(reply: &Frame) -> Result<Result<LineState, Unreadable>, Unexpected> {
         let items = items(reply);
-        if items.len() != 8 {
+        if items.len() != LINE_ONLY {
             return Err(Unexpected("HMGET of the line"));
         }
         Ok(Self::read(items))

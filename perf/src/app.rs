@@ -32,6 +32,9 @@ scenarios:
             --abusers N --abuse-pct P: P% of the requests from N abusive addresses
             (192.0.2.k), reported apart as `enter (abusers)`
   hold      POST /public/hold, random seats, buyers entered beforehand (--users)
+  room-status  GET /public/room-status of the buyers entered beforehand, in turn
+  status    each connection buys until one commit is accepted, then polls the status of
+            its accepted orders in turn (final or not); ends with the audit
   mixed     of every 10 requests: 7 public reads, 2 buying steps (hold, intent, commit),
             1 status poll; ends with the audit
   buy       buying steps only (hold, payment-intent, commit: a third of the slots are
@@ -160,6 +163,8 @@ fn kind_of(name: &str) -> Result<Kind, String> {
         "summary" => Kind::Summary,
         "enter" => Kind::Enter,
         "hold" => Kind::Hold,
+        "room-status" => Kind::RoomStatus,
+        "status" => Kind::Status,
         "mixed" => Kind::Mixed,
         "buy" => Kind::Buy,
         "journey" => Kind::Journey,

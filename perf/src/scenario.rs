@@ -7,6 +7,9 @@
 //!   then payment-intent, then commit) and 1 status poll of an accepted commit.
 //! - `buy`: buying steps only, so a third of the slots are commits: the rate of
 //!   intent+commit pairs the edge and its queue take.
+//! - `room-status`: the next pre-entered buyer's place in line, one request a slot.
+//! - `status`: a connection buys until it has an accepted commit, then polls the status
+//!   of its accepted orders in turn, final or not: what one status poll costs.
 //! - `journey`: a slot is a buyer arriving; the connection takes the buyer from enter to
 //!   the order's final status, polling as a browser would.
 
@@ -33,6 +36,8 @@ pub enum Kind {
     Summary,
     Enter,
     Hold,
+    RoomStatus,
+    Status,
     Mixed,
     Buy,
     Journey,
@@ -41,12 +46,15 @@ pub enum Kind {
 impl Kind {
     /// Scenarios that buy, and so end with the audit.
     pub fn buys(self) -> bool {
-        matches!(self, Kind::Mixed | Kind::Buy | Kind::Journey)
+        matches!(self, Kind::Mixed | Kind::Buy | Kind::Status | Kind::Journey)
     }
 
     /// Scenarios that need buyers entered beforehand.
     pub fn needs_users(self) -> bool {
-        matches!(self, Kind::Hold | Kind::Mixed | Kind::Buy)
+        matches!(
+            self,
+            Kind::Hold | Kind::RoomStatus | Kind::Status | Kind::Mixed | Kind::Buy
+        )
     }
 }
 
@@ -279,6 +287,8 @@ fn endpoint_of(kind: Kind) -> Endpoint {
         Kind::Summary | Kind::Mixed => Endpoint::Summary,
         Kind::Enter => Endpoint::Enter,
         Kind::Hold | Kind::Buy => Endpoint::Hold,
+        Kind::RoomStatus => Endpoint::RoomStatus,
+        Kind::Status => Endpoint::Status,
         Kind::Journey => Endpoint::Journey,
     }
 }
@@ -383,24 +393,32 @@ fn fill(ctx: &ThreadCtx, conn: &mut Conn, st: &mut ConnState, slot: &Slot) -> En
                 None => summary_request(conn, st, plan),
             },
             _ if slot.index.is_multiple_of(4) => match ctx.next_user() {
-                Some(u) => {
-                    let header = format!("x-room-token: {}\r\n", u.token);
-                    write_request(
-                        &mut conn.req,
-                        "GET",
-                        "/public/room-status",
-                        header.as_bytes(),
-                        b"",
-                    );
-                    Endpoint::RoomStatus
-                }
+                Some(u) => room_status_request(&mut conn.req, &u.token),
                 None => summary_request(conn, st, plan),
             },
             _ => summary_request(conn, st, plan),
         },
+        Kind::RoomStatus => match ctx.next_user() {
+            Some(u) => room_status_request(&mut conn.req, &u.token),
+            None => summary_request(conn, st, plan),
+        },
+        Kind::Status => match st.pending.front().copied() {
+            Some(i) => {
+                let accepted = ctx.accepted.borrow();
+                status_request(&mut conn.req, &accepted[i].token, &accepted[i].idem);
+                Endpoint::Status
+            }
+            None => buy_step(ctx, conn, st),
+        },
         Kind::Buy => buy_step(ctx, conn, st),
         Kind::Journey => Endpoint::Journey,
     }
+}
+
+fn room_status_request(out: &mut Vec<u8>, token: &str) -> Endpoint {
+    let header = format!("x-room-token: {token}\r\n");
+    write_request(out, "GET", "/public/room-status", header.as_bytes(), b"");
+    Endpoint::RoomStatus
 }
 
 fn summary_request(conn: &mut Conn, st: &mut ConnState, plan: &Plan) -> Endpoint {
@@ -583,7 +601,7 @@ fn after(
     status: u16,
 ) {
     match endpoint {
-        Endpoint::Hold if matches!(ctx.plan.kind, Kind::Mixed | Kind::Buy) => {
+        Endpoint::Hold if matches!(ctx.plan.kind, Kind::Mixed | Kind::Buy | Kind::Status) => {
             let seat = conn.req_seat();
             if let Some(b) = st.buyer.as_mut() {
                 if status == 201 {
@@ -634,13 +652,17 @@ fn after(
         }
         Endpoint::Status => {
             if let Some(i) = st.pending.pop_front() {
+                let mut accepted = ctx.accepted.borrow_mut();
                 match outcome(conn.body()).filter(|_| status == 200) {
-                    Some(o) => {
-                        let mut accepted = ctx.accepted.borrow_mut();
+                    Some(o) if accepted[i].outcome.is_none() => {
                         accepted[i].outcome = Some(o);
                         ctx.settled(slot, &accepted[i], conn.body());
                     }
-                    None => st.pending.push_back(i),
+                    _ => {}
+                }
+                // `status` keeps polling its orders, final or not; `mixed` only the open.
+                if accepted[i].outcome.is_none() || ctx.plan.kind == Kind::Status {
+                    st.pending.push_back(i);
                 }
             }
         }

@@ -509,7 +509,11 @@ struct Line {
 async fn line(conn: &mut Conn, event: &str, entered: u64) -> Option<Line> {
     let adm = codec::keys::admission(event);
     let mut hmget: Vec<&[u8]> = vec![b"HMGET", adm.as_bytes()];
-    hmget.extend(codec::store::LINE_FIELDS[..8].iter().map(|f| f.as_bytes()));
+    hmget.extend(
+        codec::store::LINE_FIELDS[..codec::store::LINE_ONLY]
+            .iter()
+            .map(|f| f.as_bytes()),
+    );
     let reply = conn.query(&hmget).await.ok()?;
     let state = codec::store::LineState::decode_line(&reply).ok()?.ok()?;
     let admission = codec::admission::Admission::from_line(&state).ok()?;
