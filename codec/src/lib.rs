@@ -14,6 +14,8 @@
 //!   verifier recomputes it; `lua/line.lua` runs the same function in Redis.
 //! - [`json`]: JSON writers for bodies built straight into a reused buffer.
 //! - [`keys`]: the Redis data model (key names, the catalog projection).
+//! - [`projection`]: an event read from PostgreSQL (one statement) and the Redis
+//!   commands that project it, for the worker's seed and rebuild and the edge's repair.
 //! - [`rules`]: what the system accepts, one rule per identifier and field (event,
 //!   section and seat ids, user id, Idempotency-Key, currency, amounts, counts), used
 //!   by the edge at the door and by the worker, and said again by PostgreSQL's CHECKs.
@@ -30,6 +32,7 @@ pub mod error_code;
 pub mod fairness;
 pub mod json;
 pub mod keys;
+pub mod projection;
 pub mod resp;
 pub mod rules;
 pub mod store;
