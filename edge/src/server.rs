@@ -196,6 +196,8 @@ impl Server {
                 mirror_failed = load(&s.mirror_failed),
                 order_lookups = load(&s.lookups),
                 order_lookups_failed = load(&s.lookups_failed),
+                db_reads = load(&s.db_reads),
+                db_reads_failed = load(&s.db_reads_failed),
                 "side thread totals"
             );
         }
