@@ -153,7 +153,11 @@ impl Snapshot {
                 scratch.as_bytes(),
             ]);
             push(&[b"DEL", scratch.as_bytes()]);
-            markers.extend(numbers.iter().map(|&n| keys::hold(event, &s.id, n).into_bytes()));
+            markers.extend(
+                numbers
+                    .iter()
+                    .map(|&n| keys::hold(event, &s.id, n).into_bytes()),
+            );
         }
         for chunk in markers.chunks(SOLD_PER_MSET) {
             let mut args: Vec<&[u8]> = Vec::with_capacity(1 + 2 * chunk.len());
@@ -260,7 +264,10 @@ mod tests {
             "sold":[[1,8],[]]}"#;
         let s = Snapshot::parse(json).expect("parses");
         assert_eq!(s, snapshot(vec![vec![1, 8], vec![]]));
-        assert_eq!((s.sold_in(0), s.sold_in(1), s.sold_total()), (&[1, 8][..], &[][..], 2));
+        assert_eq!(
+            (s.sold_in(0), s.sold_in(1), s.sold_total()),
+            (&[1, 8][..], &[][..], 2)
+        );
         let short = json.replace("[[1,8],[]]", "[[1,8]]");
         assert!(Snapshot::parse(&short).is_err());
     }

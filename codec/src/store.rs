@@ -487,7 +487,10 @@ impl Section<'_> {
         }
         let items = items(reply);
         let count = |i| integer(items.get(i)).and_then(|n| u64::try_from(n).ok());
-        count(0).zip(count(1)).map(Some).ok_or(Unexpected("summary"))
+        count(0)
+            .zip(count(1))
+            .map(Some)
+            .ok_or(Unexpected("summary"))
     }
 
     /// `seats.lua`: the sold bitmap and the held seats; `None` when Redis has no copy of

@@ -124,7 +124,13 @@ impl Responses {
     /// Fills `reply` with `entry`: 304 when the request's validator matches, else 200
     /// and the body in the coding the request takes. A copy served past its age says
     /// how old it is in `x-data-age` (README "Degraded mode").
-    fn answer(&self, head: &Head<'_>, entry: &Cached, past_age: Option<Duration>, reply: &mut Reply) {
+    fn answer(
+        &self,
+        head: &Head<'_>,
+        entry: &Cached,
+        past_age: Option<Duration>,
+        reply: &mut Reply,
+    ) {
         let gzip = entry
             .gzip
             .as_ref()

@@ -261,9 +261,10 @@ async fn run(
     pending: Arc<AtomicUsize>,
     stats: Arc<SideStats>,
 ) {
-    let reads = config.database.clone().map(|db| {
-        tokio::spawn(snapshots::serve(db, snapshot_requests, stats.clone()))
-    });
+    let reads = config
+        .database
+        .clone()
+        .map(|db| tokio::spawn(snapshots::serve(db, snapshot_requests, stats.clone())));
     let lookups = config
         .database
         .map(|db| tokio::spawn(orders::serve(db, lookups, stats.clone())));

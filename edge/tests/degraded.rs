@@ -34,11 +34,19 @@ fn served_from_the_last_copy(c: &mut Client, paths: &[String], good: &[Vec<u8>])
         // The copy is younger than PUBLIC_CACHE_MS at first: fresh, no age.
         let r = poll(&format!("{path} says its age"), || {
             let r = c.get_with(path, "");
-            assert_eq!(r.status, 200, "{path}: {:?}", String::from_utf8_lossy(&r.body));
+            assert_eq!(
+                r.status,
+                200,
+                "{path}: {:?}",
+                String::from_utf8_lossy(&r.body)
+            );
             assert_eq!(&r.body, body, "{path}: the last good copy");
             r.header("x-data-age").is_some().then_some(r)
         });
-        let age: u64 = r.header("x-data-age").and_then(|a| a.parse().ok()).expect("seconds");
+        let age: u64 = r
+            .header("x-data-age")
+            .and_then(|a| a.parse().ok())
+            .expect("seconds");
         assert!(age < 60, "{path}: age {age}");
         assert!(r.header("etag").is_some() && r.header("cache-control").is_some());
     }
@@ -51,7 +59,10 @@ fn with_redis_stopped_or_killed_the_last_reads_are_served_writes_503_and_it_come
     let event = unique_event("degraded");
     let seed = || {
         seed_event_at(&addr, &event, &[("A", 10, 100)], 0, 1_000_000);
-        redis_at(&addr, &["SETBIT", &format!("ev:{{{event}}}:sold:A"), "3", "1"]);
+        redis_at(
+            &addr,
+            &["SETBIT", &format!("ev:{{{event}}}:sold:A"), "3", "1"],
+        );
     };
     seed();
     let url = redis.url();
@@ -103,10 +114,22 @@ fn with_redis_stopped_or_killed_the_last_reads_are_served_writes_503_and_it_come
         });
         served_from_the_last_copy(&mut c, &paths, &good);
         let r = hold(&mut c, "A-1");
-        assert_eq!((r.status, r.error_code().as_str()), (503, "UNAVAILABLE"), "{how}");
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (503, "UNAVAILABLE"),
+            "{how}"
+        );
         assert_eq!(r.header("retry-after"), Some("1"), "{how}");
-        let r = c.post("/public/enter", None, &json!({"eventId": event, "userId": "late"}));
-        assert_eq!((r.status, r.error_code().as_str()), (503, "UNAVAILABLE"), "{how}");
+        let r = c.post(
+            "/public/enter",
+            None,
+            &json!({"eventId": event, "userId": "late"}),
+        );
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (503, "UNAVAILABLE"),
+            "{how}"
+        );
 
         if how == "SIGSTOP" {
             redis.resume();
@@ -118,13 +141,19 @@ fn with_redis_stopped_or_killed_the_last_reads_are_served_writes_503_and_it_come
             (health(&mut c) == (200, "ready".into())).then_some(())
         });
         // A fresh copy again: no age, and what Redis says now.
-        redis_at(&addr, &["SETBIT", &format!("ev:{{{event}}}:sold:A"), "4", "1"]);
+        redis_at(
+            &addr,
+            &["SETBIT", &format!("ev:{{{event}}}:sold:A"), "4", "1"],
+        );
         poll(&format!("{how}: summary read from Redis again"), || {
             let r = c.get_with(&paths[0], "");
             (r.status == 200 && r.header("x-data-age").is_none() && r.json()["sold"] == 2)
                 .then_some(())
         });
-        redis_at(&addr, &["SETBIT", &format!("ev:{{{event}}}:sold:A"), "4", "0"]);
+        redis_at(
+            &addr,
+            &["SETBIT", &format!("ev:{{{event}}}:sold:A"), "4", "0"],
+        );
         let seat = if how == "SIGSTOP" { "A-1" } else { "A-2" };
         assert_eq!(hold(&mut c, seat).status, 201, "{how}: writes work again");
         // The holds taken now change the copy: make it the good one for the next round.

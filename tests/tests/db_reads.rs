@@ -58,16 +58,32 @@ async fn sell(event: &str) {
 
 /// Checks one answer: 200 and the sold seats of PostgreSQL.
 fn check(path: &str, r: &e2e::Response) {
-    assert_eq!(r.status, 200, "{path}: {:?}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status,
+        200,
+        "{path}: {:?}",
+        String::from_utf8_lossy(&r.body)
+    );
     let body = r.json();
     if path.contains("/summary/") {
         let (sold, held) = (&body["sold"], &body["held"]);
         let want = if path.ends_with("/A") { 2 } else { 1 };
-        assert_eq!((sold.as_u64(), held.as_u64()), (Some(want), Some(0)), "{path}: {body}");
-        assert_eq!(body["available"].as_u64(), Some(10 - want), "{path}: {body}");
+        assert_eq!(
+            (sold.as_u64(), held.as_u64()),
+            (Some(want), Some(0)),
+            "{path}: {body}"
+        );
+        assert_eq!(
+            body["available"].as_u64(),
+            Some(10 - want),
+            "{path}: {body}"
+        );
     } else {
         let sections = body["sections"].as_array().expect("sections");
-        let maps: Vec<&str> = sections.iter().map(|s| s["seats"].as_str().expect("seats")).collect();
+        let maps: Vec<&str> = sections
+            .iter()
+            .map(|s| s["seats"].as_str().expect("seats"))
+            .collect();
         assert_eq!(maps, ["AASAAASAAA", "SAAAAAAAAA"], "{path}");
     }
 }
@@ -118,7 +134,10 @@ fn reads_after_a_flush_come_from_postgres_once_and_repair_redis() {
     while ready_in_a_row < 64 {
         let ready = http.request("GET", "/public/health", &[], None).status == 200;
         ready_in_a_row = if ready { ready_in_a_row + 1 } else { 0 };
-        assert!(Instant::now() < deadline, "the edge's cores never all ready");
+        assert!(
+            Instant::now() < deadline,
+            "the edge's cores never all ready"
+        );
     }
     let paths = [
         format!("/public/summary/{event}/A"),
@@ -146,7 +165,9 @@ fn reads_after_a_flush_come_from_postgres_once_and_repair_redis() {
         })
         .collect();
     for reader in readers {
-        reader.join().expect("every read answered 200 with PostgreSQL's counts");
+        reader
+            .join()
+            .expect("every read answered 200 with PostgreSQL's counts");
     }
 
     // The projection is back in Redis, as `worker rebuild-redis` writes it.
@@ -154,8 +175,13 @@ fn reads_after_a_flush_come_from_postgres_once_and_repair_redis() {
     assert!(get(&format!("ev:{{{event}}}:catalog")).contains("\"sections\""));
     assert_eq!(get(&format!("ev:{{{event}}}:hold:A:7")), "$4\r\nsold\r\n");
     assert_eq!(redis.raw(&bitcount), ":2\r\n");
-    assert_eq!(redis.raw(&format!("GETBIT ev:{{{event}}}:sold:B 1")), ":1\r\n");
-    assert!(redis.raw(&format!("HGET ev:{{{event}}}:adm rate")).starts_with('$'));
+    assert_eq!(
+        redis.raw(&format!("GETBIT ev:{{{event}}}:sold:B 1")),
+        ":1\r\n"
+    );
+    assert!(redis
+        .raw(&format!("HGET ev:{{{event}}}:adm rate"))
+        .starts_with('$'));
     // And Redis answers again: a seat sold there now shows (the edge re-reads it
     // within PUBLIC_CACHE_MS).
     redis.raw(&format!("SETBIT ev:{{{event}}}:sold:A 9 1"));
@@ -165,7 +191,11 @@ fn reads_after_a_flush_come_from_postgres_once_and_repair_redis() {
         if r.json()["sold"] == 3 {
             break;
         }
-        assert!(Instant::now() < deadline, "Redis's copy is read again: {:?}", r.json());
+        assert!(
+            Instant::now() < deadline,
+            "Redis's copy is read again: {:?}",
+            r.json()
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 

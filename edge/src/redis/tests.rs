@@ -285,7 +285,10 @@ fn a_transaction_is_written_whole_and_only_execs_reply_reaches_its_caller() {
         want.extend_from_slice(&commands);
         want.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
         assert_eq!(inner.wbuf, want);
-        assert_eq!((inner.unwritten, inner.waiting, inner.fifo.len()), (4, 4, 4));
+        assert_eq!(
+            (inner.unwritten, inner.waiting, inner.fifo.len()),
+            (4, 4, 4)
+        );
     }
     let mut rbuf = BytesMut::from(&b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n:1\r\n"[..]);
     driver::deliver_all(&mut client.inner.borrow_mut(), &mut rbuf).expect("valid");

@@ -166,7 +166,12 @@ fn start_map(out: &mut Vec<u8>, event_id: &str) {
 }
 
 /// Section `i`'s entry of the seat map.
-fn write_section_map(out: &mut Vec<u8>, i: usize, section: &CatalogSection, states: SeatStates<'_>) {
+fn write_section_map(
+    out: &mut Vec<u8>,
+    i: usize,
+    section: &CatalogSection,
+    states: SeatStates<'_>,
+) {
     if i > 0 {
         out.push(b',');
     }
