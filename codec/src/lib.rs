@@ -16,6 +16,8 @@
 //! - [`payment`]: the payment provider's callback: its signature (HMAC-SHA256 over
 //!   timestamp and body) and its body.
 //! - [`keys`]: the Redis data model (key names, the catalog projection).
+//! - [`projection`]: an event read from PostgreSQL (one statement) and the Redis
+//!   commands that project it, for the worker's seed and rebuild and the edge's repair.
 //! - [`rules`]: what the system accepts, one rule per identifier and field (event,
 //!   section and seat ids, user id, Idempotency-Key, currency, amounts, counts), used
 //!   by the edge at the door and by the worker, and said again by PostgreSQL's CHECKs.
@@ -33,6 +35,7 @@ pub mod fairness;
 pub mod json;
 pub mod keys;
 pub mod payment;
+pub mod projection;
 pub mod resp;
 pub mod rules;
 pub mod store;

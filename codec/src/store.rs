@@ -176,6 +176,11 @@ fn items(frame: &Frame) -> &[Frame] {
     }
 }
 
+/// `summary.lua`'s and `seats.lua`'s answer when the event's catalog is missing.
+fn no_copy(reply: &Frame) -> bool {
+    matches!(reply, Frame::Array(items) if items.is_empty())
+}
+
 /// The keys of an event's line, in the order `lua/line.lua`'s `line_keys` reads them.
 fn line_keys(call: &mut Call, event: &str) {
     call.key(|o| keys::write_admission(o, event));
@@ -469,21 +474,35 @@ impl SeatStates<'_> {
 }
 
 impl Section<'_> {
+    /// The section's keys, then the event's catalog: the scripts say when it is missing,
+    /// for then Redis has no copy of the event (`crate::projection`) and its bitmap
+    /// cannot be believed.
     pub fn call(&self, call: &mut Call) {
         call.key(|o| keys::write_sold(o, self.event, self.section));
         call.key(|o| keys::write_section_holds(o, self.event, self.section));
+        call.key(|o| keys::write_catalog(o, self.event));
     }
 
-    /// `summary.lua`: (sold, held) seats.
-    pub fn decode_counts(reply: &Frame) -> Result<(u64, u64), Unexpected> {
+    /// `summary.lua`: (sold, held) seats; `None` when Redis has no copy of the event.
+    pub fn decode_counts(reply: &Frame) -> Result<Option<(u64, u64)>, Unexpected> {
+        if no_copy(reply) {
+            return Ok(None);
+        }
         let items = items(reply);
         let count = |i| integer(items.get(i)).and_then(|n| u64::try_from(n).ok());
-        count(0).zip(count(1)).ok_or(Unexpected("summary"))
+        count(0)
+            .zip(count(1))
+            .map(Some)
+            .ok_or(Unexpected("summary"))
     }
 
-    /// `seats.lua`: the sold bitmap and the held seats.
-    pub fn decode_states(reply: &Frame) -> Result<SeatStates<'_>, Unexpected> {
+    /// `seats.lua`: the sold bitmap and the held seats; `None` when Redis has no copy of
+    /// the event.
+    pub fn decode_states(reply: &Frame) -> Result<Option<SeatStates<'_>>, Unexpected> {
         let unexpected = Unexpected("seats");
+        if no_copy(reply) {
+            return Ok(None);
+        }
         let [sold, held] = items(reply) else {
             return Err(unexpected);
         };
@@ -495,7 +514,7 @@ impl Section<'_> {
         let Frame::Array(held) = held else {
             return Err(unexpected);
         };
-        Ok(SeatStates { sold, held })
+        Ok(Some(SeatStates { sold, held }))
     }
 }
 

@@ -4,6 +4,14 @@
 //! revalidate, as RFC 5861 has it for shared caches). Answers 304 when
 //! `If-None-Match` matches (RFC 9110 section 13.1.2).
 //!
+//! Degraded mode: when a rendering fails because Redis (or PostgreSQL) is unreachable,
+//! the expired entry is served instead (RFC 5861's stale-if-error), for as long as the
+//! outage lasts. A copy served past `PUBLIC_CACHE_MS` says how old it is, in whole
+//! seconds, in `x-data-age`: not in `Age`, which CloudFront sets itself on what it
+//! serves from its cache, and which an RFC 9111 cache counts against `s-maxage` (an
+//! answer whose `Age` passed it is stale on arrival, so every viewer request would come
+//! through to the edges just while they are degraded).
+//!
 //! Each rendering is also gzipped, once, when that makes it smaller; a request whose
 //! `Accept-Encoding` takes gzip ([`encoding::choose`]) gets that copy, with its own
 //! ETag (RFC 9110 section 8.8.3: a validator per representation), and every answer
@@ -74,12 +82,27 @@ impl Responses {
             self.entries.borrow().get(key.as_str()).cloned()
         };
         let mut rendered = false;
+        // Set when the copy served is past its age: how old it is.
+        let mut past_age = None;
         let entry = match found {
-            Some(entry) if entry.refreshing.get() || entry.made.elapsed() < self.max_age => entry,
+            Some(entry) if entry.made.elapsed() < self.max_age => entry,
+            Some(entry) if entry.refreshing.get() => {
+                past_age = Some(entry.made.elapsed());
+                entry
+            }
             stale => {
+                let _refreshing = stale.clone().map(Refreshing::start);
+                let body = match (render().await, &stale) {
+                    (Ok(body), _) => body,
+                    // Degraded mode: Redis (or PostgreSQL) cannot answer now; the last
+                    // good copy, with its age, beats a 503.
+                    (Err(Error::Unavailable { .. }), Some(last)) => {
+                        self.answer(head, last, Some(last.made.elapsed()), reply);
+                        return Ok(false);
+                    }
+                    (Err(e), _) => return Err(e),
+                };
                 rendered = true;
-                let _refreshing = stale.map(Refreshing::start);
-                let body = render().await?;
                 let hash = fnv1a(&body);
                 let entry = Rc::new(Cached {
                     etag: format!("\"{hash:016x}\""),
@@ -94,6 +117,20 @@ impl Responses {
                 entry
             }
         };
+        self.answer(head, &entry, past_age, reply);
+        Ok(rendered)
+    }
+
+    /// Fills `reply` with `entry`: 304 when the request's validator matches, else 200
+    /// and the body in the coding the request takes. A copy served past its age says
+    /// how old it is in `x-data-age` (README "Degraded mode").
+    fn answer(
+        &self,
+        head: &Head<'_>,
+        entry: &Cached,
+        past_age: Option<Duration>,
+        reply: &mut Reply,
+    ) {
         let gzip = entry
             .gzip
             .as_ref()
@@ -112,10 +149,14 @@ impl Responses {
         if gzip.is_some() {
             reply.header("content-encoding", b"gzip");
         }
+        if let Some(age) = past_age {
+            let mut digits = Vec::with_capacity(8);
+            codec::json::write_u64(&mut digits, age.as_secs());
+            reply.header("x-data-age", &digits);
+        }
         if !not_modified {
             reply.json_body().extend_from_slice(body);
         }
-        Ok(rendered)
     }
 }
 

@@ -513,6 +513,16 @@ impl Registry {
                     "Order look-ups that failed.",
                     get(&side.lookups_failed),
                 ),
+                (
+                    "db_reads",
+                    "Events read from PostgreSQL for summary and seats (Redis had no copy).",
+                    get(&side.db_reads),
+                ),
+                (
+                    "db_reads_failed",
+                    "Event reads from PostgreSQL that failed.",
+                    get(&side.db_reads_failed),
+                ),
             ];
             for (name, help, n) in side_counters {
                 let family = format!("maxtps_edge_side_{name}");

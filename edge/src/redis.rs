@@ -191,6 +191,8 @@ enum Slot {
 struct Inner {
     config: RedisConfig,
     connected: bool,
+    /// Connected at least once: losing the connection after that is degraded mode.
+    was_connected: bool,
     /// Commands encoded since the last write, and how many.
     wbuf: Vec<u8>,
     unwritten: u32,
@@ -223,6 +225,7 @@ impl Client {
         let inner = Rc::new(RefCell::new(Inner {
             config,
             connected: false,
+            was_connected: false,
             wbuf: Vec::with_capacity(64 * 1024),
             unwritten: 0,
             open: Vec::new(),
@@ -240,6 +243,13 @@ impl Client {
 
     pub fn is_connected(&self) -> bool {
         self.inner.borrow().connected
+    }
+
+    /// Connected once and not now: Redis was lost (degraded mode), as opposed to not
+    /// reached yet at start-up.
+    pub fn is_lost(&self) -> bool {
+        let inner = self.inner.borrow();
+        inner.was_connected && !inner.connected
     }
 
     /// Resolves once connected (immediately if already).
@@ -330,6 +340,46 @@ impl Client {
         }
         encode(&mut inner.wbuf);
         inner.unwritten += 1;
+        let slot = inner.slots.insert(Slot::Waiting(None));
+        inner.waiting += 1;
+        inner.fifo.push_back(Waiters::One(slot));
+        inner.wake_writer();
+        self.pending(slot)
+    }
+
+    /// Sends the `count` commands RESP-encoded in `commands` between `MULTI` and `EXEC`,
+    /// all or none: they are encoded together, so no other caller's command lands
+    /// inside the transaction, and refused together when the in-flight bound has no room
+    /// for them all. Resolves to `EXEC`'s reply (`Frame::Null` when aborted).
+    pub fn transaction(
+        &self,
+        commands: &[u8],
+        count: usize,
+    ) -> impl Future<Output = Result<Frame, RedisError>> + 'static {
+        let pending = self.send_transaction(commands, count);
+        within_deadline(self.inner.clone(), pending)
+    }
+
+    fn send_transaction(&self, commands: &[u8], count: usize) -> Pending {
+        let mut inner = self.inner.borrow_mut();
+        inner.stats.commands += count as u64 + 2;
+        if let Err(error) = inner.admit() {
+            return self.refused(error);
+        }
+        if inner.waiting + count + 2 > inner.config.max_in_flight {
+            inner.stats.overloaded += 1;
+            return self.refused(RedisError::Overloaded);
+        }
+        codec::resp::write_command(&mut inner.wbuf, &[&[b"MULTI"]]);
+        inner.wbuf.extend_from_slice(commands);
+        codec::resp::write_command(&mut inner.wbuf, &[&[b"EXEC"]]);
+        inner.unwritten += count as u32 + 2;
+        // MULTI's `+OK` and each `+QUEUED` go to slots nobody waits on.
+        for _ in 0..=count {
+            let slot = inner.slots.insert(Slot::Abandoned);
+            inner.waiting += 1;
+            inner.fifo.push_back(Waiters::One(slot));
+        }
         let slot = inner.slots.insert(Slot::Waiting(None));
         inner.waiting += 1;
         inner.fifo.push_back(Waiters::One(slot));
@@ -589,6 +639,7 @@ impl Inner {
 
     fn on_connected(&mut self) {
         self.connected = true;
+        self.was_connected = true;
         self.stalled = false;
         self.on_connect.drain(..).for_each(Waker::wake);
     }

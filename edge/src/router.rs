@@ -170,7 +170,10 @@ fn ping(reply: &mut Reply) {
 }
 
 /// Readiness: 503 once draining, so load balancers stop sending new requests, and
-/// while this core has no Redis connection.
+/// until this core's first Redis connection. Redis lost after that is degraded mode:
+/// 200 `degraded`, for the cached reads are still served (and writes answer 503 at
+/// once); a 503 would make the load balancer and ECS's health check replace every
+/// edge, which share the one Redis, and lose every cached copy with them.
 fn health(core: &Core, reply: &mut Reply) -> Result<(), Error> {
     if core.shared.draining() {
         return Err(Error::RetryLater {
@@ -179,17 +182,19 @@ fn health(core: &Core, reply: &mut Reply) -> Result<(), Error> {
             retry_after_secs: 5,
         });
     }
-    if !core.redis.is_connected() {
+    let body: &[u8] = if core.redis.is_connected() {
+        br#"{"status":"ready"}"#
+    } else if core.redis.is_lost() {
+        br#"{"status":"degraded","redis":"unreachable"}"#
+    } else {
         return Err(Error::RetryLater {
             code: ErrorCode::NotReady,
             message: "no Redis connection",
             retry_after_secs: 1,
         });
-    }
+    };
     reply.reset(200);
     reply.header("cache-control", b"no-store");
-    reply
-        .json_body()
-        .extend_from_slice(br#"{"status":"ready"}"#);
+    reply.json_body().extend_from_slice(body);
     Ok(())
 }

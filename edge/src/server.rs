@@ -196,6 +196,8 @@ impl Server {
                 mirror_failed = load(&s.mirror_failed),
                 order_lookups = load(&s.lookups),
                 order_lookups_failed = load(&s.lookups_failed),
+                db_reads = load(&s.db_reads),
+                db_reads_failed = load(&s.db_reads_failed),
                 "side thread totals"
             );
         }
@@ -287,6 +289,11 @@ fn block_on<D: Driver>(
                 return;
             }
         };
+        // Ready once this core's Redis answers (its connection counts after a PING), so
+        // the first requests do not find it still connecting; without Redis, after the
+        // connect deadline: health then says NOT_READY until it comes.
+        let connect_timeout = core.config.redis.connect_timeout;
+        let _ = monoio::time::timeout(connect_timeout, core.redis.wait_connected()).await;
         let _ = ready.send(
             listener
                 .local_addr()

@@ -12,8 +12,11 @@
 //! - Order look-ups (`DATABASE_URL` set, either profile): `GET /confirm/status` asks
 //!   PostgreSQL when Redis has no status record ([`orders`]); payment callbacks are
 //!   recorded there (`PAYMENT_MODE=provider`).
+//! - Event reads (`DATABASE_URL` set): `summary` and `seats` of an event Redis has no
+//!   copy of are answered from PostgreSQL, one query per event at a time ([`snapshots`]).
 
 mod orders;
+pub mod snapshots;
 
 use std::{
     collections::VecDeque,
@@ -32,6 +35,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 pub use orders::LookupError;
+pub use snapshots::Fetched;
 
 /// SQS takes at most 10 entries a batch, DynamoDB at most 25 writes.
 const SQS_BATCH: usize = 10;
@@ -70,6 +74,9 @@ pub struct SideStats {
     pub mirror_failed: AtomicU64,
     pub lookups: AtomicU64,
     pub lookups_failed: AtomicU64,
+    /// Events read from PostgreSQL for `summary` and `seats` (queries, not requests).
+    pub db_reads: AtomicU64,
+    pub db_reads_failed: AtomicU64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -111,6 +118,7 @@ pub struct Side {
     sends: Option<mpsc::UnboundedSender<SendJob>>,
     mirror: Option<mpsc::UnboundedSender<MirrorOp>>,
     lookups: Option<mpsc::Sender<orders::Job>>,
+    snapshots: Option<mpsc::Sender<snapshots::Request>>,
     mirror_pending: Arc<AtomicUsize>,
     mirror_backlog: usize,
     pub stats: Arc<SideStats>,
@@ -123,10 +131,12 @@ impl Side {
         let (sends, send_rx) = mpsc::unbounded_channel();
         let (mirror, mirror_rx) = mpsc::unbounded_channel();
         let (lookups, lookup_rx) = mpsc::channel(orders::QUEUED);
+        let (snapshots, snapshot_rx) = mpsc::channel(snapshots::QUEUED);
         let side = Side {
             sends: config.aws.is_some().then_some(sends),
             mirror: config.aws.is_some().then_some(mirror),
             lookups: config.database.is_some().then_some(lookups),
+            snapshots: config.database.is_some().then_some(snapshots),
             mirror_pending: Arc::default(),
             mirror_backlog: config.aws.as_ref().map_or(0, |aws| aws.mirror_backlog),
             stats: Arc::default(),
@@ -135,7 +145,7 @@ impl Side {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let channels = (send_rx, mirror_rx, lookup_rx);
+        let channels = (send_rx, mirror_rx, lookup_rx, snapshot_rx);
         std::thread::Builder::new()
             .name("edge-side".into())
             .spawn(move || rt.block_on(run(config, channels, pending, stats)))?;
@@ -197,6 +207,21 @@ impl Side {
         result.await.unwrap_or(Err(LookupError::Busy))
     }
 
+    /// Event `event` as PostgreSQL has it, for `summary` and `seats` when Redis has no
+    /// copy ([`snapshots`]): `snapshot` is `None` when there is no such event; an error
+    /// when there is no telling (no `DATABASE_URL`, PostgreSQL away or too busy).
+    pub async fn event_snapshot(&self, event: &str) -> Result<Fetched, LookupError> {
+        let requests = self.snapshots.as_ref().ok_or(LookupError::Unconfigured)?;
+        let (done, result) = oneshot::channel();
+        requests
+            .try_send(snapshots::Request {
+                event: event.to_owned(),
+                done,
+            })
+            .map_err(|_| LookupError::Busy)?;
+        result.await.unwrap_or(Err(LookupError::Busy))
+    }
+
     /// Sends `body` to the queue; resolves once SQS accepted it (or gave up).
     pub fn send(
         &self,
@@ -251,15 +276,20 @@ type Receivers = (
     mpsc::UnboundedReceiver<SendJob>,
     mpsc::UnboundedReceiver<MirrorOp>,
     mpsc::Receiver<orders::Job>,
+    mpsc::Receiver<snapshots::Request>,
 );
 
 /// The side thread's work, until every core's handle is gone.
 async fn run(
     config: SideConfig,
-    (sends, mirror, lookups): Receivers,
+    (sends, mirror, lookups, snapshot_requests): Receivers,
     pending: Arc<AtomicUsize>,
     stats: Arc<SideStats>,
 ) {
+    let reads = config
+        .database
+        .clone()
+        .map(|db| tokio::spawn(snapshots::serve(db, snapshot_requests, stats.clone())));
     let lookups = config
         .database
         .map(|db| tokio::spawn(orders::serve(db, lookups, stats.clone())));
@@ -274,6 +304,9 @@ async fn run(
     }
     if let Some(lookups) = lookups {
         let _ = lookups.await;
+    }
+    if let Some(reads) = reads {
+        let _ = reads.await;
     }
 }
 

@@ -105,25 +105,26 @@ impl Store {
         Ok(Release::decode(&reply)?)
     }
 
-    /// A section's (sold, held) seats.
-    pub async fn counts(&self, section: &Section<'_>) -> Result<(u64, u64), Error> {
-        let mut call = Call::with_capacity(64, 2);
+    /// A section's (sold, held) seats; `None` when Redis has no copy of the event.
+    pub async fn counts(&self, section: &Section<'_>) -> Result<Option<(u64, u64)>, Error> {
+        let mut call = Call::with_capacity(96, 3);
         section.call(&mut call);
         let reply = self.redis.run(&self.summary, &call).await?;
         Ok(Section::decode_counts(&reply)?)
     }
 
     /// Every section's seat states, all asked before the first reply is awaited (one
-    /// write); `each` gets them in the order of `sections`.
+    /// write); `each` gets them in the order of `sections`. False, with `each` called for
+    /// none, when Redis has no copy of the event.
     pub async fn seat_states(
         &self,
         sections: &[Section<'_>],
         mut each: impl FnMut(usize, SeatStates<'_>),
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         let calls: Vec<Call> = sections
             .iter()
             .map(|s| {
-                let mut call = Call::with_capacity(64, 2);
+                let mut call = Call::with_capacity(96, 3);
                 s.call(&mut call);
                 call
             })
@@ -132,11 +133,16 @@ impl Store {
             .iter()
             .map(|call| self.redis.run(&self.seats, call))
             .collect();
-        for (i, reply) in replies.into_iter().enumerate() {
-            let reply: Frame = reply.await?;
-            each(i, Section::decode_states(&reply)?);
+        let mut got: Vec<Frame> = Vec::with_capacity(replies.len());
+        for reply in replies {
+            got.push(reply.await?);
         }
-        Ok(())
+        let states = got.iter().map(Section::decode_states);
+        let Some(states) = states.collect::<Result<Option<Vec<_>>, _>>()? else {
+            return Ok(false);
+        };
+        states.into_iter().enumerate().for_each(|(i, s)| each(i, s));
+        Ok(true)
     }
 
     pub async fn set_admission(

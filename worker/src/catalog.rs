@@ -2,14 +2,11 @@
 //! (`codec::keys`). [`seed`] writes an event into PostgreSQL and then projects it;
 //! [`rebuild_redis`] projects again from PostgreSQL after Redis lost its data.
 //!
-//! A projection writes, in one `MULTI`/`EXEC` so the edge never sees half of it:
-//! - `ev:{E}:catalog`: the [`Catalog`] JSON (sections in catalog order, sizes, prices);
-//! - `ev:{E}:adm`: `openAtMs` and `rate` (a seed replaces the hash; a rebuild only
-//!   fills fields that are missing, keeping an operator's later rate change);
-//! - `ev:{E}:sold:{S}`: each section's sold bitmap, bit n set for seat `{S}-{n}` in
-//!   `sold_seats` (the key deleted when none is sold);
-//! - `ev:{E}:hold:{S}:{n}`: `sold` for each sold seat, which a hold's `SET ... NX`
-//!   refuses (`codec::store::SOLD`).
+//! A projection (`codec::projection`, shared with the edge's repair) writes the
+//! catalog, the admission hash (a seed replaces it; a rebuild only fills fields that
+//! are missing, keeping an operator's later rate change), each section's sold bitmap
+//! and `sold` in each sold seat's hold key, in one `MULTI`/`EXEC` so the edge never
+//! sees half of it.
 //!
 //! A rebuild also writes the order status records again (`project::rebuild_statuses`).
 //!
@@ -19,14 +16,15 @@
 
 use std::{
     fmt,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, UNIX_EPOCH},
 };
 
 use codec::{
-    keys::{self, Catalog, CatalogSection},
+    keys::{Catalog, CatalogSection},
+    projection::Snapshot,
     rules,
 };
-use tokio_postgres::{Client, IsolationLevel};
+use tokio_postgres::Client;
 
 use crate::{
     error::Error,
@@ -306,16 +304,7 @@ async fn upsert(pg: &mut Client, spec: &SeedSpec) -> Result<Vec<String>, Error> 
     Ok(removed.iter().map(|row| row.get(0)).collect())
 }
 
-/// How a projection treats the admission hash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Admission {
-    /// A seed says what the admission is: the hash is replaced, all but the
-    /// pre-queue's seed and draw.
-    Replace,
-    /// A rebuild fills missing fields only: a rate an operator changed since the seed
-    /// lives only in Redis, and survives unless Redis lost it too.
-    FillMissing,
-}
+use codec::projection::AdmissionWrite as Admission;
 
 /// Re-projects the catalog, the admission state and the sold bitmaps of one event
 /// (`Some`) or of every event (`None`) from PostgreSQL into Redis, after Redis lost
@@ -356,12 +345,10 @@ pub async fn rebuild_redis(
     Ok(projections)
 }
 
-/// Reads one event from PostgreSQL (one consistent snapshot) and writes its projection
-/// into Redis in one transaction; `None` when the event does not exist.
-/// The sold bitmaps are ORed into Redis's (`BITOP OR` with the snapshot in a scratch
-/// key of the same hash tag): a seat is never unsold, and a bit a worker set after the
-/// snapshot was read must not be overwritten by it. `removed_sections`' sold bitmaps
-/// are deleted (a seed removes only sections with no seat sold).
+/// Reads one event from PostgreSQL (one statement, so one consistent snapshot) and
+/// writes its projection into Redis in one transaction (`codec::projection`, which the
+/// edge's repair shares); `None` when the event does not exist. `removed_sections`'
+/// sold bitmaps are deleted (a seed removes only sections with no seat sold).
 async fn project(
     pg: &mut Client,
     redis: &mut Conn,
@@ -369,156 +356,27 @@ async fn project(
     admission: Admission,
     removed_sections: &[String],
 ) -> Result<Option<Projection>, Error> {
-    let tx = pg
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
-    let Some(event) = tx
-        .query_opt(
-            "SELECT name, currency, open_at, admission_rate FROM events WHERE event_id = $1",
-            &[&event_id],
-        )
+    let Some(row) = pg
+        .query_opt(codec::projection::SNAPSHOT_SQL, &[&event_id])
         .await?
     else {
         return Ok(None);
     };
-    let open_at: SystemTime = event.get(2);
-    let rate: i32 = event.get(3);
-    let sections = tx
-        .query("SELECT section_id, seats, price FROM sections WHERE event_id = $1 ORDER BY position, section_id", &[&event_id])
-        .await?;
-    // Seat numbers per section, aggregated in PostgreSQL: 4 bytes a sold seat on the
-    // wire instead of a row each. Only confirmed orders' seats are sold bits: an order
-    // awaiting its payment (PAYMENT_MODE=provider) holds its seats in sold_seats, and
-    // its rejection frees them without clearing bits.
-    let sold_rows = tx
-        .query("SELECT s.section_id, array_agg(s.n) FROM sold_seats s JOIN orders o USING (order_id) WHERE s.event_id = $1 AND o.status = 'CONFIRMED' GROUP BY s.section_id", &[&event_id])
-        .await?;
-    tx.commit().await?;
-
-    let catalog = Catalog {
-        event_id: event_id.to_owned(),
-        currency: event.get::<_, String>(1).trim_end().to_owned(),
-        sections: sections
-            .iter()
-            .map(|row| CatalogSection {
-                id: row.get(0),
-                seats: row.get::<_, i32>(1) as u32,
-                price: row.get::<_, i64>(2) as u64,
-            })
-            .collect(),
-    };
-    let mut sold = 0;
-    let mut bitmaps: Vec<(String, Vec<u8>)> = Vec::with_capacity(catalog.sections.len());
-    let mut sold_holds: Vec<String> = Vec::new();
-    for s in &catalog.sections {
-        let numbers: Vec<i32> = sold_rows
-            .iter()
-            .find(|row| row.get::<_, &str>(0) == s.id)
-            .map(|row| row.get(1))
-            .unwrap_or_default();
-        sold += numbers.len() as u64;
-        sold_holds.extend(
-            numbers
-                .iter()
-                .map(|&n| keys::hold(event_id, &s.id, n as u32)),
-        );
-        bitmaps.push((keys::sold(event_id, &s.id), sold_bitmap(&numbers)));
-    }
-    let projection = Projection {
-        name: event.get(0),
-        open_at_ms: open_at
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
-        rate: rate as u32,
-        sold,
-        statuses: 0,
-        catalog,
-    };
-
-    let catalog_json =
-        serde_json::to_vec(&projection.catalog).map_err(|e| Error::Invalid(e.to_string()))?;
-    let (open_at_ms, rate) = (
-        projection.open_at_ms.to_string(),
-        projection.rate.to_string(),
-    );
-    let (catalog_key, admission_key) = (keys::catalog(event_id), keys::admission(event_id));
+    let snapshot = Snapshot::parse(row.get(0))
+        .map_err(|e| Error::Invalid(format!("event {event_id} read back: {e}")))?;
     let mut p = Pipeline::new();
-    p.push(&[b"SET", catalog_key.as_bytes(), &catalog_json]);
-    match admission {
-        Admission::Replace => {
-            // Everything but the pre-queue's seed and draw (`codec::fairness`): a
-            // re-seed must not let anyone pick a new seed after seeing the list.
-            p.push(&[
-                b"HDEL",
-                admission_key.as_bytes(),
-                b"baseMs",
-                b"baseAdmitted",
-                b"prequeueAtMs",
-                b"queueing",
-                b"activeLimit",
-                b"frontier",
-            ]);
-            p.push(&[
-                b"HSET",
-                admission_key.as_bytes(),
-                b"openAtMs",
-                open_at_ms.as_bytes(),
-                b"rate",
-                rate.as_bytes(),
-            ]);
-        }
-        Admission::FillMissing => {
-            p.push(&[
-                b"HSETNX",
-                admission_key.as_bytes(),
-                b"openAtMs",
-                open_at_ms.as_bytes(),
-            ]);
-            p.push(&[
-                b"HSETNX",
-                admission_key.as_bytes(),
-                b"rate",
-                rate.as_bytes(),
-            ]);
-        }
-    }
-    for (key, bitmap) in bitmaps.iter().filter(|(_, b)| !b.is_empty()) {
-        let scratch = format!("{key}:projecting");
-        p.push(&[b"SET", scratch.as_bytes(), bitmap]);
-        p.push(&[
-            b"BITOP",
-            b"OR",
-            key.as_bytes(),
-            key.as_bytes(),
-            scratch.as_bytes(),
-        ]);
-        p.push(&[b"DEL", scratch.as_bytes()]);
-    }
-    for key in &sold_holds {
-        p.push(&[b"SET", key.as_bytes(), codec::store::SOLD]);
-    }
-    for section in removed_sections {
-        p.push(&[b"DEL", keys::sold(event_id, section).as_bytes()]);
-    }
+    snapshot.write_projection(admission, removed_sections, |args| {
+        p.push(args);
+    });
     redis.transaction(&p).await?;
-    Ok(Some(projection))
-}
-
-/// A Redis bitmap with bit n set for each n: Redis numbers bits from the most
-/// significant bit of the first byte (`SETBIT`, `GETBIT`, `BITCOUNT` agree).
-pub fn sold_bitmap(numbers: &[i32]) -> Vec<u8> {
-    let Some(&max) = numbers.iter().max() else {
-        return Vec::new();
-    };
-    let mut bitmap = vec![0u8; max as usize / 8 + 1];
-    for &n in numbers {
-        let n = n as usize;
-        bitmap[n / 8] |= 0x80 >> (n % 8);
-    }
-    bitmap
+    Ok(Some(Projection {
+        sold: snapshot.sold_total(),
+        name: snapshot.name,
+        open_at_ms: snapshot.open_at_ms,
+        rate: snapshot.rate,
+        statuses: 0,
+        catalog: snapshot.catalog,
+    }))
 }
 
 #[cfg(test)]
@@ -569,13 +427,5 @@ mod tests {
             let err = spec.validate().expect_err(what).to_string();
             assert!(err.contains(what), "{what}: {err}");
         }
-    }
-
-    #[test]
-    fn bitmaps_use_redis_bit_order() {
-        assert_eq!(sold_bitmap(&[]), Vec::<u8>::new());
-        // SETBIT k 1 1 -> 0b0100_0000; SETBIT k 8 1 -> second byte's top bit.
-        assert_eq!(sold_bitmap(&[1]), [0x40]);
-        assert_eq!(sold_bitmap(&[8, 1, 15]), [0x40, 0x81]);
     }
 }

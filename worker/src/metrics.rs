@@ -478,7 +478,7 @@ async fn events(conn: &mut Conn, catalogs: &Catalogs) -> Vec<EventFigures> {
             .iter()
             .zip(&replies)
             .filter_map(|((section, seats), reply)| {
-                let (sold, held) = codec::store::Section::decode_counts(reply).ok()?;
+                let (sold, held) = codec::store::Section::decode_counts(reply).ok()??;
                 Some(((*section).clone(), **seats, sold, held))
             })
             .collect();

@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = Hold::decode(&frame);
         let _ = Release::decode(&frame);
         let _ = Section::decode_counts(&frame);
-        if let Ok(states) = Section::decode_states(&frame) {
+        if let Ok(Some(states)) = Section::decode_states(&frame) {
             let _ = states.held().count();
             let _ = (0..64).filter(|&n| states.is_sold(n)).count();
         }

@@ -133,7 +133,10 @@ async fn connect(config: &RedisConfig, tls: Option<&TlsConnector>) -> Result<Str
         .map(|s| Stream::Tls(Box::new(s)))
 }
 
-/// AUTH and SELECT from the URL, before the connection is handed to the driver.
+/// AUTH and SELECT from the URL, then a PING, before the connection is handed to the
+/// driver: a server that accepts connections but does not answer (stopped, stalled,
+/// still loading its data) is not connected, so requests fail fast meanwhile and
+/// health says degraded.
 async fn handshake<S: AsyncReadRent + AsyncWriteRent>(
     mut stream: S,
     config: &RedisConfig,
@@ -148,6 +151,7 @@ async fn handshake<S: AsyncReadRent + AsyncWriteRent>(
         let db = config.url.db.to_string();
         command(&mut stream, &mut rbuf, &[b"SELECT", db.as_bytes()]).await?;
     }
+    command(&mut stream, &mut rbuf, &[b"PING"]).await?;
     Ok(stream)
 }
 

@@ -8,6 +8,7 @@ fn inner() -> Inner {
     Inner {
         config: RedisConfig::from_url("redis://127.0.0.1:1").expect("url"),
         connected: true,
+        was_connected: true,
         wbuf: Vec::new(),
         unwritten: 0,
         open: Vec::new(),
@@ -267,4 +268,57 @@ fn a_sealed_batch_is_one_evalsha_keys_then_shared_then_each_calls_arguments_once
         inner.open.is_empty(),
         "an idle group's batch goes with the next write"
     );
+}
+
+#[test]
+fn a_transaction_is_written_whole_and_only_execs_reply_reaches_its_caller() {
+    let client = Client {
+        inner: Rc::new(RefCell::new(inner())),
+    };
+    let mut commands = Vec::new();
+    codec::resp::write_command(&mut commands, &[&[b"SET", b"k", b"v"]]);
+    codec::resp::write_command(&mut commands, &[&[b"INCR", b"n"]]);
+    let mut pending = client.send_transaction(&commands, 2);
+    {
+        let inner = client.inner.borrow();
+        let mut want = b"*1\r\n$5\r\nMULTI\r\n".to_vec();
+        want.extend_from_slice(&commands);
+        want.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
+        assert_eq!(inner.wbuf, want);
+        assert_eq!(
+            (inner.unwritten, inner.waiting, inner.fifo.len()),
+            (4, 4, 4)
+        );
+    }
+    let mut rbuf = BytesMut::from(&b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n:1\r\n"[..]);
+    driver::deliver_all(&mut client.inner.borrow_mut(), &mut rbuf).expect("valid");
+    let waker = std::task::Waker::noop();
+    let reply = Pin::new(&mut pending).poll(&mut Context::from_waker(waker));
+    assert_eq!(
+        reply,
+        Poll::Ready(Ok(Frame::Array(vec![
+            Frame::SimpleString("OK".into()),
+            Frame::Integer(1)
+        ])))
+    );
+    let inner = client.inner.borrow();
+    assert_eq!((inner.waiting, inner.slots.len()), (0, 0));
+}
+
+#[test]
+fn a_transaction_past_the_in_flight_bound_is_refused_whole() {
+    let mut bounded = inner();
+    bounded.config.max_in_flight = 3;
+    let client = Client {
+        inner: Rc::new(RefCell::new(bounded)),
+    };
+    let mut commands = Vec::new();
+    codec::resp::write_command(&mut commands, &[&[b"SET", b"k", b"v"]]);
+    codec::resp::write_command(&mut commands, &[&[b"INCR", b"n"]]);
+    let mut pending = client.send_transaction(&commands, 2);
+    let waker = std::task::Waker::noop();
+    let reply = Pin::new(&mut pending).poll(&mut Context::from_waker(waker));
+    assert_eq!(reply, Poll::Ready(Err(RedisError::Overloaded)));
+    let inner = client.inner.borrow();
+    assert!(inner.wbuf.is_empty() && inner.fifo.is_empty());
 }

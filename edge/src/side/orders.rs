@@ -169,7 +169,7 @@ async fn look_up(conn: &Conn, lookup: &Lookup) -> Result<Option<Vec<u8>>, Lookup
 
 /// tokio-postgres says only "db error" for an error PostgreSQL reported: the SQLSTATE
 /// and PostgreSQL's own message say what happened.
-fn postgres_error(e: &tokio_postgres::Error) -> String {
+pub(super) fn postgres_error(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{e}: {} (SQLSTATE {})", db.message(), db.code().code()),
         None => e.to_string(),
