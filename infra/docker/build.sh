@@ -92,6 +92,12 @@ log "cargo build --release --locked ${cargo_args[*]}"
 
 stage="$(mktemp -d "${TMPDIR:-/tmp}/max-tps-ecs-images.XXXXXX")"
 trap 'rm -rf "$stage"' EXIT
+# Copied at once (a shared CARGO_TARGET_DIR may get another tree's build next), without
+# the debug sections: symbols stay, so perf still names functions.
+for svc in "${services[@]}"; do
+	mkdir -p "$stage/$svc"
+	objcopy --strip-debug "$TARGET/release/$svc" "$stage/$svc/$svc"
+done
 
 # --- 2. the base image
 rootfs="$stage/base/rootfs"
@@ -118,7 +124,7 @@ for svc in "${services[@]}"; do
 		[[ -e "$rootfs$lib" ]] && continue
 		mkdir -p "$rootfs$(dirname "$lib")"
 		cp -L "$lib" "$rootfs$lib"
-	done < <(ldd "$TARGET/release/$svc" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}')
+	done < <(ldd "$stage/$svc/$svc" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}')
 done
 cp -L /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
 cat >"$rootfs/etc/passwd" <<EOF
@@ -151,8 +157,6 @@ built=("$BASE_IMAGE")
 for svc in "${services[@]}"; do
 	image="$EDGE_IMAGE"
 	[[ "$svc" == worker ]] && image="$WORKER_IMAGE"
-	mkdir -p "$stage/$svc"
-	objcopy --strip-debug "$TARGET/release/$svc" "$stage/$svc/$svc"
 	cp "$DOCKER_DIR/$svc-health.sh" "$stage/$svc/$svc-health"
 	chmod 0755 "$stage/$svc/$svc" "$stage/$svc/$svc-health"
 	log "building $image"
