@@ -164,6 +164,17 @@ e2e: services build-edge ## tests/browser: the buyer page in headless Chromium (
 
 browser-test: e2e ## the same as e2e
 
+# ----------------------------------------------------------------------------- images
+# Tagged IMAGE_TAG from the environment, `local` when unset (not a make variable:
+# 01-ecr's default is the commit).
+.PHONY: images images-test
+
+images: ## infra/docker/build.sh: edge and worker images with buildah (apt, installed if missing), FROM scratch + glibc + busybox; prints sizes
+	infra/docker/build.sh
+
+images-test: services images ## infra/docker/test.sh: the images under podman (default / no-io_uring / unconfined seccomp), worker migrate + run, a journey
+	$(WITH_ENV) infra/docker/test.sh
+
 # ----------------------------------------------------------------------------- AWS (infra/)
 # The seed's Quick Start: one numbered step each, re-runnable, in the region of
 # AWS_REGION (or AWS_DEFAULT_REGION). infra/README.md says what each makes and costs.
@@ -172,7 +183,7 @@ INFRA_STEPS := 00-network 01-ecr 02-cluster 03-dataplane 04-taskdefs 05-services
 
 00-network: ## AWS: VPC over two AZs, subnets, IGW, NAT, gateway endpoints, security groups
 	infra/00_network_bootstrap.sh
-01-ecr: ## AWS: ECR repositories; image build and push where a Docker engine answers
+01-ecr: ## AWS: ECR repositories; images built by infra/docker/build.sh and pushed with buildah
 	infra/01_ecr_build_push.sh
 02-cluster: ## AWS: ECS cluster, least-privilege task and execution roles, log groups
 	infra/02_cluster_and_roles.sh

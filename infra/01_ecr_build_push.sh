@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # 01: ECR repositories $PROJECT/edge and $PROJECT/worker (scan on push, immutable tags,
-# a lifecycle policy keeping the last 30 images), then the images: built from
-# infra/docker/{edge,worker}.Dockerfile and pushed where a Docker engine answers,
-# skipped with a message where none does. Writes infra/out/<region>/images.json (the
-# image URIs 04 puts in the task definitions).
+# a lifecycle policy keeping the last 30 images), then the images: built by
+# infra/docker/build.sh (the recipe of `make images`: release binaries built here, a
+# base assembled FROM scratch, buildah, no Docker engine) and pushed with buildah. Where
+# buildah is missing and cannot be installed (not root, no apt-get), the step says what
+# to run elsewhere and skips. Writes infra/out/<region>/images.json (the image URIs 04
+# puts in the task definitions).
 #
 # Environment: IMAGE_TAG (default: the commit, git-<sha12>, with -dirty for a tree
 # with changes), PLATFORM (linux/amd64; linux/arm64 for Graviton, with CPU_ARCH=ARM64
-# in step 04).
+# in step 04: the binaries are not cross-built, so run this step on a machine of that
+# architecture).
 set -euo pipefail
 # shellcheck source=infra/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -52,17 +55,16 @@ if is_local_endpoint; then
 	skip_local "image build and push (a local endpoint has no registry to push to); task definitions will name ${URI[edge]}:$IMAGE_TAG"
 	exit 0
 fi
-if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
-	log "SKIPPED  image build and push: no Docker engine answers here (docker info failed)."
-	log "         Build and push elsewhere, then re-run this step with the same IMAGE_TAG:"
-	log "           docker build --platform $PLATFORM -f infra/docker/edge.Dockerfile -t ${URI[edge]}:$IMAGE_TAG ."
-	log "           docker build --platform $PLATFORM -f infra/docker/worker.Dockerfile -t ${URI[worker]}:$IMAGE_TAG ."
+if ! command -v buildah >/dev/null 2>&1 && { ((EUID != 0)) || ! command -v apt-get >/dev/null 2>&1; }; then
+	log "SKIPPED  image build and push: no buildah here (and not root with apt-get to install it)."
+	log "         Build and push on a $PLATFORM machine with buildah, then re-run this step with the same IMAGE_TAG:"
+	log "           EDGE_IMAGE=${URI[edge]}:$IMAGE_TAG WORKER_IMAGE=${URI[worker]}:$IMAGE_TAG infra/docker/build.sh"
+	log "           buildah push ${URI[edge]}:$IMAGE_TAG; buildah push ${URI[worker]}:$IMAGE_TAG"
 	log "         Until those tags exist, the services of step 05 cannot start tasks."
 	exit 0
 fi
 
-registry="${URI[edge]%%/*}"
-awscli ecr get-login-password | docker login --username AWS --password-stdin "$registry" >/dev/null
+missing=()
 for svc in edge worker; do
 	name="$(repo_name "$svc")"
 	if aws_try ecr describe-images --repository-name "$name" --image-ids "imageTag=$IMAGE_TAG" >/dev/null; then
@@ -70,10 +72,20 @@ for svc in edge worker; do
 		continue
 	fi
 	aws_not_found || die "describe-images $name: $(aws_error)"
-	log "building ${URI[$svc]}:$IMAGE_TAG ($PLATFORM)"
-	DOCKER_BUILDKIT=1 docker build --platform "$PLATFORM" -f "$INFRA_DIR/docker/$svc.Dockerfile" \
-		-t "${URI[$svc]}:$IMAGE_TAG" "$ROOT_DIR"
-	docker push "${URI[$svc]}:$IMAGE_TAG"
+	missing+=("$svc")
+done
+if ((${#missing[@]} == 0)); then
+	log "done: images tagged $IMAGE_TAG -> $(state_path images)"
+	exit 0
+fi
+log "building ${missing[*]} ($PLATFORM) with infra/docker/build.sh"
+export IMAGE_TAG PLATFORM
+EDGE_IMAGE="${URI[edge]}:$IMAGE_TAG" WORKER_IMAGE="${URI[worker]}:$IMAGE_TAG" \
+	"$INFRA_DIR/docker/build.sh" "${missing[@]}"
+registry="${URI[edge]%%/*}"
+awscli ecr get-login-password | buildah login --username AWS --password-stdin "$registry" >/dev/null
+for svc in "${missing[@]}"; do
+	buildah push --quiet "${URI[$svc]}:$IMAGE_TAG"
 	created "image ${URI[$svc]}:$IMAGE_TAG"
 done
 log "done: images tagged $IMAGE_TAG -> $(state_path images)"

@@ -227,7 +227,10 @@ fn run_core(
                 .build()
         };
         build(coop).or_else(|e| {
-            if !coop {
+            // A kernel before 5.19 refuses the unknown setup flags with EINVAL; a
+            // seccomp profile refuses io_uring_setup itself (ENOSYS, EPERM), with
+            // or without flags, so that goes straight to the caller's fallback.
+            if !coop || e.kind() != std::io::ErrorKind::InvalidInput {
                 return Err(e);
             }
             warn!(core = id, error = %e, "io_uring without COOP_TASKRUN (kernel before 5.19?)");
