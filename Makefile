@@ -68,8 +68,8 @@ stop: ## stop the background edge, worker and services
 	$(WORKER) stop --pidfile .run/worker.pid
 	$(STACK) down
 
-test: services ## test-rust, openapi-test, infra-test, fuzz-short, mutfuzz-short, fault-short and e2e (all run; fails if any fails); what CI runs
-	$(MAKE) --no-print-directory -k test-rust openapi-test infra-test fuzz-short mutfuzz-short fault-short e2e
+test: services ## test-rust, openapi-test, infra-test, fuzz-short, mutfuzz-short, fault-short, e2e and images-test (all run; fails if any fails); what CI runs
+	$(MAKE) --no-print-directory -k test-rust openapi-test infra-test fuzz-short mutfuzz-short fault-short e2e images-test
 
 test-rust: services ## cargo nextest (or cargo test) of the workspace against the local services
 	$(WITH_ENV) \
