@@ -24,7 +24,7 @@ WITH_ENV := eval "$$($(STACK) env)"; export EDGE_ADDR='$(EDGE_ADDR)';
 export CARGO_BUILD_JOBS := $(JOBS)
 export OPENAPI_ADDR OPENAPI_SPEC SCHEMATHESIS_OPS SCHEMATHESIS_MAX_EXAMPLES SCHEMATHESIS_ARGS
 
-.PHONY: help deps services services-stop services-status build build-edge run start stop \
+.PHONY: help deps services services-stop cluster cluster-stop services-status build build-edge run start stop \
 	test test-rust openapi-test fmt lint lint-sh clean-data bench bench-worker
 
 help: ## list the targets
@@ -39,6 +39,12 @@ services: deps ## start Redis (127.0.0.1:16379) and PostgreSQL (127.0.0.1:15432)
 
 services-stop: ## stop Redis and PostgreSQL
 	$(STACK) down
+
+cluster: deps ## a local Redis Cluster: 3 primaries + 3 replicas on CLUSTER_PORT.. (17001-17006), data in .run/cluster/
+	$(STACK) cluster-up
+
+cluster-stop: ## stop the local Redis Cluster (its data stays; `infra/local/stack.sh cluster-clean` deletes it)
+	$(STACK) cluster-down
 
 services-status: ## show whether Redis, PostgreSQL and a `make start` edge and worker run
 	@$(STACK) status || true
