@@ -17,6 +17,7 @@ fn inner() -> Inner {
         writer: None,
         on_connect: Vec::new(),
         stalled: false,
+        closed: false,
         stats: Stats::default(),
     }
 }
