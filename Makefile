@@ -25,7 +25,7 @@ export CARGO_BUILD_JOBS := $(JOBS)
 export OPENAPI_ADDR OPENAPI_SPEC SCHEMATHESIS_OPS SCHEMATHESIS_MAX_EXAMPLES SCHEMATHESIS_ARGS
 
 .PHONY: help deps services services-stop cluster cluster-stop services-status build build-edge run start stop \
-	test test-rust openapi-test fmt lint lint-sh clean-data bench bench-worker
+	test test-rust test-cluster openapi-test fmt lint lint-sh clean-data bench bench-worker
 
 help: ## list the targets
 	@echo "make TARGET   (variables: CARGO=$(CARGO) EDGE_ADDR=$(EDGE_ADDR) JOBS=$(JOBS) SCHEMATHESIS_OPS='$(SCHEMATHESIS_OPS)')"
@@ -80,6 +80,13 @@ test-rust: services ## cargo nextest (or cargo test) of the workspace against th
 	else \
 		echo "cargo-nextest not found; using cargo test"; \
 		$(CARGO) test --workspace --no-fail-fast -j$(JOBS); \
+	fi
+
+test-cluster: deps ## the Redis client against real Redis Clusters (each test starts its own: reshard, ASK/MOVED, failover, the edge's holds through a failover)
+	if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --no-fail-fast --build-jobs $(JOBS) -p codec -p edge -E 'test(cluster) | binary(cluster)'; \
+	else \
+		$(CARGO) test -j$(JOBS) -p codec cluster && $(CARGO) test -j$(JOBS) -p edge --test cluster; \
 	fi
 
 openapi-test: deps build-edge ## schemathesis against openapi/ticketing.yaml, edge on OPENAPI_ADDR; IDENTITY=none, then jwt
