@@ -249,7 +249,9 @@ impl Client {
                 let (slot, node) = cluster.node_for(key);
                 let first = node.map(|node| send(&node, false));
                 let cluster = cluster.clone();
-                Err(async move { cluster.follow(slot, first, send).await })
+                Err(boxed(
+                    async move { cluster.follow(slot, first, send).await },
+                ))
             }
         };
         async move {
@@ -278,7 +280,9 @@ impl Client {
                 let (slot, node) = cluster.node_for(call.keys().next().unwrap_or_default());
                 let first = node.map(|node| send(&node, false));
                 let cluster = cluster.clone();
-                Err(async move { cluster.follow(slot, first, send).await })
+                Err(boxed(
+                    async move { cluster.follow(slot, first, send).await },
+                ))
             }
         };
         async move {
@@ -303,13 +307,17 @@ impl Client {
                 let send = move |node: &Node, asking: bool| {
                     if asking {
                         node.asking();
+                        boxed(node.run_alone(script, call))
+                    } else {
+                        boxed(node.run_batched(script, group, call))
                     }
-                    node.run_batched_as(script, group, call, asking)
                 };
                 let (slot, node) = cluster.node_for(call.keys().next().unwrap_or_default());
                 let first = node.map(|node| send(&node, false));
                 let cluster = cluster.clone();
-                Err(async move { cluster.follow(slot, first, send).await })
+                Err(boxed(
+                    async move { cluster.follow(slot, first, send).await },
+                ))
             }
         };
         async move {
@@ -319,6 +327,15 @@ impl Client {
             }
         }
     }
+}
+
+/// A cluster command's future, boxed: unboxed, its size (redirections, retries) would
+/// be every single-node call's too, and the futures that hold it are moved by memcpy
+/// (callgrind: a hold cost 45% more instructions, a summary 9%).
+type Boxed<'a> = Pin<Box<dyn Future<Output = Result<Frame, RedisError>> + 'a>>;
+
+fn boxed<'a>(f: impl Future<Output = Result<Frame, RedisError>> + 'a) -> Boxed<'a> {
+    Box::pin(f)
 }
 
 /// A Lua script run by SHA1 (`EVALSHA`); on `NOSCRIPT` it is sent whole once
@@ -597,29 +614,8 @@ impl Node {
         group: &'a [u8],
         call: &'a Call,
     ) -> impl Future<Output = Result<Frame, RedisError>> + 'a {
-        self.run_batched_as(script, group, call, false)
-    }
-
-    /// [`Node::run_batched`]; when `alone`, the call is sent now as a batch of its own
-    /// (`EVAL` of the whole script: it follows an `ASKING`, see [`Node::asking`]).
-    fn run_batched_as<'a>(
-        &self,
-        script: &'a Rc<BatchScript>,
-        group: &'a [u8],
-        call: &'a Call,
-        alone: bool,
-    ) -> impl Future<Output = Result<Frame, RedisError>> + 'a {
         let client = self.clone();
-        let alone = alone.then(|| self.send_alone(script, call));
         async move {
-            if let Some(pending) = alone {
-                return match within_deadline(client.inner.clone(), pending).await? {
-                    Frame::Array(mut replies) if replies.len() == 1 => Ok(replies.remove(0)),
-                    _ => Err(RedisError::Protocol(
-                        "a batch script must reply one element a call".into(),
-                    )),
-                };
-            }
             let once = || {
                 let pending =
                     client.join(script, group, call.key_count(), call.arg_count(), |k, a| {
@@ -635,6 +631,25 @@ impl Node {
                     once().await
                 }
                 reply => reply,
+            }
+        }
+    }
+
+    /// `call` of `script` sent now as a batch of its own, the script whole (`EVAL`): it
+    /// follows an `ASKING` (see [`Node::asking`]); the reply is the call's element.
+    fn run_alone<'a>(
+        &self,
+        script: &BatchScript,
+        call: &Call,
+    ) -> impl Future<Output = Result<Frame, RedisError>> + 'a {
+        let pending = self.send_alone(script, call);
+        let inner = self.inner.clone();
+        async move {
+            match within_deadline(inner, pending).await? {
+                Frame::Array(mut replies) if replies.len() == 1 => Ok(replies.remove(0)),
+                _ => Err(RedisError::Protocol(
+                    "a batch script must reply one element a call".into(),
+                )),
             }
         }
     }
