@@ -28,8 +28,8 @@ WITH_ENV := eval "$$($(STACK) env)"; export EDGE_ADDR='$(EDGE_ADDR)';
 export CARGO_BUILD_JOBS := $(JOBS)
 export OPENAPI_ADDR OPENAPI_SPEC SCHEMATHESIS_OPS SCHEMATHESIS_ADMIN_OPS SCHEMATHESIS_MAX_EXAMPLES SCHEMATHESIS_ARGS
 
-.PHONY: help deps services services-stop services-status build build-edge run start stop \
-	test test-rust openapi-test fmt lint lint-sh clean-data bench bench-worker capacity
+.PHONY: help deps services services-stop cluster cluster-stop services-status build build-edge run start stop \
+	test test-rust test-cluster openapi-test fmt lint lint-sh clean-data bench bench-worker capacity
 
 help: ## list the targets
 	@echo "make TARGET   (variables: CARGO=$(CARGO) EDGE_ADDR=$(EDGE_ADDR) JOBS=$(JOBS) SCHEMATHESIS_OPS='$(SCHEMATHESIS_OPS)')"
@@ -43,6 +43,12 @@ services: deps ## start Redis (127.0.0.1:16379) and PostgreSQL (127.0.0.1:15432)
 
 services-stop: ## stop Redis and PostgreSQL
 	$(STACK) down
+
+cluster: deps ## a local Redis Cluster: 3 primaries + 3 replicas on CLUSTER_PORT.. (17001-17006), data in .run/cluster/
+	$(STACK) cluster-up
+
+cluster-stop: ## stop the local Redis Cluster (its data stays; `infra/local/stack.sh cluster-clean` deletes it)
+	$(STACK) cluster-down
 
 services-status: ## show whether Redis, PostgreSQL and a `make start` edge and worker run
 	@$(STACK) status || true
@@ -78,6 +84,13 @@ test-rust: services ## cargo nextest (or cargo test) of the workspace against th
 	else \
 		echo "cargo-nextest not found; using cargo test"; \
 		$(CARGO) test --workspace --no-fail-fast -j$(JOBS); \
+	fi
+
+test-cluster: deps ## the Redis client against real Redis Clusters (each test starts its own: reshard, ASK/MOVED, failover, the edge's holds through a failover)
+	if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --no-fail-fast --build-jobs $(JOBS) -p codec -p edge -E 'test(cluster) | binary(cluster)'; \
+	else \
+		$(CARGO) test -j$(JOBS) -p codec cluster && $(CARGO) test -j$(JOBS) -p edge --test cluster; \
 	fi
 
 openapi-test: deps build-edge ## schemathesis against openapi/ticketing.yaml, edge on OPENAPI_ADDR; IDENTITY=none, then jwt

@@ -5,6 +5,8 @@
 //!
 //! # Layout
 //! - [`admission`]: who is admitted into an event's waiting room, and when.
+//! - [`cluster`]: Redis Cluster's key slots (CRC16, hash tags), redirections and
+//!   slot map, for both clients.
 //! - [`contract`]: the JSON bodies of the HTTP API (`openapi/ticketing.yaml` is the
 //!   normative copy; a test parses every example of the spec into these types) and the
 //!   commit-queue message.
@@ -25,9 +27,10 @@
 //! - [`store`]: the storage protocol: every Lua script (`lua/*.lua`) of the edge and
 //!   the worker, with its typed call and typed outcome; the one home of the hold value,
 //!   the commit message's encoding and the status record.
-//! - [`url`]: percent-encoding and `redis://` URLs.
+//! - [`url`]: percent-encoding and `redis://` (and `redis-cluster://`) URLs.
 
 pub mod admission;
+pub mod cluster;
 pub mod contract;
 pub mod emf;
 pub mod error_code;

@@ -31,11 +31,17 @@ pub fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// `redis://[user[:password]@]host[:port][/db]`, or `rediss://` for TLS.
+/// `redis://[user[:password]@]host[:port][/db]`, or `rediss://` for TLS; a Redis
+/// Cluster is `redis-cluster://[user[:password]@]host[:port][,host[:port]...]` (or
+/// `rediss-cluster://`): seed nodes, any of which tells the client the rest.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisUrl {
-    /// `host:port`.
+    /// `host:port` (the first seed of a cluster).
     pub addr: String,
+    /// `redis-cluster://`: `seeds` are nodes of a Redis Cluster.
+    pub cluster: bool,
+    /// Every `host:port` given (one for `redis://`).
+    pub seeds: Vec<String>,
     /// `rediss://`: TLS (ElastiCache in-transit encryption).
     pub tls: bool,
     pub username: Option<String>,
@@ -47,6 +53,8 @@ impl std::fmt::Debug for RedisUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisUrl")
             .field("addr", &self.addr)
+            .field("cluster", &self.cluster)
+            .field("seeds", &self.seeds)
             .field("tls", &self.tls)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
@@ -57,10 +65,12 @@ impl std::fmt::Debug for RedisUrl {
 
 impl RedisUrl {
     pub fn parse(url: &str) -> Result<Self, &'static str> {
-        let (tls, rest) = match url.split_once("://") {
-            Some(("redis", rest)) => (false, rest),
-            Some(("rediss", rest)) => (true, rest),
-            _ => return Err("expected redis[s]://[user[:password]@]host[:port][/db]"),
+        let (tls, cluster, rest) = match url.split_once("://") {
+            Some(("redis", rest)) => (false, false, rest),
+            Some(("rediss", rest)) => (true, false, rest),
+            Some(("redis-cluster", rest)) => (false, true, rest),
+            Some(("rediss-cluster", rest)) => (true, true, rest),
+            _ => return Err("expected redis[s]://[user[:password]@]host[:port][/db] or redis[s]-cluster://[user[:password]@]host[:port],..."),
         };
         let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
         let (userinfo, hostport) = match authority.rsplit_once('@') {
@@ -75,31 +85,50 @@ impl RedisUrl {
                 Some(decode(password)?),
             ),
         };
-        if hostport.is_empty() || hostport.starts_with(':') {
-            return Err("no host");
-        }
-        // `[::1]:7000` has a port, `[::1]` does not.
-        let has_port = hostport
-            .rfind(':')
-            .is_some_and(|i| !hostport[i..].contains(']'));
-        let addr = if has_port {
-            hostport.to_owned()
+        let seeds = if cluster {
+            hostport
+                .split(',')
+                .map(with_port)
+                .collect::<Result<Vec<_>, _>>()?
+        } else if hostport.contains(',') {
+            return Err("several nodes: use redis-cluster://");
         } else {
-            format!("{hostport}:6379")
+            vec![with_port(hostport)?]
         };
         let db = if db.is_empty() {
             0
         } else {
             db.parse().map_err(|_| "db must be a number")?
         };
+        if cluster && db != 0 {
+            return Err("a Redis Cluster has only database 0");
+        }
         Ok(Self {
-            addr,
+            addr: seeds[0].clone(),
+            cluster,
+            seeds,
             tls,
             username,
             password,
             db,
         })
     }
+}
+
+/// `host[:port]` as `host:port` (6379 when left out).
+fn with_port(hostport: &str) -> Result<String, &'static str> {
+    if hostport.is_empty() || hostport.starts_with(':') {
+        return Err("no host");
+    }
+    // `[::1]:7000` has a port, `[::1]` does not.
+    let has_port = hostport
+        .rfind(':')
+        .is_some_and(|i| !hostport[i..].contains(']'));
+    Ok(if has_port {
+        hostport.to_owned()
+    } else {
+        format!("{hostport}:6379")
+    })
 }
 
 /// The host of a `host:port` address (`[::1]:7000` -> `::1`): the name a TLS server's
@@ -155,8 +184,31 @@ mod tests {
     }
 
     #[test]
+    fn cluster_urls_list_seed_nodes() {
+        let u =
+            RedisUrl::parse("redis-cluster://127.0.0.1:17001,127.0.0.1:17002,[::1]").expect("url");
+        assert!(u.cluster && !u.tls);
+        assert_eq!(
+            u.seeds,
+            ["127.0.0.1:17001", "127.0.0.1:17002", "[::1]:6379"]
+        );
+        assert_eq!(u.addr, "127.0.0.1:17001");
+        let u = RedisUrl::parse("rediss-cluster://:pw@cfg.cache.amazonaws.com").expect("url");
+        assert!(u.cluster && u.tls);
+        assert_eq!(u.seeds, ["cfg.cache.amazonaws.com:6379"]);
+        assert_eq!(u.password.as_deref(), Some("pw"));
+        let u = RedisUrl::parse("redis://h:1").expect("url");
+        assert!(!u.cluster);
+        assert_eq!(u.seeds, ["h:1"]);
+    }
+
+    #[test]
     fn bad_redis_urls_are_refused() {
         for url in [
+            "redis-cluster://h:1,",
+            "redis-cluster://h:1,:2",
+            "redis-cluster://h:1/2",
+            "redis://h:1,h:2",
             "http://h",
             "redis://",
             "redis://:1",

@@ -76,10 +76,10 @@ impl From<FramingError> for Error {
 impl From<RedisError> for Error {
     /// Redis unreachable, slow or overloaded is a retryable 503, and so is an error
     /// reply that says the server cannot write now (out of memory, its disk failing
-    /// the AOF, loading, a replica, a cluster in change); any other error reply means a
+    /// the AOF, loading, a replica, a cluster in change or still redirecting); any other error reply means a
     /// bug or a broken deployment, a 500.
     fn from(e: RedisError) -> Self {
-        const TRANSIENT: [&str; 8] = [
+        const TRANSIENT: [&str; 10] = [
             "OOM ",
             "MISCONF ",
             "LOADING ",
@@ -88,6 +88,9 @@ impl From<RedisError> for Error {
             "READONLY ",
             "MASTERDOWN ",
             "CLUSTERDOWN ",
+            // Redirections still left after the client followed its share of them.
+            "MOVED ",
+            "ASK ",
         ];
         match e {
             RedisError::Server(ref m) if TRANSIENT.iter().any(|p| m.starts_with(p)) => {

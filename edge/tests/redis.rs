@@ -373,7 +373,7 @@ fn past_the_in_flight_bound_commands_fail_fast() {
         cfg.max_in_flight = 10;
         let client = connected(cfg).await;
         assert_eq!(redis.raw("CLIENT PAUSE 500 ALL"), "+OK\r\n");
-        let held: Vec<_> = (0..10).map(|_| client.send_parts(&[&[b"PING"]])).collect();
+        let held: Vec<_> = (0..10).map(|_| client.query(&[b"PING"])).collect();
         assert_eq!(client.query(&[b"PING"]).await, Err(RedisError::Overloaded));
         for pending in held {
             assert_eq!(pending.await, Ok(Frame::SimpleString("PONG".into())));

@@ -8,9 +8,16 @@
 #   infra/local/stack.sh status   print what runs (exit 0 when both run, 3 otherwise)
 #   infra/local/stack.sh env      print export lines: eval "$(infra/local/stack.sh env)"
 #   infra/local/stack.sh clean    down, then delete the service data (keeps .run/venv)
+#   infra/local/stack.sh cluster-up      a Redis Cluster: 3 primaries + 3 replicas (idempotent)
+#   infra/local/stack.sh cluster-down    stop its six nodes (their data stays)
+#   infra/local/stack.sh cluster-status  its nodes and roles (exit 0 when its state is ok, 3 otherwise)
+#   infra/local/stack.sh cluster-env     export REDIS_URL=redis-cluster://...: eval it
+#   infra/local/stack.sh cluster-clean   cluster-down, then delete the cluster's data
 #
 # Environment: REDIS_PORT (16379), PG_PORT (15432), PG_BIN (a PostgreSQL bin directory,
-# found automatically otherwise).
+# found automatically otherwise), CLUSTER_PORT (17001: the cluster's nodes listen on
+# CLUSTER_PORT .. CLUSTER_PORT+5, their cluster bus 10000 above), CLUSTER_NODE_TIMEOUT_MS
+# (2000: how long a primary may be silent before its replica takes over).
 #
 # Redis runs with infra/local/redis.conf: AOF on, fsynced before every reply, so a kill -9
 # of Redis loses no accepted commit (the local commit queue is a Redis Stream). Its data
@@ -321,6 +328,149 @@ redis_down() {
 	rm -f "$REDIS_PIDFILE"
 }
 
+# ----------------------------------------------------------------------------- redis cluster
+
+# Six nodes on consecutive ports; `redis-cli --cluster create` makes the first three
+# primaries and gives each a replica. Each node has its own directory under
+# .run/cluster/ (AOF and nodes.conf, the node's view of the cluster), so `cluster-up`
+# after `cluster-down` brings back the same cluster with its data.
+CLUSTER_PORT="${CLUSTER_PORT:-17001}"
+CLUSTER_NODE_TIMEOUT_MS="${CLUSTER_NODE_TIMEOUT_MS:-2000}"
+CLUSTER_DIR="$RUN_DIR/cluster"
+
+cluster_ports() { seq "$CLUSTER_PORT" $((CLUSTER_PORT + 5)); }
+
+node_cli() {
+	local port=$1
+	shift
+	timeout 5 redis-cli -h 127.0.0.1 -p "$port" "$@"
+}
+
+node_ping() { [[ "$(node_cli "$1" ping 2>/dev/null)" == PONG ]]; }
+
+node_pid() {
+	local pid
+	pid="$(read_pid "$CLUSTER_DIR/$1/redis.pid")"
+	if pid_alive "$pid"; then
+		printf '%s' "$pid"
+	fi
+}
+
+# A field of CLUSTER INFO on one node.
+node_info() { node_cli "$1" cluster info 2>/dev/null | tr -d '\r' | awk -F: -v k="$2" '$1 == k {print $2}'; }
+
+cluster_ok() {
+	local port
+	for port in $(cluster_ports); do
+		[[ "$(node_info "$port" cluster_state)" == ok ]] || return 1
+	done
+}
+
+# Every node knows all six: the gossip after a create or a restart has settled.
+cluster_settled() {
+	local port
+	for port in $(cluster_ports); do
+		[[ "$(node_info "$port" cluster_known_nodes)" == 6 ]] || return 1
+	done
+	cluster_ok
+}
+
+node_up() {
+	local port=$1 dir="$CLUSTER_DIR/$1"
+	node_ping "$port" && return 0
+	mkdir -p "$dir"
+	: >>"$dir/redis.log"
+	redis-server "$REDIS_CONF" --bind 127.0.0.1 --port "$port" --protected-mode yes \
+		--cluster-enabled yes --cluster-config-file nodes.conf \
+		--cluster-node-timeout "$CLUSTER_NODE_TIMEOUT_MS" \
+		--daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --dir "$dir" ||
+		{
+			tail_log "$dir/redis.log"
+			die "redis-server (cluster node $port) failed to start"
+		}
+}
+
+cmd_cluster_up() {
+	command -v redis-server >/dev/null 2>&1 || die "redis-server not found; run: infra/local/stack.sh deps"
+	local port
+	local -a addrs=()
+	for port in $(cluster_ports); do
+		node_up "$port"
+		addrs+=("127.0.0.1:$port")
+	done
+	for port in $(cluster_ports); do
+		if ! wait_for 120 node_ping "$port"; then
+			tail_log "$CLUSTER_DIR/$port/redis.log"
+			die "cluster node 127.0.0.1:$port did not answer within 120 s"
+		fi
+	done
+	# A node that owns no slot and knows no other node is new: make the cluster.
+	if [[ "$(node_info "$CLUSTER_PORT" cluster_known_nodes)" == 1 ]]; then
+		log "creating the cluster on ${addrs[*]}"
+		local clog="$CLUSTER_DIR/create.log"
+		if ! timeout 60 redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 \
+			--cluster-yes >"$clog" 2>&1; then
+			tail_log "$clog"
+			die "redis-cli --cluster create failed"
+		fi
+	fi
+	if ! wait_for 60 cluster_settled; then
+		cmd_cluster_status >&2 || true
+		die "the cluster on 127.0.0.1:$CLUSTER_PORT.. did not reach state ok within 60 s"
+	fi
+	log "Redis Cluster up on 127.0.0.1:$CLUSTER_PORT-$((CLUSTER_PORT + 5)) (3 primaries, 3 replicas, data in $CLUSTER_DIR)"
+}
+
+cmd_cluster_down() {
+	local port pid
+	for port in $(cluster_ports); do
+		pid="$(node_pid "$port")"
+		if [[ -n "$pid" ]]; then
+			node_cli "$port" shutdown nosave >/dev/null 2>&1 || true
+			wait_for 10 pid_gone "$pid" || stop_pid "$pid" 10
+			log "cluster node $port stopped (pid $pid)"
+		elif node_ping "$port"; then
+			log "warning: something answers on 127.0.0.1:$port but $CLUSTER_DIR/$port/redis.pid names no live process; left alone"
+		fi
+		rm -f "$CLUSTER_DIR/$port/redis.pid"
+	done
+}
+
+cmd_cluster_status() {
+	local port pid role
+	for port in $(cluster_ports); do
+		if node_ping "$port"; then
+			pid="$(node_pid "$port")"
+			role="$(node_cli "$port" role 2>/dev/null | head -n 1)"
+			printf 'node %s  running  pid %-7s %-7s cluster_state %s\n' "$port" "${pid:-?}" "$role" \
+				"$(node_info "$port" cluster_state)"
+		else
+			printf 'node %s  stopped\n' "$port"
+		fi
+	done
+	cluster_ok || return 3
+}
+
+cluster_url() {
+	local port sep="" url="redis-cluster://"
+	for port in $(cluster_ports); do
+		url+="${sep}127.0.0.1:$port"
+		sep=,
+	done
+	printf '%s' "$url"
+}
+
+cmd_cluster_env() {
+	printf 'export REDIS_URL=%q\n' "$(cluster_url)"
+	printf 'export DATABASE_URL=%q\n' "$(database_url)"
+}
+
+cmd_cluster_clean() {
+	cmd_cluster_down
+	rm -rf "$CLUSTER_DIR"
+	log "cluster data removed ($CLUSTER_DIR)"
+}
+
 # ----------------------------------------------------------------------------- postgres
 
 PGBIN=""
@@ -558,6 +708,7 @@ cmd_env() {
 
 cmd_clean() {
 	cmd_down
+	cmd_cluster_down
 	local ext=""
 	if [[ -L "$RUN_DIR/pg" ]]; then
 		ext="$(dirname "$(readlink -f "$RUN_DIR/pg")")"
@@ -573,7 +724,7 @@ cmd_clean() {
 }
 
 usage() {
-	sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 main() {
@@ -585,6 +736,11 @@ main() {
 	status) cmd_status ;;
 	env) cmd_env ;;
 	clean) cmd_clean ;;
+	cluster-up) cmd_cluster_up ;;
+	cluster-down) cmd_cluster_down ;;
+	cluster-status) cmd_cluster_status ;;
+	cluster-env) cmd_cluster_env ;;
+	cluster-clean) cmd_cluster_clean ;;
 	-h | --help | help) usage ;;
 	*)
 		usage >&2

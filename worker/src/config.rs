@@ -371,6 +371,7 @@ mod tests {
             ("DATABASE_URL", "postgres://ticket:sekrit@h:notaport/db"),
             ("REDIS_URL", "http://127.0.0.1"),
             ("REDIS_URL", "redis://u:sekrit@h/x"),
+            ("REDIS_URL", "redis-cluster://u:sekrit@h:1,h:2"),
             ("WORKER_LOG", "loud"),
             ("WORKER_LOG_FORMAT", "yaml"),
             ("WORKER_METRICS_ADDR", "9101"),

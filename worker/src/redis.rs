@@ -95,6 +95,10 @@ impl RedisConfig {
     /// Parses with `codec::url` (shared with the edge).
     pub fn from_url(url: &str) -> Result<Self, &'static str> {
         let url = codec::url::RedisUrl::parse(url)?;
+        if url.cluster {
+            // Its stream reads and projections span slots; they are not split by node yet.
+            return Err("the worker does not speak to a Redis Cluster yet: use redis://");
+        }
         Ok(Self {
             addr: url.addr,
             username: url.username,

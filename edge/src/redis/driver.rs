@@ -51,7 +51,11 @@ pub(super) async fn run(inner: Rc<RefCell<Inner>>) {
         .finish()
         | 1;
     loop {
+        if inner.borrow().closed {
+            return;
+        }
         match monoio::time::timeout(config.connect_timeout, connect(&config, tls.as_ref())).await {
+            Ok(Ok(_)) if inner.borrow().closed => return,
             Ok(Ok(stream)) => {
                 info!(addr = %config.url.addr, tls = config.url.tls, "redis connected");
                 backoff = config.backoff_min;
@@ -60,6 +64,11 @@ pub(super) async fn run(inner: Rc<RefCell<Inner>>) {
                     Stream::Plain(s) => serve(&inner, s).await,
                     Stream::Tls(s) => serve(&inner, *s).await,
                 };
+                if inner.borrow().closed {
+                    info!(addr = %config.url.addr, "redis connection closed: the node left");
+                    inner.borrow_mut().on_disconnected();
+                    return;
+                }
                 warn!(addr = %config.url.addr, %error, "redis connection lost");
                 let mut inner = inner.borrow_mut();
                 let stats = &mut inner.stats;
@@ -196,7 +205,7 @@ async fn write_commands(
     loop {
         let batch = poll_fn(|cx| {
             let mut inner = inner.borrow_mut();
-            if inner.stalled {
+            if inner.stalled || inner.closed {
                 return Poll::Ready(None);
             }
             inner.seal_open();

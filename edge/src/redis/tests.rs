@@ -18,6 +18,7 @@ fn inner() -> Inner {
         writer: None,
         on_connect: Vec::new(),
         stalled: false,
+        closed: false,
         stats: Stats::default(),
     }
 }
@@ -272,7 +273,7 @@ fn a_sealed_batch_is_one_evalsha_keys_then_shared_then_each_calls_arguments_once
 
 #[test]
 fn a_transaction_is_written_whole_and_only_execs_reply_reaches_its_caller() {
-    let client = Client {
+    let client = Node {
         inner: Rc::new(RefCell::new(inner())),
     };
     let mut commands = Vec::new();
@@ -309,7 +310,7 @@ fn a_transaction_is_written_whole_and_only_execs_reply_reaches_its_caller() {
 fn a_transaction_past_the_in_flight_bound_is_refused_whole() {
     let mut bounded = inner();
     bounded.config.max_in_flight = 3;
-    let client = Client {
+    let client = Node {
         inner: Rc::new(RefCell::new(bounded)),
     };
     let mut commands = Vec::new();

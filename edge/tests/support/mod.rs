@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod moto;
+pub mod redis_cluster;
 pub mod redis_server;
 
 use std::{

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use codec::{
     error_code::ErrorCode,
     json::{write_str, write_u64},
-    keys::{Catalog, CatalogSection},
+    keys::{self, Catalog, CatalogSection},
     projection::{sold_bitmap, AdmissionWrite, Snapshot},
     store::{Frame, SeatStates, Section},
 };
@@ -228,7 +228,11 @@ async fn repair_projection(core: &Core, snapshot: &Snapshot) {
         codec::resp::write_command(&mut commands, &[args]);
         count += 1;
     });
-    match core.redis.transaction(&commands, count).await {
+    match core
+        .redis
+        .transaction(keys::catalog(event).as_bytes(), &commands, count)
+        .await
+    {
         Ok(Frame::Array(results)) if !results.iter().any(|r| matches!(r, Frame::Error(_))) => {
             info!(
                 event,
