@@ -4,8 +4,9 @@
 # with one inline policy naming exactly what it may touch:
 #
 #   edge-exec    pull the edge image, write the edge log group, read the room-token,
-#                Redis and database secrets (ECS injects them as ROOM_TOKEN_SECRET,
-#                REDIS_URL and DATABASE_URL: status look-ups when Redis has no record)
+#                Redis, database and payment webhook secrets (ECS injects them as
+#                ROOM_TOKEN_SECRET, REDIS_URL, DATABASE_URL: status look-ups when Redis
+#                has no record, and PAYMENT_WEBHOOK_SECRET(_PREVIOUS) in provider mode)
 #   worker-exec  pull the worker image, write the worker log group, read the database
 #                and Redis secrets (DATABASE_URL, REDIS_URL)
 #   edge-task    sqs:SendMessage (SendMessageBatch) on the commit queue and
@@ -147,7 +148,7 @@ role() {
 	fi
 	state_set cluster "role_$kind" "$arn"
 }
-role edge-exec "$(exec_policy edge "$NAME_SECRET_ROOM" "$NAME_SECRET_REDIS" "$NAME_SECRET_DB")"
+role edge-exec "$(exec_policy edge "$NAME_SECRET_ROOM" "$NAME_SECRET_REDIS" "$NAME_SECRET_DB" "$NAME_SECRET_PAYMENT")"
 role worker-exec "$(exec_policy worker "$NAME_SECRET_DB" "$NAME_SECRET_REDIS")"
 role edge-task "$edge_task_policy"
 role worker-task "$worker_task_policy"

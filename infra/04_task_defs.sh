@@ -4,10 +4,13 @@
 #   edge    PROFILE=aws, the queue and table from infra/out/<region>/env, EDGE_THREADS =
 #           the task's vCPUs, EDGE_KEEPALIVE_MS (75 s, above the ALB's 60 s idle timeout),
 #           EDGE_SHUTDOWN_GRACE_MS (20 s); ROOM_TOKEN_SECRET, REDIS_URL (rediss://) and
-#           DATABASE_URL (status look-ups) as ECS secrets; nofile ulimit EDGE_NOFILE; health check GET /public/health
+#           DATABASE_URL (status look-ups, payment callbacks) as ECS secrets, and with
+#           PAYMENT_MODE=provider PAYMENT_WEBHOOK_SECRET (and _PREVIOUS while a rotation
+#           lasts) from step 03's $PROJECT/payment-webhook; nofile ulimit EDGE_NOFILE; health check GET /public/health
 #           (infra/docker/edge-health.sh); stopTimeout = the drain grace + 10 s, so ECS's
 #           SIGKILL never cuts a drain short
-#   worker  PROFILE=aws, the queue; DATABASE_URL and REDIS_URL as ECS secrets; liveness
+#   worker  PROFILE=aws, the queue, PAYMENT_MODE (and PAYMENT_TIMEOUT_MS as the edge's);
+#           DATABASE_URL and REDIS_URL as ECS secrets; liveness
 #           check; stopTimeout WORKER_STOP_TIMEOUT (the batch in hand is finished)
 #
 # Both: read-only root filesystem, an init process (reaps the health checks' children),
@@ -27,6 +30,12 @@
 # in the edge image; an HS256 secret is not offered here, it would be one more secret);
 # alb-oidc: IDENTITY_ALB_KEY_DIR (required: ALB's PEM keys in the image) and
 # IDENTITY_ALB_ARN (default: step 05's load balancer, so run 04 again after 05).
+# Payments (README "Payment callback"): PAYMENT_MODE (instant | provider; instant, the
+# default, confirms orders as they are stored and passes nothing else); provider:
+# PAYMENT_TIMEOUT_MS (600000, the same to the edge and the worker), the webhook key from
+# step 03 (required: run 03 with PAYMENT_WEBHOOK_SECRET first), and when set
+# PAYMENT_WEBHOOK_TOLERANCE_MS (edge) and PAYMENT_POLL_MS (worker). The key is named by
+# its version, so a rotation in 03 registers a new revision and 05 rolls the tasks to it.
 set -euo pipefail
 # shellcheck source=infra/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -60,6 +69,31 @@ alb-oidc)
 esac
 [[ -z "${IDENTITY_ISSUER:-}" ]] || identity_env+=("IDENTITY_ISSUER=$IDENTITY_ISSUER")
 [[ -z "${IDENTITY_AUDIENCE:-}" ]] || identity_env+=("IDENTITY_AUDIENCE=$IDENTITY_AUDIENCE")
+PAYMENT_MODE="${PAYMENT_MODE:-instant}"
+payment_env=("PAYMENT_MODE=$PAYMENT_MODE")
+worker_payment_env=("PAYMENT_MODE=$PAYMENT_MODE")
+payment_secrets='[]'
+case "$PAYMENT_MODE" in
+instant) ;;
+provider)
+	PAYMENT_TIMEOUT_MS="${PAYMENT_TIMEOUT_MS:-600000}"
+	if ! [[ "$PAYMENT_TIMEOUT_MS" =~ ^[0-9]{1,9}$ ]] || ((PAYMENT_TIMEOUT_MS < 1000 || PAYMENT_TIMEOUT_MS > 86400000)); then
+		die "PAYMENT_TIMEOUT_MS=$PAYMENT_TIMEOUT_MS: expected milliseconds, 1000-86400000 (the edge's range)"
+	fi
+	payment_env+=("PAYMENT_TIMEOUT_MS=$PAYMENT_TIMEOUT_MS")
+	worker_payment_env+=("PAYMENT_TIMEOUT_MS=$PAYMENT_TIMEOUT_MS")
+	[[ -z "${PAYMENT_WEBHOOK_TOLERANCE_MS:-}" ]] || payment_env+=("PAYMENT_WEBHOOK_TOLERANCE_MS=$PAYMENT_WEBHOOK_TOLERANCE_MS")
+	[[ -z "${PAYMENT_POLL_MS:-}" ]] || worker_payment_env+=("PAYMENT_POLL_MS=$PAYMENT_POLL_MS")
+	payment_arn="$(state_opt data paymentWebhookSecretArn)"
+	[[ -n "$payment_arn" ]] || die "PAYMENT_MODE=provider: no $NAME_SECRET_PAYMENT: run 03 with PAYMENT_WEBHOOK_SECRET (the provider's key) first"
+	# Its version and whether a previous key is kept (the values go no further than jq).
+	payment_secrets="$(awscli secretsmanager get-secret-value --secret-id "$payment_arn" | jq -c --arg arn "$payment_arn" '
+		[{name: "PAYMENT_WEBHOOK_SECRET", valueFrom: "\($arn):current::\(.VersionId)"}]
+		+ if .SecretString | fromjson | has("previous")
+		  then [{name: "PAYMENT_WEBHOOK_SECRET_PREVIOUS", valueFrom: "\($arn):previous::\(.VersionId)"}] else [] end')"
+	;;
+*) die "PAYMENT_MODE=$PAYMENT_MODE: expected instant or provider" ;;
+esac
 
 # Fargate's stopTimeout is at most 120 s; the drain must fit with room to spare.
 grace_s=$(((EDGE_SHUTDOWN_GRACE_MS + 999) / 1000))
@@ -90,6 +124,7 @@ edge_env="$(env_list \
 	"PURCHASE_LIMIT=$PURCHASE_LIMIT" \
 	"CORS_ALLOWED_ORIGINS=${CORS_ALLOWED_ORIGINS:-}" \
 	"${identity_env[@]}" \
+	"${payment_env[@]}" \
 	"SQS_QUEUE_URL=$(env_get SQS_QUEUE_URL)" \
 	"HOLD_MIRROR_TABLE=$(env_get HOLD_MIRROR_TABLE)")"
 worker_env="$(env_list \
@@ -99,6 +134,7 @@ worker_env="$(env_list \
 	SQS_WAIT_SECS=20 \
 	"WORKER_CONCURRENCY=$WORKER_CONCURRENCY" \
 	"PURCHASE_LIMIT=$PURCHASE_LIMIT" \
+	"${worker_payment_env[@]}" \
 	WORKER_LOG=info)"
 
 # taskdef SERVICE CPU MEMORY CONTAINER_JSON: the register-task-definition input.
@@ -133,15 +169,15 @@ logs() {
 edge_container="$(jq -cn --arg image "$edge_image" --argjson env "$edge_env" --argjson port "$EDGE_PORT" \
 	--argjson mem "$EDGE_MEMORY" \
 	--argjson nofile "$EDGE_NOFILE" --argjson stop "$edge_stop_timeout" --argjson logs "$(logs edge)" \
-	--arg room "$room_arn" --arg redis "$redis_arn:url::" --arg db "$db_arn:url::" '{
+	--arg room "$room_arn" --arg redis "$redis_arn:url::" --arg db "$db_arn:url::" --argjson payment "$payment_secrets" '{
   name: "edge",
   image: $image,
   essential: true,
   memory: $mem,
   portMappings: [{containerPort: $port, protocol: "tcp", name: "http"}],
   environment: $env,
-  secrets: [{name: "ROOM_TOKEN_SECRET", valueFrom: $room}, {name: "REDIS_URL", valueFrom: $redis},
-            {name: "DATABASE_URL", valueFrom: $db}],
+  secrets: ([{name: "ROOM_TOKEN_SECRET", valueFrom: $room}, {name: "REDIS_URL", valueFrom: $redis},
+             {name: "DATABASE_URL", valueFrom: $db}] + $payment),
   ulimits: [{name: "nofile", softLimit: $nofile, hardLimit: $nofile}],
   healthCheck: {command: ["CMD", "/usr/local/bin/edge-health", "/public/health"], interval: 10, timeout: 3, retries: 3, startPeriod: 15},
   stopTimeout: $stop,

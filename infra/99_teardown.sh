@@ -299,7 +299,7 @@ done
 try_delete "dynamodb table $NAME_TABLE" dynamodb delete-table --table-name "$NAME_TABLE"
 recovery=(--force-delete-without-recovery)
 [[ -n "$SECRET_RECOVERY_DAYS" ]] && recovery=(--recovery-window-in-days "$SECRET_RECOVERY_DAYS")
-for s in "$NAME_SECRET_ROOM" "$NAME_SECRET_REDIS" "$NAME_SECRET_DB"; do
+for s in "$NAME_SECRET_ROOM" "$NAME_SECRET_REDIS" "$NAME_SECRET_DB" "$NAME_SECRET_PAYMENT"; do
 	if aws_try secretsmanager describe-secret --secret-id "$s" >/dev/null; then
 		try_delete "secret $s" secretsmanager delete-secret --secret-id "$s" "${recovery[@]}"
 	else

@@ -14,6 +14,9 @@
 #      steps promise (in the primary), that the standby has the same inventory, and
 #      what crosses regions: the Aurora global database (one writer), the shared
 #      secrets, the one CloudFront distribution with its seat-read origin group
+#   3b. payments: instant by default; then 03 with an operator's webhook key in both
+#      regions and 04 with PAYMENT_MODE=provider (the key stored alike, the task
+#      definitions carrying it), a rotation, the refusals, and no key in any output
 #   4. runs 99_teardown.sh: in the primary first, which must refuse (the standby's
 #      cluster is still attached), then in the standby, then in the primary; and
 #      checks that nothing of the project is left in either region
@@ -288,9 +291,9 @@ check "worker task role: receive, delete, change visibility on the queue only" \
 check "worker execution role: reads only the database and Redis secrets" \
 	"$(aws_ iam get-role-policy --role-name "max-tps-ecs-$REGION-worker-exec" --policy-name least-privilege)" \
 	'[.PolicyDocument.Statement[] | select(.Sid == "InjectSecrets") | .Resource[] | test("secret:max-tps-ecs/(database|redis)-\\?{6}$")] == [true, true]'
-check "edge execution role: reads only the room-token, Redis and database secrets" \
+check "edge execution role: reads only the room-token, Redis, database and payment webhook secrets" \
 	"$(aws_ iam get-role-policy --role-name "max-tps-ecs-$REGION-edge-exec" --policy-name least-privilege)" \
-	'[.PolicyDocument.Statement[] | select(.Sid == "InjectSecrets") | .Resource[] | test("secret:max-tps-ecs/(room-token|redis|database)-\\?{6}$")] == [true, true, true]'
+	'[.PolicyDocument.Statement[] | select(.Sid == "InjectSecrets") | .Resource[] | test("secret:max-tps-ecs/(room-token|redis|database|payment-webhook)-\\?{6}$")] == [true, true, true, true]'
 
 queue_url="$(jq -r .queueUrl "$OUT/data.json")"
 check "queue: FIFO, high throughput, no content dedup, long polling, SSE, redrive to the DLQ after 5" \
@@ -370,6 +373,91 @@ else
 	check "04-taskdefs refuses IDENTITY=jwt without IDENTITY_JWKS_FILE, naming it" \
 		"$(jq -Rs . "$WORK/identity-jwt.log")" 'test("IDENTITY=jwt: set IDENTITY_JWKS_FILE")'
 fi
+
+# ----------------------------------------------------------------------------- payments
+# Instant by default; PAYMENT_MODE=provider with the operator's webhook key, which 03
+# stores (the standby copies the primary's) and 04 names by its version.
+payment_env() { # TASKDEF_JSON -> what it says of payments, environment and secrets
+	jq -c '[.taskDefinition.containerDefinitions[0] | (.environment[], (.secrets // [])[]) | select(.name | startswith("PAYMENT"))]'
+}
+check "edge and worker task definitions: PAYMENT_MODE=instant by default, nothing else of payments" \
+	"$(jq -n --argjson e "$(payment_env <<<"$edge_td")" --argjson w "$(payment_env <<<"$worker_td")" '[$e, $w]')" \
+	'. == [[{name: "PAYMENT_MODE", value: "instant"}], [{name: "PAYMENT_MODE", value: "instant"}]]'
+check "instant: no payment webhook secret in either region" \
+	"$(jq -n --argjson a "$(aws_ secretsmanager list-secrets)" --argjson b "$(aws2 secretsmanager list-secrets)" \
+		'[$a, $b | .SecretList[].Name | select(test("payment"))]')" '. == []'
+# step_with LOG REGION TARGET VAR=VALUE...: make TARGET there with those settings.
+step_with() {
+	local log=$1 r=$2 target=$3
+	shift 3
+	env -u MAKEFLAGS -u MFLAGS AWS_REGION="$r" AWS_DEFAULT_REGION="$r" "$@" \
+		make -C "$ROOT" --no-print-directory "$target" >>"$WORK/$log" 2>&1
+}
+refused() { # DESCRIPTION LOG PATTERN REGION TARGET VAR=VALUE...: the step must fail, saying PATTERN
+	local what=$1 log=$2 pattern=$3
+	shift 3
+	if step_with "$log" "$@"; then
+		fail "$what: it succeeded"
+	else
+		check "$what" "$(jq -Rs . "$WORK/$log")" "test(\"$pattern\")"
+	fi
+}
+refused "04 refuses PAYMENT_MODE=provider before 03 stored a webhook key, naming both" payment-no-key.log \
+	"PAYMENT_MODE=provider: no max-tps-ecs/payment-webhook: run 03 with PAYMENT_WEBHOOK_SECRET" \
+	"$REGION" 04-taskdefs PAYMENT_MODE=provider
+refused "03 refuses a webhook key under 32 bytes, without printing it" payment-short.log \
+	"PAYMENT_WEBHOOK_SECRET is 9 bytes: the edge needs at least 32" "$REGION" 03-dataplane PAYMENT_WEBHOOK_SECRET=short-key
+key1=infra-test-webhook-key-one-0123456789abcdef key2=infra-test-webhook-key-two-0123456789abcdef
+key3=infra-test-webhook-key-three-0123456789abcd
+# deploy_provider KEY: 03 with KEY in the primary, then the standby; 04 in both.
+deploy_provider() {
+	step_with payment.log "$REGION" 03-dataplane "PAYMENT_WEBHOOK_SECRET=$1" || die "03 with a webhook key: $(tail -n 5 "$WORK/payment.log")"
+	step_with payment.log "$REGION2" 03-dataplane "PAYMENT_WEBHOOK_SECRET=$1" || die "03 in $REGION2 with a webhook key: $(tail -n 5 "$WORK/payment.log")"
+	for r in "$REGION" "$REGION2"; do
+		step_with payment.log "$r" 04-taskdefs PAYMENT_MODE=provider PAYMENT_TIMEOUT_MS=900000 ||
+			die "04 with PAYMENT_MODE=provider in $r: $(tail -n 5 "$WORK/payment.log")"
+	done
+}
+# provider_state: per region, the stored key and the edge's and worker's payment settings
+# (a valueFrom's secret ARN and version replaced by ARN and VERSION when they are that
+# region's secret's current ones).
+provider_state() {
+	local r secret
+	for r in "$REGION" "$REGION2"; do
+		secret="$(REGION="$r" aws_ secretsmanager get-secret-value --secret-id max-tps-ecs/payment-webhook)"
+		jq -n --argjson s "$secret" --argjson e "$(REGION="$r" aws_ ecs describe-task-definition --task-definition max-tps-ecs-edge | payment_env)" \
+			--argjson w "$(REGION="$r" aws_ ecs describe-task-definition --task-definition max-tps-ecs-worker | payment_env)" '{key: ($s.SecretString | fromjson),
+			edge: [$e[] | if .valueFrom then .valueFrom |= sub("^" + $s.ARN + ":"; "ARN:") | .valueFrom |= sub(":" + $s.VersionId + "$"; ":VERSION") else . end],
+			worker: $w}'
+	done | jq -cs .
+}
+provider_want() { # CURRENT [PREVIOUS]: provider_state as it should be
+	jq -cn --arg c "$1" --arg p "${2:-}" '({current: $c} + if $p == "" then {} else {previous: $p} end) as $key
+		| [{key: $key, edge: ([{name: "PAYMENT_MODE", value: "provider"}, {name: "PAYMENT_TIMEOUT_MS", value: "900000"},
+		     {name: "PAYMENT_WEBHOOK_SECRET", valueFrom: "ARN:current::VERSION"}]
+		    + if $p == "" then [] else [{name: "PAYMENT_WEBHOOK_SECRET_PREVIOUS", valueFrom: "ARN:previous::VERSION"}] end),
+		   worker: [{name: "PAYMENT_MODE", value: "provider"}, {name: "PAYMENT_TIMEOUT_MS", value: "900000"}]}] | . + .'
+}
+say "payments: PAYMENT_MODE=provider with a webhook key, then a rotation (at ${SECONDS}s)"
+deploy_provider "$key1"
+check "provider: the operator's key in both regions; the edge gets it as a secret (its version), edge and worker the mode and the same timeout" \
+	"$(provider_state)" ". == $(provider_want "$key1")"
+deploy_provider "$key2"
+check "provider, a new key: both regions keep the old one as previous; the edges get PAYMENT_WEBHOOK_SECRET_PREVIOUS, by the new version" \
+	"$(provider_state)" ". == $(provider_want "$key2" "$key1")"
+refused "03 in the standby refuses a key that is not the primary's" payment-standby.log \
+	"PAYMENT_WEBHOOK_SECRET is not $REGION's key: run 03 there with it first" \
+	"$REGION2" 03-dataplane "PAYMENT_WEBHOOK_SECRET=$key3"
+# (The standby last, as a deployment ends: .env.generated is checked below as its.)
+step_with payment.log "$REGION" 03-dataplane PAYMENT_WEBHOOK_DROP_PREVIOUS=yes || die "03 with PAYMENT_WEBHOOK_DROP_PREVIOUS=yes failed"
+step_with payment.log "$REGION2" 03-dataplane || die "03 in $REGION2 after the primary dropped its previous key failed"
+check "PAYMENT_WEBHOOK_DROP_PREVIOUS=yes ends the rotation: the primary keeps the current key only, and the standby follows" \
+	"$(jq -n --argjson a "$(aws_ secretsmanager get-secret-value --secret-id max-tps-ecs/payment-webhook)" \
+		--argjson b "$(aws2 secretsmanager get-secret-value --secret-id max-tps-ecs/payment-webhook)" \
+		'[$a, $b | .SecretString | fromjson]')" \
+	". == [{current: \"$key2\"}, {current: \"$key2\"}]"
+leaked="$(grep -rlF -e "$key1" -e "$key2" -e "$key3" -e short-key "$WORK/out" "$WORK"/*.log || true)"
+check "the webhook keys are in no step output and nowhere in infra/out" "$(jq -n --arg l "$leaked" '$l')" '. == ""'
 
 alb="$(cat "$OUT/alb.json")"
 tg_arn="$(jq -r .targetGroupArn <<<"$alb")"

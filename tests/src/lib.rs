@@ -8,7 +8,8 @@
 //!   `CARGO_TARGET_DIR`, which `cargo test --workspace` builds before any test runs).
 //! - [`Proc`]: a running binary; its stderr is echoed and watched for a readiness line;
 //!   killed when dropped.
-//! - [`Http`]: one request per connection to the edge, raw HTTP/1.1.
+//! - [`Http`]: one request per connection to the edge, raw HTTP/1.1; [`scrape`]: a
+//!   `GET /metrics` of an edge or a worker.
 //! - [`Moto`]: a private moto server (SQS queue with its DLQ, the DynamoDB hold table).
 //! - [`unique_event`], [`seed`], [`drop_event`]: an event of the test's own;
 //!   [`worker_cli`]: a one-off `worker` command against a Redis of the test's choice.
@@ -221,6 +222,21 @@ pub fn listening_addr(line: &str) -> SocketAddr {
         .find_map(|kv| kv.strip_prefix("addr="))
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no addr= in {line:?}"))
+}
+
+/// `GET /metrics` of the process whose `serving metrics addr=...` line this is: the
+/// body of its 200 answer.
+pub fn scrape(proc_line: &str) -> String {
+    let addr = listening_addr(proc_line);
+    let mut s = TcpStream::connect(addr).expect("connect to metrics");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n")
+        .expect("write");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read to the close");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a head");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    body.to_owned()
 }
 
 #[derive(Debug)]

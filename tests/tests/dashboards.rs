@@ -2,26 +2,9 @@
 //! in a real scrape of a running edge and `worker run`: a renamed metric breaks this
 //! test, not an operator's dashboard in the middle of a sale.
 
-use std::{
-    collections::BTreeSet,
-    io::{Read, Write},
-    net::TcpStream,
-};
+use std::collections::BTreeSet;
 
-use e2e::{env, listening_addr, Proc};
-
-fn scrape(proc_line: &str) -> String {
-    let addr = listening_addr(proc_line);
-    let mut s = TcpStream::connect(addr).expect("connect to metrics");
-    s.set_read_timeout(Some(e2e::WAIT)).expect("timeout");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n")
-        .expect("write");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("read to the close");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("a head");
-    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
-    body.to_owned()
-}
+use e2e::{env, scrape, Proc};
 
 /// The `maxtps_*` names in every query of the dashboard.
 fn queried() -> BTreeSet<String> {

@@ -8,7 +8,9 @@
 use std::time::{Duration, Instant};
 
 use codec::payment::sign;
-use e2e::{drop_event, env, listening_addr, seed, unique_event, Http, Proc, Response, WAIT};
+use e2e::{
+    drop_event, env, listening_addr, scrape, seed, unique_event, Http, Proc, Response, WAIT,
+};
 use serde_json::{json, Value};
 
 const SECRET: &str = "e2e-payment-webhook-secret-0123456789";
@@ -194,7 +196,9 @@ fn a_buyer_pays_one_fails_one_never_pays() {
     let http = Http {
         addr: listening_addr(&line),
     };
-    let (mut worker, _) = Proc::start("worker", &["run"], &worker_env(&event), "payment loop");
+    // (The payment loop starts with the metrics: scraped at the end.)
+    let (mut worker, metrics) =
+        Proc::start("worker", &["run"], &worker_env(&event), "serving metrics");
 
     let (alice, alice_intent, alice_at) = commit(&http, &event, "alice", "A-1");
     let (bob, bob_intent, bob_at) = commit(&http, &event, "bob", "A-2");
@@ -337,6 +341,32 @@ fn a_buyer_pays_one_fails_one_never_pays() {
             ]
         );
     });
+
+    // The worker counted each move once, as it made it (its payment loop keeps to
+    // this event: WORKER_EVENTS).
+    let text = scrape(&metrics);
+    let counts: Vec<(&str, &str)> = text
+        .lines()
+        .filter(|l| l.starts_with("maxtps_worker_payment"))
+        .filter_map(|l| l.split_once(' '))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            (r#"maxtps_worker_payments_total{outcome="authorized"}"#, "1"),
+            (r#"maxtps_worker_payments_total{outcome="captured"}"#, "1"),
+            (r#"maxtps_worker_payments_total{outcome="failed"}"#, "1"),
+            (r#"maxtps_worker_payments_total{outcome="timed_out"}"#, "1"),
+            (
+                r#"maxtps_worker_payment_callbacks_total{outcome="applied"}"#,
+                "3"
+            ),
+            (
+                r#"maxtps_worker_payment_callbacks_total{outcome="ignored"}"#,
+                "1"
+            ),
+        ]
+    );
 
     assert!(
         worker.terminate().success(),
@@ -565,17 +595,14 @@ fn concurrent_payment_loops_move_each_payment_once() {
             .collect();
         let mut total = worker::payment::Settled::default();
         for done in loops {
-            let s = done.await.expect("joined");
-            total.applied += s.applied;
-            total.ignored += s.ignored;
-            total.timed_out += s.timed_out;
+            total += done.await.expect("joined");
         }
         assert_eq!(
             total,
             worker::payment::Settled {
-                applied: 1,
-                ignored: 0,
-                timed_out: 1
+                captured: 1,
+                timed_out: 1,
+                ..Default::default()
             }
         );
         let rows = pg

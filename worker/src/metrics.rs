@@ -1,6 +1,6 @@
 //! `GET /metrics` of `worker run` on `WORKER_METRICS_ADDR` (default `127.0.0.1:9101`;
-//! `off` serves none), in the Prometheus text format: what the consumers did (the
-//! counters of [`Metrics`]), their batch sizes, transaction times and commit-to-final
+//! `off` serves none), in the Prometheus text format: what the consumers and the
+//! payment loop did (the counters of [`Metrics`]), their batch sizes, transaction times and commit-to-final
 //! times, the PostgreSQL pool in use, and, in the local profile, each commit stream's
 //! backlog and the age of its oldest waiting entry, read from Redis at each scrape.
 //! (With SQS, CloudWatch's `ApproximateNumberOfMessagesVisible` and
@@ -26,6 +26,7 @@ use tracing::{info, warn};
 use crate::{
     commit::Catalogs,
     db::Pool,
+    payment::Settled,
     queue::streams::GROUP,
     redis::{Conn, Frame, Pipeline, RedisConfig, Script},
 };
@@ -104,6 +105,8 @@ pub struct Metrics {
     pub transaction_ms: Histogram,
     /// From `acceptedAt` (the edge's 202) to the order stored final.
     pub final_ms: Histogram,
+    /// The payment loop's moves (`PAYMENT_MODE=provider`), summed over its ticks.
+    pub payments: Mutex<Settled>,
 }
 
 impl Default for Metrics {
@@ -121,6 +124,7 @@ impl Default for Metrics {
             batch: Histogram::new(BATCH_BOUNDS),
             transaction_ms: Histogram::new(MS_BOUNDS),
             final_ms: Histogram::new(MS_BOUNDS),
+            payments: Mutex::default(),
         }
     }
 }
@@ -140,6 +144,21 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         *by.entry(reason.to_owned()).or_default() += 1;
+    }
+
+    /// Counts what one tick of the payment loop committed.
+    pub fn settled(&self, settled: &Settled) {
+        *self
+            .payments
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) += *settled;
+    }
+
+    fn payments(&self) -> Settled {
+        *self
+            .payments
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The counters in one log line.
@@ -202,6 +221,29 @@ impl Metrics {
             let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {n}");
         }
         drop(by);
+        // Every label always, so a dashboard finds the series before the first payment.
+        let p = self.payments();
+        let name = "maxtps_worker_payments_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Payments the payment loop moved, by outcome.\n# TYPE {name} counter"
+        );
+        for (outcome, n) in [
+            ("authorized", p.authorized),
+            ("captured", p.captured),
+            ("failed", p.failed),
+            ("timed_out", p.timed_out),
+        ] {
+            let _ = writeln!(out, "{name}{{outcome=\"{outcome}\"}} {n}");
+        }
+        let name = "maxtps_worker_payment_callbacks_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Recorded provider callbacks the payment loop applied or ignored.\n# TYPE {name} counter"
+        );
+        for (outcome, n) in [("applied", p.applied()), ("ignored", p.ignored)] {
+            let _ = writeln!(out, "{name}{{outcome=\"{outcome}\"}} {n}");
+        }
         self.batch.render(
             out,
             "maxtps_worker_batch_commits",
@@ -257,6 +299,7 @@ impl Histogram {
 /// CloudWatch EMF lines on stdout every `interval` (`METRICS_EMF=1`).
 pub async fn emit(metrics: Arc<Metrics>, interval: Duration) {
     let counters = |m: &Metrics| {
+        let p = m.payments();
         [
             ("Received", Metrics::get(&m.received)),
             ("Confirmed", Metrics::get(&m.confirmed)),
@@ -265,6 +308,11 @@ pub async fn emit(metrics: Arc<Metrics>, interval: Duration) {
             ("DeadLettered", Metrics::get(&m.dead_lettered)),
             ("Retries", Metrics::get(&m.retries)),
             ("Transactions", Metrics::get(&m.transactions)),
+            ("PaymentsCaptured", p.captured),
+            ("PaymentsFailed", p.failed),
+            ("PaymentsTimedOut", p.timed_out),
+            ("CallbacksApplied", p.applied()),
+            ("CallbacksIgnored", p.ignored),
         ]
     };
     let mut last = counters(&metrics);

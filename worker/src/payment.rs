@@ -40,6 +40,7 @@ use crate::{
     config::Config,
     db,
     error::Error,
+    metrics::Metrics,
     project::{self, Pending},
     redis::{Conn, Script},
     store,
@@ -113,12 +114,32 @@ pub fn transition(now: PaymentState, callback: CallbackStatus) -> Option<Payment
     }
 }
 
-/// What one [`settle`] did.
+/// What one [`settle`] did: payments moved by a callback, to the state they reached
+/// (each an applied callback), callbacks ignored, payments timed out.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Settled {
-    pub applied: u64,
+    pub authorized: u64,
+    pub captured: u64,
+    pub failed: u64,
     pub ignored: u64,
     pub timed_out: u64,
+}
+
+impl Settled {
+    /// Callbacks applied: every move but a timeout.
+    pub fn applied(&self) -> u64 {
+        self.authorized + self.captured + self.failed
+    }
+}
+
+impl std::ops::AddAssign for Settled {
+    fn add_assign(&mut self, other: Self) {
+        self.authorized += other.authorized;
+        self.captured += other.captured;
+        self.failed += other.failed;
+        self.ignored += other.ignored;
+        self.timed_out += other.timed_out;
+    }
 }
 
 /// Steps 1 and 2 in one transaction, for the orders of `events` (`WORKER_EVENTS`;
@@ -143,14 +164,18 @@ pub async fn settle(pg: &mut Client, events: Option<&[String]>) -> Result<Settle
             .ok_or_else(|| Error::Schema(format!("callback status {status:?}")))?;
         let outcome = match transition(now, callback) {
             Some(next) => {
-                let (order, why) = match next {
-                    PaymentState::Captured => (OrderState::Confirmed, None),
-                    PaymentState::Failed => (OrderState::Rejected, Some(reason::PAYMENT_FAILED)),
-                    _ => (OrderState::Pending, None),
+                let (order, why, count) = match next {
+                    PaymentState::Captured => (OrderState::Confirmed, None, &mut settled.captured),
+                    PaymentState::Failed => (
+                        OrderState::Rejected,
+                        Some(reason::PAYMENT_FAILED),
+                        &mut settled.failed,
+                    ),
+                    _ => (OrderState::Pending, None, &mut settled.authorized),
                 };
+                *count += 1;
                 move_payment(&tx, order_id, next, Some(payment_id), order, why).await?;
                 states.insert(order_id, next);
-                settled.applied += 1;
                 "APPLIED"
             }
             None => {
@@ -254,7 +279,12 @@ pub async fn project_changed(
 
 /// The loop, until `shutdown` turns true: one [`settle`] and [`project_changed`] every
 /// `PAYMENT_POLL_MS`, on a connection of its own (made again after a failure).
-pub async fn run(config: Arc<Config>, script: Script, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    config: Arc<Config>,
+    script: Script,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let run = &config.run;
     let Some(timeout) = run.payment_timeout else {
         return;
@@ -266,9 +296,9 @@ pub async fn run(config: Arc<Config>, script: Script, mut shutdown: watch::Recei
     );
     let mut conns: Option<(Client, Conn)> = None;
     while !*shutdown.borrow() {
-        match tick(&config, &script, &mut conns).await {
+        match tick(&config, &script, &metrics, &mut conns).await {
             Ok(settled) if settled != Settled::default() => info!(
-                applied = settled.applied,
+                applied = settled.applied(),
                 ignored = settled.ignored,
                 timed_out = settled.timed_out,
                 "payments settled"
@@ -289,6 +319,7 @@ pub async fn run(config: Arc<Config>, script: Script, mut shutdown: watch::Recei
 async fn tick(
     config: &Config,
     script: &Script,
+    metrics: &Metrics,
     conns: &mut Option<(Client, Conn)>,
 ) -> Result<Settled, Error> {
     if conns
@@ -302,6 +333,8 @@ async fn tick(
     let (pg, redis) = conns.as_mut().expect("just connected");
     let events = config.run.events.as_deref();
     let settled = settle(pg, events).await?;
+    // Counted once committed, whatever the projection does next.
+    metrics.settled(&settled);
     // Everything changed, by this tick or by a tick that failed before projecting.
     let ttl = config.run.status_ttl;
     while project_changed(pg, redis, script, ttl, events).await? == BATCH as u64 {}

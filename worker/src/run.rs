@@ -124,6 +124,7 @@ pub async fn run(
         tasks.spawn(crate::payment::run(
             Arc::new(shared.config.clone()),
             Script::new(project::PROJECT),
+            Arc::clone(&shared.metrics),
             shutdown.clone(),
         ));
     }

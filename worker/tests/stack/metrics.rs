@@ -104,6 +104,15 @@ async fn a_scrape_shows_what_the_consumers_did() {
         assert_eq!(value(&text, &series), 0.0, "{series}");
     }
     assert_eq!(value(&text, "maxtps_worker_pg_connections_in_use"), 0.0);
+    // Instant payments: the payment loop's series are there, at zero.
+    for series in [
+        "maxtps_worker_payments_total{outcome=\"captured\"}",
+        "maxtps_worker_payments_total{outcome=\"timed_out\"}",
+        "maxtps_worker_payment_callbacks_total{outcome=\"applied\"}",
+        "maxtps_worker_payment_callbacks_total{outcome=\"ignored\"}",
+    ] {
+        assert_eq!(value(&text, series), 0.0, "{series}");
+    }
     // The event's line and section, as the edge's summary counts them.
     let section = |family: &str| {
         value(
