@@ -76,6 +76,24 @@ pub fn seed(event: &str, args: &[&str]) {
     worker_cli(&redis, &[&["seed", event][..], args].concat());
 }
 
+/// [`seed`] an event of ten seats in section A at 50,000, open since a minute and
+/// admitting everyone, with `extra` flags after those (a later flag wins).
+pub fn seed_open(event: &str, extra: &[&str]) {
+    let base = [
+        "--sections",
+        "A",
+        "--seats-per-section",
+        "10",
+        "--price",
+        "50000",
+        "--open-in-secs",
+        "-60",
+        "--rate",
+        "1000000",
+    ];
+    seed(event, &[&base[..], extra].concat());
+}
+
 /// `worker ARGS` (a one-off command: `seed`, `rebuild-redis`, ...) against the Redis at
 /// `redis_url` and the stack's PostgreSQL; panics when it fails.
 pub fn worker_cli(redis_url: &str, args: &[&str]) {

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{drop_event, env, listening_addr, seed, unique_event, Http, Moto, Proc, WAIT};
+use e2e::{drop_event, env, listening_addr, seed_open, unique_event, Http, Moto, Proc, WAIT};
 use serde_json::{json, Value};
 
 /// The edge's environment shared by both profiles.
@@ -31,21 +31,7 @@ fn worker_env() -> Vec<(&'static str, String)> {
 
 /// An event of ten seats in section A, open since a minute, admitting everyone.
 fn seed_event(event: &str) {
-    seed(
-        event,
-        &[
-            "--sections",
-            "A",
-            "--seats-per-section",
-            "10",
-            "--price",
-            "50000",
-            "--open-in-secs",
-            "-60",
-            "--rate",
-            "1000000",
-        ],
-    );
+    seed_open(event, &[]);
 }
 
 fn enter(http: &Http, event: &str, user: &str) -> String {

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use e2e::{bin, drop_event, env, listening_addr, seed, unique_event, Http, Proc, WAIT};
+use e2e::{bin, drop_event, env, listening_addr, seed, seed_open, unique_event, Http, Proc, WAIT};
 use serde_json::{json, Value};
 
 fn edge(extra: &[(&'static str, String)]) -> (Proc, Http) {
@@ -195,23 +195,7 @@ fn the_pre_queue_is_drawn_at_the_opening_and_the_verifier_recomputes_it() {
 #[test]
 fn a_confirmed_order_frees_its_active_slot() {
     let event = unique_event("done");
-    seed(
-        &event,
-        &[
-            "--sections",
-            "A",
-            "--seats-per-section",
-            "10",
-            "--price",
-            "50000",
-            "--open-in-secs",
-            "-60",
-            "--rate",
-            "1000000",
-            "--active-limit",
-            "1",
-        ],
-    );
+    seed_open(&event, &["--active-limit", "1"]);
     let (_edge, http) = edge(&[]);
     let mut worker_env = vec![
         ("REDIS_URL", env("REDIS_URL")),

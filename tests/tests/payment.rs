@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use codec::payment::sign;
 use e2e::{
-    drop_event, env, listening_addr, scrape, seed, unique_event, Http, Proc, Response, WAIT,
+    drop_event, env, listening_addr, scrape, seed_open, unique_event, Http, Proc, Response, WAIT,
 };
 use serde_json::{json, Value};
 
@@ -47,21 +47,7 @@ fn worker_env(event: &str) -> Vec<(&'static str, String)> {
 }
 
 fn seed_event(event: &str) {
-    seed(
-        event,
-        &[
-            "--sections",
-            "A",
-            "--seats-per-section",
-            "10",
-            "--price",
-            "50000",
-            "--open-in-secs",
-            "-60",
-            "--rate",
-            "1000000",
-        ],
-    );
+    seed_open(event, &[]);
 }
 
 fn now_ms() -> u64 {
