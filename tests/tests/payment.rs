@@ -579,13 +579,13 @@ fn concurrent_payment_loops_move_each_payment_once() {
                 })
             })
             .collect();
-        let mut total = worker::payment::Settled::default();
+        let mut total = worker::metrics::Settled::default();
         for done in loops {
             total += done.await.expect("joined");
         }
         assert_eq!(
             total,
-            worker::payment::Settled {
+            worker::metrics::Settled {
                 captured: 1,
                 timed_out: 1,
                 ..Default::default()
@@ -633,7 +633,7 @@ fn concurrent_payment_loops_move_each_payment_once() {
             worker::payment::settle(&mut client, Some(&[event.clone()][..]))
                 .await
                 .expect("settle"),
-            worker::payment::Settled::default()
+            worker::metrics::Settled::default()
         );
     });
     block_on(drop_event(&event));

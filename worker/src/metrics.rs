@@ -26,7 +26,6 @@ use tracing::{info, warn};
 use crate::{
     commit::Catalogs,
     db::Pool,
-    payment::Settled,
     queue::streams::GROUP,
     redis::{Conn, Frame, Pipeline, RedisConfig, Script},
 };
@@ -85,6 +84,34 @@ pub const BATCH_BOUNDS: &[u64] = &[1, 2, 4, 8, 16, 32, 64, 128];
 pub const MS_BOUNDS: &[u64] = &[
     1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000,
 ];
+
+/// What one [`crate::payment::settle`] did: payments moved by a callback, to the state they reached
+/// (each an applied callback), callbacks ignored, payments timed out.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Settled {
+    pub authorized: u64,
+    pub captured: u64,
+    pub failed: u64,
+    pub ignored: u64,
+    pub timed_out: u64,
+}
+
+impl Settled {
+    /// Callbacks applied: every move but a timeout.
+    pub fn applied(&self) -> u64 {
+        self.authorized + self.captured + self.failed
+    }
+}
+
+impl std::ops::AddAssign for Settled {
+    fn add_assign(&mut self, other: Self) {
+        self.authorized += other.authorized;
+        self.captured += other.captured;
+        self.failed += other.failed;
+        self.ignored += other.ignored;
+        self.timed_out += other.timed_out;
+    }
+}
 
 /// What the consumers did.
 #[derive(Debug)]

@@ -40,7 +40,7 @@ use crate::{
     config::Config,
     db,
     error::Error,
-    metrics::Metrics,
+    metrics::{Metrics, Settled},
     project::{self, Pending},
     redis::{Conn, Script},
     store,
@@ -111,34 +111,6 @@ pub fn transition(now: PaymentState, callback: CallbackStatus) -> Option<Payment
         (Pending | Authorized, CallbackStatus::Captured) => Some(PaymentState::Captured),
         (Pending | Authorized, CallbackStatus::Failed) => Some(PaymentState::Failed),
         _ => None,
-    }
-}
-
-/// What one [`settle`] did: payments moved by a callback, to the state they reached
-/// (each an applied callback), callbacks ignored, payments timed out.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Settled {
-    pub authorized: u64,
-    pub captured: u64,
-    pub failed: u64,
-    pub ignored: u64,
-    pub timed_out: u64,
-}
-
-impl Settled {
-    /// Callbacks applied: every move but a timeout.
-    pub fn applied(&self) -> u64 {
-        self.authorized + self.captured + self.failed
-    }
-}
-
-impl std::ops::AddAssign for Settled {
-    fn add_assign(&mut self, other: Self) {
-        self.authorized += other.authorized;
-        self.captured += other.captured;
-        self.failed += other.failed;
-        self.ignored += other.ignored;
-        self.timed_out += other.timed_out;
     }
 }
 
